@@ -1,0 +1,5 @@
+import sys
+
+from dsa110_contimg.cli import main
+
+sys.exit(main())

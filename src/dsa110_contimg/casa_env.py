@@ -1,0 +1,155 @@
+"""Offline CASA and astropy, configured before casatools is first imported.
+
+casatools reads its configuration once, at import, from the file named by
+``CASASITECONFIG`` (then ``~/.casa/config.py``). This module writes a site
+config that points ``measurespath`` at the data shipped by the ``casadata``
+package, turns every auto-update off and keeps the CASA log off the terminal.
+A user who already set ``CASASITECONFIG`` keeps their own file.
+
+The CASA log file is chosen at run time: the config reads
+``CONTIMG_CASA_LOGFILE`` (set by :func:`set_casa_logfile`, inherited by
+worker processes) and falls back to one file per process under
+``~/.cache/dsa110_contimg/logs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+CASA_LOGFILE_ENV = "CONTIMG_CASA_LOGFILE"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dsa110_contimg"
+
+_SITE_CONFIG_TEMPLATE = """\
+# Written by dsa110_contimg.casa_env: offline CASA with the casadata package.
+import os as _os
+measurespath = {datapath!r}
+datapath = [{datapath!r}]
+measures_auto_update = False
+data_auto_update = False
+skipnetworkcheck = True
+nologger = True
+nogui = True
+log2term = False
+agg = True
+casaconfig_verbose = 0
+logfile = _os.environ.get({env!r}) or _os.path.join(
+    {log_root!r}, "casa-%d.log" % _os.getpid()
+)
+"""
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def configure_casa() -> None:
+    """Point casatools at the casadata measures, no network, no terminal log.
+
+    Must run before ``import casatools``; afterwards it is a no-op because
+    casatools has already read its configuration.
+    """
+    if "CASASITECONFIG" in os.environ or "casatools" in sys.modules:
+        return
+    import casadata
+
+    log_root = CACHE_DIR / "logs"
+    log_root.mkdir(parents=True, exist_ok=True)
+    text = _SITE_CONFIG_TEMPLATE.format(
+        datapath=str(Path(casadata.datapath).resolve()),
+        env=CASA_LOGFILE_ENV,
+        log_root=str(log_root),
+    )
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    config_path = CACHE_DIR / f"casasiteconfig-{digest}.py"
+    _write_if_changed(config_path, text)
+    os.environ["CASASITECONFIG"] = str(config_path)
+    if "CASARCFILES" not in os.environ:
+        # python-casacore has its own measures lookup (aipsrc); give it the same data.
+        casarc_path = CACHE_DIR / f"casarc-{digest}"
+        _write_if_changed(casarc_path, f"measures.directory: {Path(casadata.datapath).resolve()}\n")
+        os.environ["CASARCFILES"] = str(casarc_path)
+
+
+def configure_astropy() -> None:
+    """Use the IERS tables shipped in ``astropy-iers-data``; never download."""
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
+    iers.conf.iers_degraded_accuracy = "warn"
+
+
+def set_casa_logfile(path: str | os.PathLike) -> None:
+    """Send the CASA log of this process (and of processes it starts) to ``path``."""
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.environ[CASA_LOGFILE_ENV] = str(path)
+    if "casatools" in sys.modules:
+        sink = sys.modules["casatools"].logsink()
+        sink.setlogfile(str(path))
+
+
+@contextlib.contextmanager
+def casa_output_to_log():
+    """Send what CASA's C++ layer writes to the terminal into the CASA log file.
+
+    casacore echoes WARN and SEVERE messages to stderr whatever the log sink
+    settings; inside this context file descriptors 1 and 2 point at the log.
+    """
+    logfile = _current_casa_logfile()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(logfile, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def _current_casa_logfile() -> Path:
+    explicit = os.environ.get(CASA_LOGFILE_ENV)
+    if explicit:
+        return Path(explicit)
+    return CACHE_DIR / "logs" / f"casa-{os.getpid()}.log"
+
+
+def casatools():
+    """Import casatools configured for offline use, its log kept off the terminal."""
+    configure_casa()
+    with casa_output_to_log():
+        import casatools as module
+
+        sink = module.logsink()
+        sink.setglobal(True)
+        sink.showconsole(False)
+        # The first UTC conversion may warn about the leap-second table's age;
+        # let that land in the log rather than on every user's terminal.
+        measures = module.measures()
+        measures.measure(measures.epoch("UTC", "today"), "TAI")
+        measures.done()
+    return module
+
+
+def casatasks():
+    """Import casatasks after :func:`casatools` has configured CASA."""
+    casatools()
+    with casa_output_to_log():
+        import casatasks as module
+    return module

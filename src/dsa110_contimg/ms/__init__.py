@@ -1,0 +1,1 @@
+"""All Measurement Set I/O: dask-ms reads, subtables, summaries."""

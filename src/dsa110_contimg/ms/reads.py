@@ -1,0 +1,83 @@
+"""Lazy reads of Measurement Sets through dask-ms.
+
+Datasets are grouped by FIELD_ID and DATA_DESC_ID, so each one holds rows of
+a single phase centre and a single spectral window; dimensions follow dask-ms
+(``row``, ``chan``, ``corr``). Nothing is computed here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from daskms import xds_from_ms, xds_from_table
+
+from dsa110_contimg.errors import ContimgError
+
+DEFAULT_ROW_CHUNK = 100_000
+GROUP_COLS = ("FIELD_ID", "DATA_DESC_ID")
+
+
+def require_ms(path: str | os.PathLike) -> Path:
+    """The path of an existing Measurement Set, or a ContimgError saying what it is instead."""
+    path = Path(path)
+    if not path.exists():
+        raise ContimgError(f"{path} does not exist")
+    if not path.is_dir() or not (path / "table.dat").exists():
+        raise ContimgError(f"{path} is not a Measurement Set (no table.dat)")
+    for sub in ("ANTENNA", "SPECTRAL_WINDOW", "FIELD", "DATA_DESCRIPTION", "POLARIZATION"):
+        if not (path / sub / "table.dat").exists():
+            raise ContimgError(f"{path} is not a Measurement Set (no {sub} subtable)")
+    return path
+
+
+def main_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of the main table (cheap: reads only the table description)."""
+    from casacore.tables import table
+
+    with table(str(require_ms(path)), ack=False) as main:
+        return list(main.colnames())
+
+
+def require_columns(path: str | os.PathLike, columns) -> None:
+    present = set(main_columns(path))
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise ContimgError(f"{path} has no {', '.join(missing)} column(s)")
+
+
+def read_visibility_datasets(path, columns, row_chunk: int = DEFAULT_ROW_CHUNK):
+    """One xarray dataset per (FIELD_ID, DATA_DESC_ID), holding ``columns`` lazily."""
+    path = require_ms(path)
+    require_columns(path, columns)
+    return xds_from_ms(
+        str(path),
+        columns=list(columns),
+        group_cols=list(GROUP_COLS),
+        chunks={"row": row_chunk},
+    )
+
+
+def read_subtable(path, name: str, columns=None):
+    """A subtable as one xarray dataset (computed: subtables are small)."""
+    path = require_ms(path)
+    (dataset,) = xds_from_table(f"{path}::{name}", columns=columns)
+    return dataset.compute()
+
+
+def spw_of_ddid(path) -> np.ndarray:
+    """SPECTRAL_WINDOW_ID of each DATA_DESC_ID row."""
+    return read_subtable(path, "DATA_DESCRIPTION").SPECTRAL_WINDOW_ID.values
+
+
+def chan_freq_hz(path) -> list[np.ndarray]:
+    """Channel frequencies (Hz) of each SPW, as a list indexed by SPW id."""
+    spw = read_subtable(path, "SPECTRAL_WINDOW", columns=["CHAN_FREQ", "NUM_CHAN"])
+    return [row[: int(n)] for row, n in zip(spw.CHAN_FREQ.values, spw.NUM_CHAN.values, strict=True)]
+
+
+def field_phase_dirs_rad(path) -> np.ndarray:
+    """PHASE_DIR of each field, (field, 2) radians: the centre that rephasing changes."""
+    field = read_subtable(path, "FIELD", columns=["PHASE_DIR"])
+    return field.PHASE_DIR.values[:, 0, :]

@@ -1,0 +1,1 @@
+"""Sky: calibrator catalog, coordinates, primary beam, visibility prediction."""
