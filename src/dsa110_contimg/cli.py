@@ -12,6 +12,9 @@ from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger("dsa110_contimg.cli")
 
+# Below this primary-beam response the calibrator is not in the observation at all.
+MIN_VISIBLE_RESPONSE = 0.05
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage mistake on one line, exit status 2."""
@@ -143,6 +146,166 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _add_calibrator_options(parser) -> None:
+    parser.add_argument("ms_positional", nargs="?", metavar="MS", help="Measurement Set")
+    parser.add_argument("--ms", dest="ms_option", help="Measurement Set (original spelling)")
+    parser.add_argument("--calibrator", help="calibrator name, e.g. 0834+555 or J0834+5534")
+    parser.add_argument("--cal-ra", type=float, help="calibrator RA, deg (with --cal-dec)")
+    parser.add_argument("--cal-dec", type=float, help="calibrator Dec, deg (with --cal-ra)")
+    parser.add_argument("--catalog", help="calibrator catalog: CSV or VLA calibrator list text")
+    parser.add_argument("--field", help="fields, e.g. 10~14 or 3,4,5 (default: all)")
+    parser.add_argument(
+        "--auto-fields",
+        action="store_true",
+        help="choose the fields where the calibrator's beam response is highest",
+    )
+    parser.add_argument(
+        "--field-window", type=int, help="with --auto-fields: N fields centred on the peak response"
+    )
+    parser.add_argument(
+        "--min-pb-response",
+        type=float,
+        default=0.3,
+        help="with --auto-fields: minimum beam response (default 0.3)",
+    )
+    parser.add_argument(
+        "--no-beam",
+        dest="primary_beam",
+        action="store_false",
+        help="model without primary-beam attenuation",
+    )
+
+
+def _resolve_ms(args) -> str:
+    ms = args.ms_option or args.ms_positional
+    if not ms:
+        raise ContimgError("no Measurement Set given (MS or --ms)")
+    from dsa110_contimg.ms.reads import require_ms
+
+    return str(require_ms(ms))
+
+
+def _resolve_calibrator(args):
+    from dsa110_contimg.sky.calibrators import (
+        Calibrator,
+        load_catalog,
+        lookup_calibrator,
+        nearest_calibrator,
+    )
+
+    catalog = load_catalog(args.catalog)
+    if args.calibrator:
+        return lookup_calibrator(args.calibrator, catalog)
+    if args.cal_ra is None or args.cal_dec is None:
+        raise ContimgError("give --calibrator NAME or both --cal-ra and --cal-dec (degrees)")
+    if not (0 <= args.cal_ra < 360 and -90 <= args.cal_dec <= 90):
+        raise ContimgError("--cal-ra must be in [0, 360) and --cal-dec in [-90, 90] degrees")
+    known = nearest_calibrator(args.cal_ra, args.cal_dec, radius_deg=1 / 60, catalog=catalog)
+    if known is not None:
+        return known
+    return Calibrator(
+        name=f"RA{args.cal_ra:.4f}_Dec{args.cal_dec:+.4f}",
+        aliases=(),
+        ra_deg=args.cal_ra,
+        dec_deg=args.cal_dec,
+        flux_jy=1.0,
+        ref_freq_hz=1.4e9,
+        spectral_index=0.0,
+        reference="position given on the command line; flux unknown (1 Jy assumed)",
+    )
+
+
+def _resolve_fields(args, ms, calibrator, required: bool):
+    """Field ids from --field or --auto-fields; None means all fields."""
+    from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+
+    geometry = field_geometry(ms, calibrator)
+    best = max(g.pb_response for g in geometry)
+    if best < MIN_VISIBLE_RESPONSE:
+        raise ContimgError(
+            f"{calibrator.name} is outside every field's primary beam in {ms} "
+            f"(best response {best:.2g} < {MIN_VISIBLE_RESPONSE})"
+        )
+    if args.field:
+        from dsa110_contimg.selection import parse_index_selection
+
+        return parse_index_selection(args.field, "field", len(geometry))
+    if args.auto_fields:
+        fields = select_auto_fields(geometry, args.field_window, args.min_pb_response)
+        if not fields:
+            raise ContimgError(
+                f"no field sees {calibrator.name} with primary-beam response >= "
+                f"{args.min_pb_response} (best {best:.2f}); lower --min-pb-response"
+            )
+        log.info("auto-selected fields %s (beam response %.2f at peak)", fields, best)
+        return fields
+    if required:
+        raise ContimgError("choose the calibrator fields with --field or --auto-fields")
+    return None
+
+
+def _cmd_check_phasing(args) -> int:
+    from dsa110_contimg.phasing.check import check_phasing, format_report
+
+    ms = _resolve_ms(args)
+    calibrator = _resolve_calibrator(args)
+    fields = _resolve_fields(args, ms, calibrator, required=False)
+    report = check_phasing(
+        ms,
+        calibrator,
+        fields=fields,
+        primary_beam=args.primary_beam,
+        visibilities=not args.geometry_only,
+    )
+    if args.json:
+        print(json.dumps(report.to_json_dict(), indent=2, allow_nan=True))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _cmd_rephase(args) -> int:
+    from dsa110_contimg.cluster import dask_client
+    from dsa110_contimg.phasing.check import format_report
+    from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
+
+    ms = _resolve_ms(args)
+    calibrator = _resolve_calibrator(args)
+    fields = _resolve_fields(args, ms, calibrator, required=True)
+    plan = plan_rephase(ms, calibrator, fields, args.out)
+    if args.out and Path(args.out).exists() and not args.overwrite and not plan.already_phased:
+        raise ContimgError(f"{args.out} already exists; pass --overwrite to replace it")
+    log.info("rephase plan: %s", plan)
+    if args.dry_run:
+        print(plan)
+        return 0
+    with dask_client(args.scheduler, n_workers=1) as client:
+        report = rephase_and_model(
+            plan,
+            calibrator,
+            client,
+            write_model=args.write_model,
+            primary_beam=args.primary_beam,
+            log_file=str(args.run_dir / "casa-phaseshift.log"),
+        )
+    print(format_report(report))
+    print(f"rephased MS: {plan.output_ms}")
+    return 0
+
+
+def _cmd_write_model(args) -> int:
+    import dask
+
+    from dsa110_contimg.phasing.model import add_model_write_graph
+
+    ms = _resolve_ms(args)
+    calibrator = _resolve_calibrator(args)
+    _resolve_fields(args, ms, calibrator, required=False)
+    dask.compute(add_model_write_graph(ms, calibrator, primary_beam=args.primary_beam))
+    print(f"MODEL_DATA of {ms} written for {calibrator.name} (every field, its own phase centre)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="contimg", description=__doc__)
     parser.add_argument(
@@ -163,6 +326,31 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("ms")
     inspect.add_argument("--json", action="store_true", help="print JSON")
     inspect.set_defaults(func=_cmd_inspect)
+
+    check = commands.add_parser(
+        "check-phasing", help="is the MS phased to the calibrator? is MODEL_DATA right?"
+    )
+    _add_calibrator_options(check)
+    check.add_argument("--json", action="store_true", help="print JSON (schema in README)")
+    check.add_argument("--geometry-only", action="store_true", help="skip visibility metrics")
+    check.set_defaults(func=_cmd_check_phasing)
+
+    rephase = commands.add_parser(
+        "rephase", help="shift calibrator fields to the calibrator (new MS) and write the model"
+    )
+    _add_calibrator_options(rephase)
+    rephase.add_argument("--out", help="rephased MS (default <ms>_<calibrator>.ms beside it)")
+    rephase.add_argument("--overwrite", action="store_true")
+    rephase.add_argument(
+        "--no-model", dest="write_model", action="store_false", help="do not write MODEL_DATA"
+    )
+    rephase.add_argument("--scheduler", help="existing Dask scheduler, tcp://HOST:PORT")
+    rephase.add_argument("--dry-run", action="store_true", help="print the plan only")
+    rephase.set_defaults(func=_cmd_rephase)
+
+    model = commands.add_parser("write-model", help="write MODEL_DATA for the calibrator")
+    _add_calibrator_options(model)
+    model.set_defaults(func=_cmd_write_model)
 
     demo = commands.add_parser("demo", help="the whole system on a small simulated observation")
     demo.add_argument("--out", default="demo_output", help="output directory (default demo_output)")

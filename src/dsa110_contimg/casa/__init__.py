@@ -1,0 +1,1 @@
+"""One leaf wrapper per CASA task: explicit paths in, a small result record out."""

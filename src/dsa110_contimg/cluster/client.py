@@ -1,0 +1,63 @@
+"""Create or connect to the Dask cluster that runs CASA tasks.
+
+CASA and casacore are not thread-safe, so every worker is a process with one
+thread. The dashboard binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from dsa110_contimg.errors import ContimgError
+
+log = logging.getLogger(__name__)
+
+
+def default_n_workers() -> int:
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    )
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler_address: str | None = None,
+    n_workers: int | None = None,
+    memory_limit: str = "auto",
+    dashboard_address: str = "127.0.0.1:0",
+):
+    """Yield a ``distributed.Client``; a LocalCluster is closed on exit."""
+    from distributed import Client, LocalCluster
+
+    if scheduler_address:
+        try:
+            client = Client(scheduler_address, timeout="20s")
+        except OSError as err:
+            raise ContimgError(f"cannot reach Dask scheduler {scheduler_address}: {err}") from err
+        log.info("using Dask scheduler %s (dashboard %s)", scheduler_address, client.dashboard_link)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(
+        n_workers=n_workers or default_n_workers(),
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=dashboard_address,
+        memory_limit=memory_limit,
+    )
+    client = Client(cluster)
+    log.info(
+        "Dask LocalCluster: %d worker processes x 1 thread; dashboard %s",
+        len(cluster.workers),
+        client.dashboard_link,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()

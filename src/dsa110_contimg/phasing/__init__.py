@@ -1,0 +1,1 @@
+"""Phase-centre check, field selection, rephasing and the per-field calibrator model."""

@@ -1,0 +1,327 @@
+"""Phase-centre check: geometry from FIELD::PHASE_DIR plus visibility metrics in one pass.
+
+The visibility part reads DATA, MODEL_DATA, FLAG and WEIGHT of every row
+through dask-ms; each row chunk yields partial sums (``qa.kernels``) that add
+up per (field, SPW), all computed in a single ``dask.compute``. A stale-model
+test compares MODEL_DATA with a fresh prediction for the current phase centre
+on a few channels of every row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import dask
+import numpy as np
+
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms import reads
+from dsa110_contimg.phasing.geometry import FieldGeometry, field_geometry
+from dsa110_contimg.phasing.model import ModelContext
+from dsa110_contimg.qa import kernels
+from dsa110_contimg.sky.calibrators import Calibrator
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PhasingThresholds:
+    """Context-aware thresholds from the production notes (degrees, arcmin)."""
+
+    aligned_arcmin: float = 1.0  # source counts as at the phase centre
+    phased_arcmin: float = 0.1  # rephasing verified
+    excellent_deg: float = 30.0  # aligned source: DATA-MODEL scatter below this is excellent
+    misaligned_deg: float = 120.0  # above this DATA and MODEL are misaligned
+    stale_coherence: float = 0.98  # MODEL vs fresh prediction below this: stale model
+
+
+DEFAULT_THRESHOLDS = PhasingThresholds()
+
+
+@dataclass(frozen=True)
+class SpwMetrics:
+    spw: int
+    model_phase_scatter_deg: float
+    data_model_phase_scatter_deg: float
+    median_amp_ratio: float
+    flagged_fraction: float
+    n_used: int
+
+
+@dataclass(frozen=True)
+class FieldReport:
+    geometry: FieldGeometry
+    verdict: str
+    detail: str
+    model_phase_scatter_deg: float
+    data_model_phase_scatter_deg: float
+    median_amp_ratio: float
+    flagged_fraction: float
+    model_coherence: float | None
+    stale_model: bool
+    spws: tuple[SpwMetrics, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class PhasingReport:
+    ms: str
+    calibrator: Calibrator
+    model_source: str  # "MODEL_DATA" or "prediction"
+    phased_to_calibrator: bool
+    summary: str
+    fields: tuple[FieldReport, ...]
+
+    def to_json_dict(self) -> dict:
+        """The documented ``--json`` schema (version 1); see README."""
+        return {
+            "schema": "dsa110_contimg.phasing_check",
+            "version": SCHEMA_VERSION,
+            "ms": self.ms,
+            "calibrator": {
+                "name": self.calibrator.name,
+                "ra_deg": self.calibrator.ra_deg,
+                "dec_deg": self.calibrator.dec_deg,
+            },
+            "model_source": self.model_source,
+            "phased_to_calibrator": self.phased_to_calibrator,
+            "summary": self.summary,
+            "fields": [
+                {
+                    **dataclasses.asdict(f.geometry),
+                    "verdict": f.verdict,
+                    "detail": f.detail,
+                    "model_phase_scatter_deg": f.model_phase_scatter_deg,
+                    "data_model_phase_scatter_deg": f.data_model_phase_scatter_deg,
+                    "median_amp_ratio": f.median_amp_ratio,
+                    "flagged_fraction": f.flagged_fraction,
+                    "model_coherence": f.model_coherence,
+                    "stale_model": f.stale_model,
+                    "spws": [dataclasses.asdict(s) for s in f.spws],
+                }
+                for f in self.fields
+            ],
+        }
+
+
+def _chunk_partials(data, model, flag, weight, ant1, ant2, model_sub, predicted_sub):
+    cross = ant1 != ant2
+    partials = kernels.phase_alignment_partials(data, model, flag, weight, cross)
+    coherence = (
+        kernels.model_coherence_partials(model_sub, predicted_sub, cross)
+        if predicted_sub is not None
+        else None
+    )
+    return partials, coherence
+
+
+def _sum_partials(results):
+    partials = sum(r[0] for r in results)
+    coherences = [r[1] for r in results if r[1] is not None]
+    return partials, (sum(coherences) if coherences else None)
+
+
+def coherence_channels(n_chan: int) -> np.ndarray:
+    """First, middle and last channel: enough to see a wrong phase centre."""
+    return np.unique([0, n_chan // 2, n_chan - 1])
+
+
+def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=None):
+    """Delayed (field_id, spw, partials, coherence_partials) for each selected dataset."""
+    columns = reads.main_columns(ms)
+    has_model = "MODEL_DATA" in columns
+    wanted = ["DATA", "FLAG", "WEIGHT", "ANTENNA1", "ANTENNA2", "UVW"]
+    if has_model:
+        wanted.append("MODEL_DATA")
+    xds_list = reads.read_visibility_datasets(
+        ms, wanted, row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK
+    )
+    context = ModelContext(ms)
+    graph = []
+    for ds in xds_list:
+        field_id = int(ds.attrs["FIELD_ID"])
+        if fields is not None and field_id not in fields:
+            continue
+        spw = int(context.ddid_spw[ds.attrs["DATA_DESC_ID"]])
+        if has_model:
+            model = ds.MODEL_DATA.data
+            chans = coherence_channels(ds.sizes["chan"])
+            model_sub = model[:, chans, :]
+            predicted_sub = context.predict(ds, calibrator, primary_beam, chan_index=chans)
+        else:
+            model = context.predict(ds, calibrator, primary_beam)
+            model_sub = predicted_sub = None
+        pieces = [
+            ds.DATA.data,
+            model,
+            ds.FLAG.data,
+            ds.WEIGHT.data,
+            ds.ANTENNA1.data,
+            ds.ANTENNA2.data,
+        ]
+        delayed = [p.to_delayed().ravel() for p in pieces]
+        extra = (
+            [model_sub.to_delayed().ravel(), predicted_sub.to_delayed().ravel()]
+            if model_sub is not None
+            else [[None] * len(delayed[0])] * 2
+        )
+        chunk_results = [
+            dask.delayed(_chunk_partials, pure=True)(*args)
+            for args in zip(*delayed, *extra, strict=True)
+        ]
+        graph.append((field_id, spw, dask.delayed(_sum_partials)(chunk_results)))
+    return graph, ("MODEL_DATA" if has_model else "prediction")
+
+
+def check_phasing(
+    ms,
+    calibrator: Calibrator,
+    fields=None,
+    thresholds: PhasingThresholds = DEFAULT_THRESHOLDS,
+    primary_beam: bool = True,
+    visibilities: bool = True,
+    row_chunk=None,
+) -> PhasingReport:
+    """Geometry and (optionally) visibility metrics per field; verdicts per field."""
+    ms = reads.require_ms(ms)
+    geometry = field_geometry(ms, calibrator)
+    if fields is not None:
+        unknown = sorted(set(fields) - {g.field_id for g in geometry})
+        if unknown:
+            raise ContimgError(
+                f"field(s) {unknown} not in {ms}; it has fields 0-{len(geometry) - 1}"
+            )
+    selected = [g for g in geometry if fields is None or g.field_id in fields]
+
+    per_field: dict[int, list] = {g.field_id: [] for g in selected}
+    model_source = "none"
+    if visibilities:
+        graph, model_source = add_phase_alignment_graph(
+            ms, calibrator, None if fields is None else set(fields), primary_beam, row_chunk
+        )
+        (computed,) = dask.compute([g[2] for g in graph])
+        for (field_id, spw, _), (partials, coherence) in zip(graph, computed, strict=True):
+            per_field[field_id].append((spw, partials, coherence))
+        total_used = sum(int(p[kernels._N_USED]) for v in per_field.values() for _, p, _ in v)
+        if total_used == 0:
+            raise ContimgError(
+                f"{ms}: no usable visibilities in the selection (all flagged, zero or NaN)"
+            )
+
+    reports = [_field_report(g, per_field[g.field_id], thresholds) for g in selected]
+    nearest = min(selected, key=lambda g: g.separation_arcmin)
+    phased = nearest.separation_arcmin < thresholds.phased_arcmin
+    if phased:
+        summary = (
+            f"phased to {calibrator.name}: field {nearest.field_id} phase centre is "
+            f"{nearest.separation_arcmin:.3f} arcmin from it (PHASE_DIR)"
+        )
+    else:
+        summary = (
+            f"NOT phased to {calibrator.name}: the nearest phase centre (field "
+            f"{nearest.field_id}, {nearest.name}) is {nearest.separation_arcmin:.1f} arcmin away "
+            "(PHASE_DIR); rephase the calibrator fields before solving"
+        )
+    return PhasingReport(
+        ms=str(ms),
+        calibrator=calibrator,
+        model_source=model_source,
+        phased_to_calibrator=phased,
+        summary=summary,
+        fields=tuple(reports),
+    )
+
+
+def _field_report(geometry: FieldGeometry, spw_results, thresholds) -> FieldReport:
+    spws = []
+    for spw, partials, _ in sorted(spw_results, key=lambda r: r[0]):
+        spws.append(SpwMetrics(spw=spw, **kernels.finalise_phase_alignment(partials)))
+    if spw_results:
+        combined = kernels.finalise_phase_alignment(sum(r[1] for r in spw_results))
+        coherences = [r[2] for r in spw_results if r[2] is not None]
+        coherence = kernels.finalise_model_coherence(sum(coherences)) if coherences else None
+    else:
+        combined = dict.fromkeys(
+            ("model_phase_scatter_deg", "data_model_phase_scatter_deg", "median_amp_ratio",
+             "flagged_fraction"), float("nan"),
+        )  # fmt: skip
+        coherence = None
+    stale = coherence is not None and coherence < thresholds.stale_coherence
+    verdict, detail = _verdict(geometry, combined["data_model_phase_scatter_deg"], thresholds)
+    if stale:
+        verdict = "stale model"
+        detail += (
+            f"; MODEL_DATA does not match a fresh prediction for the current phase centre "
+            f"(coherence {coherence:.2f} < {thresholds.stale_coherence}): stale model, rewrite it"
+        )
+    return FieldReport(
+        geometry=geometry,
+        verdict=verdict,
+        detail=detail,
+        model_phase_scatter_deg=combined["model_phase_scatter_deg"],
+        data_model_phase_scatter_deg=combined["data_model_phase_scatter_deg"],
+        median_amp_ratio=combined["median_amp_ratio"],
+        flagged_fraction=combined["flagged_fraction"],
+        model_coherence=coherence,
+        stale_model=stale,
+        spws=tuple(spws),
+    )
+
+
+def _verdict(geometry: FieldGeometry, scatter_deg: float, t: PhasingThresholds):
+    """(verdict, detail) using the notes' context-aware table."""
+    sep = geometry.separation_arcmin
+    aligned = sep < t.aligned_arcmin
+    where = "at the phase centre" if aligned else f"{sep:.1f} arcmin from the phase centre"
+    if np.isnan(scatter_deg):
+        return ("phased" if aligned else "not phased"), f"calibrator {where}; no visibility metrics"
+    if scatter_deg > t.misaligned_deg:
+        return "misaligned", (
+            f"DATA-MODEL phase scatter {scatter_deg:.0f} deg > {t.misaligned_deg:.0f} deg: "
+            f"DATA and MODEL misaligned (calibrator {where}); investigate"
+        )
+    if aligned and scatter_deg < t.excellent_deg:
+        return "excellent", (
+            f"calibrator {where}; DATA-MODEL phase scatter {scatter_deg:.0f} deg "
+            f"< {t.excellent_deg:.0f} deg"
+        )
+    if aligned:
+        return "degraded", (
+            f"calibrator {where} but DATA-MODEL phase scatter {scatter_deg:.0f} deg is between "
+            f"{t.excellent_deg:.0f} and {t.misaligned_deg:.0f} deg (uncalibrated gains?)"
+        )
+    return "not phased", (
+        f"calibrator {where}; DATA-MODEL phase scatter {scatter_deg:.0f} deg <= "
+        f"{t.misaligned_deg:.0f} deg is expected for an offset source, but the field is not "
+        "phased to the calibrator"
+    )
+
+
+def format_report(report: PhasingReport) -> str:
+    lines = [
+        f"Phase-centre check of {report.ms} against {report.calibrator.name} "
+        f"(RA {report.calibrator.ra_deg:.5f}, Dec {report.calibrator.dec_deg:.5f} deg); "
+        f"model: {report.model_source}",
+        " fld name                  PHASE_DIR RA,Dec (deg)   sep(')  sep/FWHM   PB    "
+        "model(deg) D-M(deg) |D|/|M|  flag   verdict",
+    ]
+    for f in report.fields:
+        g = f.geometry
+        lines.append(
+            f" {g.field_id:3d} {g.name[:20]:20s} "
+            f"{g.phase_dir_deg[0]:10.5f},{g.phase_dir_deg[1]:9.5f}"
+            f"  {g.separation_arcmin:7.2f}  {g.separation_over_fwhm:7.3f}  {g.pb_response:5.3f}"
+            f"  {f.model_phase_scatter_deg:8.1f}  {f.data_model_phase_scatter_deg:7.1f}"
+            f"  {f.median_amp_ratio:7.3f}  {f.flagged_fraction:5.1%}  {f.verdict}"
+            + ("  STALE MODEL" if f.stale_model else "")
+        )
+    lines.append(report.summary)
+    stale = [f.geometry.field_id for f in report.fields if f.stale_model]
+    if stale:
+        lines.append(
+            f"WARNING: stale MODEL_DATA in fields {stale}: rewrite the model after rephasing"
+        )
+    return "\n".join(lines)

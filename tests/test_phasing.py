@@ -1,0 +1,324 @@
+"""Phase-centre check, field selection, rephasing and the per-field model."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import dask
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from dsa110_contimg import casa_env
+from dsa110_contimg.cluster import dask_client
+from dsa110_contimg.phasing.check import check_phasing
+from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.phasing.model import add_model_write_graph
+from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
+from dsa110_contimg.simulate import load_truth, preset, simulate_observation
+from dsa110_contimg.simulate.plan import mjd_seconds_to_iso, transit_centred_start
+from dsa110_contimg.sky.calibrators import lookup_calibrator
+
+CAL = lookup_calibrator("0834+555")
+CAL_FIELDS = (9, 10, 11, 12, 13)
+
+
+def _contimg(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "dsa110_contimg", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def _column(ms, name):
+    with table(str(ms), ack=False) as t:
+        return t.getcol(name)
+
+
+@pytest.fixture(scope="module")
+def notes_geometry_ms(tmp_path_factory):
+    """Five integrations whose middle field is phased to RA 128.571864, Dec 54.665223."""
+    config = preset("tiny", n_times=5)
+    start = transit_centred_start(128.571864, 5 * config.integration_s)
+    out = tmp_path_factory.mktemp("notes") / "notes.ms"
+    simulate_observation(out, config.replace(start_time=mjd_seconds_to_iso(start)))
+    return out
+
+
+def test_notes_case_54_7_arcmin_and_not_phased(notes_geometry_ms):
+    result = _contimg(
+        "check-phasing", "--ms", str(notes_geometry_ms), "--cal-ra", "128.7287",
+        "--cal-dec", "55.5725", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    middle = report["fields"][2]
+    assert middle["phase_dir_deg"][0] == pytest.approx(128.571864, abs=2e-3)
+    assert middle["phase_dir_deg"][1] == pytest.approx(54.665223, abs=1e-6)
+    assert middle["separation_arcmin"] == pytest.approx(54.7, abs=0.1)
+    assert report["phased_to_calibrator"] is False
+    assert middle["verdict"] == "not phased"
+    for key in ("field_id", "name", "pb_response", "verdict", "spws"):
+        assert key in middle
+    spw = middle["spws"][0]
+    for key in ("model_phase_scatter_deg", "data_model_phase_scatter_deg", "median_amp_ratio",
+                "flagged_fraction"):  # fmt: skip
+        assert key in spw
+    text = _contimg("check-phasing", str(notes_geometry_ms), "--calibrator", "0834+555")
+    assert "NOT phased to 0834+555" in text.stdout
+
+
+def test_auto_fields_window_and_threshold(corrupted_small):
+    geometry = field_geometry(corrupted_small, CAL)
+    response = np.array([g.pb_response for g in geometry])
+    window = select_auto_fields(geometry, window=5)
+    assert len(window) == 5 and int(np.argmax(response)) in window
+    assert window == list(range(window[0], window[0] + 5))
+    above = select_auto_fields(geometry, min_response=0.76)
+    assert above and all(response[i] >= 0.76 for i in above)
+    assert select_auto_fields(geometry, min_response=0.99) == []
+
+
+def _divide_out_truth_gains(src, dst):
+    """Copy of ``src`` whose DATA has the true per-antenna gains divided out."""
+    shutil.copytree(src, dst)
+    truth = load_truth(src)
+    gains = np.stack([truth.gains(s) for s in range(truth.bandpass.shape[1])])
+    with table(str(dst), readonly=False, ack=False) as t:
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        field, ddid = t.getcol("FIELD_ID"), t.getcol("DATA_DESC_ID")
+        g = gains[ddid, a1, field] * np.conj(gains[ddid, a2, field])
+        t.putcol("DATA", (t.getcol("DATA") / g).astype(np.complex64))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def rephased(make_observation, tmp_path_factory):
+    """Rephase + model on three inputs: corrected-corrupted, noiseless-clean, raw corrupted."""
+    work = tmp_path_factory.mktemp("rephase")
+    inputs = {
+        "gains_divided": _divide_out_truth_gains(
+            make_observation("small", seed=21), work / "gd.ms"
+        ),
+        "clean": make_observation("small", noise=False, corrupt=False, seed=21),
+    }
+    before = {k: check_phasing(v, CAL) for k, v in inputs.items()}
+    after = {}
+    with dask_client(n_workers=1) as client:
+        for key, ms in inputs.items():
+            plan = plan_rephase(ms, CAL, CAL_FIELDS, output_ms=work / f"{key}_rephased.ms")
+            after[key] = (plan, rephase_and_model(plan, CAL, client))
+    return inputs, before, after
+
+
+def test_before_rephasing_the_check_says_not_phased(rephased):
+    _, before, _ = rephased
+    for report in before.values():
+        assert not report.phased_to_calibrator
+        assert all(f.geometry.separation_arcmin > 50 for f in report.fields)
+        assert all(f.verdict in ("not phased", "misaligned") for f in report.fields)
+
+
+def test_after_rephasing_and_model_the_calibrator_is_aligned(rephased):
+    inputs, _, after = rephased
+    for key, (_plan, report) in after.items():
+        assert report.phased_to_calibrator
+        assert [f.geometry.field_id for f in report.fields] == list(CAL_FIELDS)
+        for f in report.fields:
+            assert f.geometry.separation_arcmin < 0.1
+            assert 0.5 < f.median_amp_ratio < 2
+            assert not f.stale_model
+            limit = 5 if key == "clean" else 30
+            assert f.data_model_phase_scatter_deg < limit, (key, f)
+            assert f.verdict == "excellent"
+        # The input MS is never changed.
+        assert np.array_equal(_column(inputs[key], "DATA"), _column(inputs[key], "DATA"))
+        with table(f"{inputs[key]}/FIELD", ack=False) as fld:
+            assert np.degrees(fld.getcol("PHASE_DIR")[10, 0, 1]) == pytest.approx(54.665223)
+
+
+def test_reference_dir_trap(rephased, tmp_path):
+    """PHASE_DIR is what rephasing changes; a REFERENCE_DIR reader gets both cases wrong."""
+    _, _, after = rephased
+    plan, report = after["clean"]
+    with table(f"{plan.output_ms}/FIELD", ack=False) as fld:
+        reference = np.degrees(fld.getcol("REFERENCE_DIR")[list(CAL_FIELDS), 0])
+    # Rephased MS: REFERENCE_DIR still points ~54 arcmin away, PHASE_DIR is on the calibrator.
+    assert np.all(np.abs(reference[:, 1] - CAL.dec_deg) > 0.85)
+    assert report.phased_to_calibrator
+    # Unrephased MS whose REFERENCE_DIR names the calibrator: a REFERENCE_DIR check would
+    # print "already phased (0.00 arcmin)"; ours reads PHASE_DIR and says not phased.
+    trap = tmp_path / "trap.ms"
+    shutil.copytree(plan.ms, trap)
+    with table(f"{trap}/FIELD", readonly=False, ack=False) as fld:
+        ref = fld.getcol("REFERENCE_DIR")
+        ref[:, 0, :] = np.radians([CAL.ra_deg, CAL.dec_deg])
+        fld.putcol("REFERENCE_DIR", ref)
+    trapped = check_phasing(trap, CAL, visibilities=False)
+    assert all(f.geometry.pointing_offset_arcmin < 0.01 for f in trapped.fields)
+    assert not trapped.phased_to_calibrator
+    assert min(f.geometry.separation_arcmin for f in trapped.fields) > 50
+
+
+def test_already_phased_ms_is_not_shifted_again(rephased):
+    _, _, after = rephased
+    plan, _ = after["clean"]
+    again = plan_rephase(plan.output_ms, CAL, CAL_FIELDS)
+    assert again.already_phased and again.output_ms == plan.output_ms
+
+
+def test_model_matches_casa_predict_on_every_field(make_observation, tmp_path):
+    """Our per-field model vs casatools simulator.predict and CASA ft (component list)."""
+    source = make_observation("small", noise=False, corrupt=False, seed=4)
+    ours, casa_predict, casa_ft = (tmp_path / n for n in ("ours.ms", "sm.ms", "ft.ms"))
+    for path in (ours, casa_predict, casa_ft):
+        shutil.copytree(source, path)
+    dask.compute(add_model_write_graph(ours, CAL, primary_beam=False))
+    tools, tasks = casa_env.casatools(), casa_env.casatasks()
+    complist = str(tmp_path / "cal.cl")
+    with casa_env.casa_output_to_log():
+        cl = tools.componentlist()
+        cl.addcomponent(
+            dir=f"J2000 {CAL.ra_deg}deg {CAL.dec_deg}deg", flux=CAL.flux_jy, fluxunit="Jy",
+            freq=f"{CAL.ref_freq_hz}Hz", shape="point", spectrumtype="spectral index",
+            index=CAL.spectral_index,
+        )  # fmt: skip
+        cl.rename(complist)
+        cl.close()
+        sim = tools.simulator()
+        sim.openfromms(str(casa_predict))
+        sim.predict(complist=complist, incremental=False)
+        sim.close()
+        tasks.ft(vis=str(casa_ft), complist=complist, usescratch=True)
+    model = _column(ours, "MODEL_DATA")
+    reference = _column(casa_predict, "DATA")
+    ft_model = _column(casa_ft, "MODEL_DATA")
+    field, a1, a2 = (_column(source, c) for c in ("FIELD_ID", "ANTENNA1", "ANTENNA2"))
+    for f in np.unique(field):
+        rows = (field == f) & (a1 != a2)
+        scale = np.abs(reference[rows]).max()
+        assert np.abs(model[rows] - reference[rows]).max() / scale < 1e-3
+        assert np.abs(model[rows] - ft_model[rows]).max() / scale < 1e-3
+
+
+def test_one_phase_centre_model_is_caught(rephased, tmp_path):
+    """A model predicted for one phase centre on every field (the original failure)."""
+    _, _, after = rephased
+    plan, _ = after["clean"]
+    broken = tmp_path / "one_centre.ms"
+    shutil.copytree(plan.ms, broken)
+    dask.compute(add_model_write_graph(broken, CAL))
+    with table(str(broken), readonly=False, ack=False) as t:
+        field = t.getcol("FIELD_ID")
+        model = t.getcol("MODEL_DATA")
+        ddid = t.getcol("DATA_DESC_ID")
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        first = field == 0
+        lookup = {
+            (d, i, j): r
+            for r, (d, i, j) in enumerate(zip(ddid[first], a1[first], a2[first], strict=False))
+        }
+        rows_of_first = np.flatnonzero(first)
+        index = [rows_of_first[lookup[(d, i, j)]] for d, i, j in zip(ddid, a1, a2, strict=False)]
+        t.putcol("MODEL_DATA", model[index])
+    report = check_phasing(broken, CAL)
+    far = [f for f in report.fields if abs(f.geometry.field_id - 0) > 3]
+    assert all(f.stale_model for f in far)
+    assert np.median([f.data_model_phase_scatter_deg for f in far]) > 90
+
+
+def test_stale_model_written_before_rephasing_is_caught(rephased, tmp_path):
+    _, _, after = rephased
+    plan, _ = after["clean"]
+    before = tmp_path / "before.ms"
+    shutil.copytree(plan.ms, before)
+    dask.compute(add_model_write_graph(before, CAL))
+    stale = tmp_path / "stale.ms"
+    shutil.copytree(plan.output_ms, stale)
+    with table(str(before), ack=False) as t:
+        keep = np.isin(t.getcol("FIELD_ID"), CAL_FIELDS)
+        old_model = t.getcol("MODEL_DATA")[keep]
+    with table(str(stale), readonly=False, ack=False) as t:
+        t.putcol("MODEL_DATA", old_model)
+    report = check_phasing(stale, CAL, fields=list(CAL_FIELDS))
+    assert all(f.stale_model for f in report.fields)
+    assert all(f.verdict == "stale model" for f in report.fields)
+    assert np.median([f.data_model_phase_scatter_deg for f in report.fields]) > 90
+    assert all("stale model" in f.detail for f in report.fields)
+
+
+def test_model_rewrite_is_idempotent(rephased):
+    _, _, after = rephased
+    plan, _ = after["clean"]
+    first = _column(plan.output_ms, "MODEL_DATA")
+    dask.compute(add_model_write_graph(plan.output_ms, CAL))
+    assert np.array_equal(first, _column(plan.output_ms, "MODEL_DATA"))
+
+
+def test_dask_metrics_equal_numpy(rephased):
+    """check_phasing's per-(field, SPW) metrics vs a direct numpy computation."""
+    _, _, after = rephased
+    plan, report = after["gains_divided"]
+    cols = {c: _column(plan.output_ms, c) for c in
+            ("DATA", "MODEL_DATA", "FLAG", "WEIGHT", "FIELD_ID", "DATA_DESC_ID", "ANTENNA1",
+             "ANTENNA2")}  # fmt: skip
+    for f in report.fields:
+        for s in f.spws:
+            rows = (cols["FIELD_ID"] == f.geometry.field_id) & (cols["DATA_DESC_ID"] == s.spw)
+            rows &= cols["ANTENNA1"] != cols["ANTENNA2"]
+            d, m = cols["DATA"][rows], cols["MODEL_DATA"][rows]
+            ok = ~cols["FLAG"][rows]
+            w = np.broadcast_to(cols["WEIGHT"][rows][:, None, :], d.shape)[ok]
+            diff = np.angle(d[ok] * np.conj(m[ok]))
+            r = np.abs(np.sum(w * np.exp(1j * diff))) / w.sum()
+            assert s.data_model_phase_scatter_deg == pytest.approx(
+                np.degrees(np.sqrt(-2 * np.log(r))), rel=1e-4
+            )
+            r_model = np.abs(np.sum(w * np.exp(1j * np.angle(m[ok])))) / w.sum()
+            assert s.model_phase_scatter_deg == pytest.approx(
+                np.degrees(np.sqrt(-2 * np.log(min(r_model, 1.0)))), abs=1e-3
+            )
+            ratio = np.median(np.abs(d[ok]) / np.abs(m[ok]))
+            assert s.median_amp_ratio == pytest.approx(ratio, rel=0.012)
+            assert s.flagged_fraction == pytest.approx(1 - ok.mean())
+
+
+def test_bad_inputs_exit_2_and_change_nothing(corrupted_small, tmp_path):
+    ms = str(corrupted_small)
+    data_before = _column(ms, "DATA")
+    cases = [
+        ["check-phasing", ms, "--calibrator", "NOPE"],
+        ["check-phasing", ms, "--calibrator", "3C286"],  # outside every beam
+        ["check-phasing", str(tmp_path / "missing.ms"), "--calibrator", "0834+555"],
+        ["check-phasing", str(tmp_path), "--calibrator", "0834+555"],
+        ["check-phasing", ms],
+        ["check-phasing", ms, "--calibrator", "0834+555", "--field", "99"],
+        ["rephase", ms, "--calibrator", "0834+555"],  # no fields chosen
+        ["rephase", ms, "--calibrator", "0834+555", "--auto-fields", "--min-pb-response", "0.99"],
+    ]
+    for args in cases:
+        result = _contimg(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in result.stderr
+    assert np.array_equal(_column(ms, "DATA"), data_before)
+    assert "MODEL_DATA" not in table(ms, ack=False).colnames()
+
+
+def test_fully_flagged_data_is_refused(corrupted_small, tmp_path):
+    flagged = tmp_path / "flagged.ms"
+    shutil.copytree(corrupted_small, flagged)
+    with table(str(flagged), readonly=False, ack=False) as t:
+        t.putcol("FLAG", np.ones_like(t.getcol("FLAG")))
+    result = _contimg("check-phasing", str(flagged), "--calibrator", "0834+555")
+    assert result.returncode == 2
+    assert "no usable visibilities" in result.stderr
+
+
+def test_write_model_creates_missing_column(corrupted_small, tmp_path):
+    ms = tmp_path / "nomodel.ms"
+    shutil.copytree(corrupted_small, ms)
+    result = _contimg("write-model", str(ms), "--calibrator", "0834+555")
+    assert result.returncode == 0, result.stderr
+    model = _column(ms, "MODEL_DATA")
+    assert np.all(np.isfinite(model)) and np.abs(model).max() > 1
