@@ -45,9 +45,7 @@ def main(argv=None) -> dict:
         out = f"{scratch}/bench.ms"
         setup = SETUP.format(preset=args.preset, out=out)
         for _ in range(args.repeat):
-            runs["skeleton_only"].append(
-                run_child(SKELETON_ONLY, setup)
-            )
+            runs["skeleton_only"].append(run_child(SKELETON_ONLY, setup))
             runs["simulate"].append(
                 run_child("result = simulate_observation(out, config, overwrite=True)", setup)
             )

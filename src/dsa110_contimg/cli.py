@@ -126,23 +126,49 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    from dsa110_contimg.cluster import dask_client
     from dsa110_contimg.ms.summary import format_summary, summarise_ms
+    from dsa110_contimg.phasing.check import check_phasing, format_report
+    from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+    from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
     from dsa110_contimg.simulate import preset, simulate_observation
+    from dsa110_contimg.sky.calibrators import lookup_calibrator
 
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     config = preset("small", n_field_sources=3, seed=args.seed)
-    log.info("demo 1/2: simulate a small DSA-110 observation with known truth")
+    calibrator = lookup_calibrator(config.calibrator)
+
+    log.info("demo 1/4: simulate a small DSA-110 observation with known truth")
     result = simulate_observation(out / "demo.ms", config, overwrite=True)
-    log.info("demo 2/2: inspect it through dask-ms")
+    log.info("demo 2/4: inspect it through dask-ms")
     summary = summarise_ms(result.ms_path)
     print(format_summary(summary))
     (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+
+    log.info("demo 3/4: phase-centre check against %s (PHASE_DIR, visibilities)", calibrator.name)
+    before = check_phasing(result.ms_path, calibrator)
+    print(format_report(before))
+    (out / "check_before.json").write_text(json.dumps(before.to_json_dict(), indent=2))
+
+    log.info("demo 4/4: rephase the calibrator fields, write the per-field model, check again")
+    fields = select_auto_fields(field_geometry(result.ms_path, calibrator), window=5)
+    plan = plan_rephase(result.ms_path, calibrator, fields, out / "demo_0834p555.ms")
+    with dask_client(n_workers=1) as client:
+        after = rephase_and_model(
+            plan, calibrator, client, log_file=str(args.run_dir / "casa-phaseshift.log")
+        )
+    print(format_report(after))
+    (out / "check_after.json").write_text(json.dumps(after.to_json_dict(), indent=2))
+
     print("\nOutputs:")
-    print(f"  observation  {result.ms_path}")
-    print(f"  truth        {result.truth_path}")
-    print(f"  summary      {out / 'summary.json'}")
-    print(f"  logs         {args.run_dir}")
+    print(f"  observation      {result.ms_path}")
+    print(f"  truth            {result.truth_path}")
+    print(f"  summary          {out / 'summary.json'}")
+    print(f"  check (before)   {out / 'check_before.json'}")
+    print(f"  rephased + model {plan.output_ms}")
+    print(f"  check (after)    {out / 'check_after.json'}")
+    print(f"  logs             {args.run_dir}")
     return 0
 
 

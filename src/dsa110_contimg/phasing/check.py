@@ -19,9 +19,11 @@ import numpy as np
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import reads
 from dsa110_contimg.phasing.geometry import FieldGeometry, field_geometry
-from dsa110_contimg.phasing.model import ModelContext
+from dsa110_contimg.phasing.model import ModelContext, apparent_flux
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.sky.calibrators import Calibrator
+from dsa110_contimg.sky.coordinates import direction_cosines
+from dsa110_contimg.sky.predict_kernels import point_source_visibilities
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +109,52 @@ class PhasingReport:
         }
 
 
-def _chunk_partials(data, model, flag, weight, ant1, ant2, model_sub, predicted_sub):
-    cross = ant1 != ant2
-    partials = kernels.phase_alignment_partials(data, model, flag, weight, cross)
-    coherence = (
-        kernels.model_coherence_partials(model_sub, predicted_sub, cross)
-        if predicted_sub is not None
-        else None
-    )
+def _spw_chunk_partials(
+    data, model, flag, weight, ant1, ant2, field_id, uvw, n_field, lmn_by_field, freq_hz,
+    flux_by_field, coherence_chans, wanted_fields,
+):  # fmt: skip
+    """Per-field partial sums of one SPW's row chunk.
+
+    ``model`` is MODEL_DATA, or None to compare with a fresh prediction. With
+    MODEL_DATA, ``coherence_chans`` channels are also predicted for the stale
+    test. Returns (partials (field, PARTIALS_LENGTH), coherence (field, chan, 3)
+    or None). Fields not in ``wanted_fields`` are read but skipped.
+    """
+    field_id = np.asarray(field_id)
+    partials = np.zeros((n_field, kernels.PARTIALS_LENGTH))
+    coherence = None if model is None else np.zeros((n_field, len(coherence_chans), 3))
+    order = None if np.all(np.diff(field_id) >= 0) else np.argsort(field_id, kind="stable")
+    sorted_ids = field_id if order is None else field_id[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(sorted_ids) != 0])
+    stops = np.r_[starts[1:], len(sorted_ids)]
+    for start, stop in zip(starts, stops, strict=True):
+        rows = slice(start, stop) if order is None else order[start:stop]
+        f = int(sorted_ids[start])
+        if not wanted_fields[f]:
+            continue
+        cross = ant1[rows] != ant2[rows]
+        if model is None:
+            vis = point_source_visibilities(uvw[rows], lmn_by_field[f], freq_hz, flux_by_field[f])
+            group_model = np.repeat(vis[:, :, None], data.shape[2], axis=2)
+        else:
+            group_model = model[rows]
+            predicted = point_source_visibilities(
+                uvw[rows], lmn_by_field[f], freq_hz[coherence_chans],
+                flux_by_field[f][:, coherence_chans],
+            )  # fmt: skip
+            coherence[f] += kernels.model_coherence_partials(
+                group_model[:, coherence_chans], predicted, cross
+            )
+        partials[f] += kernels.phase_alignment_partials(
+            data[rows], group_model, flag[rows], weight[rows], cross
+        )
     return partials, coherence
 
 
-def _sum_partials(results):
+def _sum_chunks(results):
     partials = sum(r[0] for r in results)
-    coherences = [r[1] for r in results if r[1] is not None]
-    return partials, (sum(coherences) if coherences else None)
+    coherence = None if results[0][1] is None else sum(r[1] for r in results)
+    return partials, coherence
 
 
 def coherence_channels(n_chan: int) -> np.ndarray:
@@ -130,49 +163,56 @@ def coherence_channels(n_chan: int) -> np.ndarray:
 
 
 def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=None):
-    """Delayed (field_id, spw, partials, coherence_partials) for each selected dataset."""
-    columns = reads.main_columns(ms)
-    has_model = "MODEL_DATA" in columns
-    wanted = ["DATA", "FLAG", "WEIGHT", "ANTENNA1", "ANTENNA2", "UVW"]
+    """Delayed per-SPW (spw, partials (field, ...), coherence (field, chan, 3) or None).
+
+    One dask-ms dataset per SPW; every row of every selected field is read once.
+    """
+    has_model = "MODEL_DATA" in reads.main_columns(ms)
+    wanted = ["DATA", "FLAG", "WEIGHT", "ANTENNA1", "ANTENNA2", "FIELD_ID", "UVW"]
     if has_model:
         wanted.append("MODEL_DATA")
     xds_list = reads.read_visibility_datasets(
-        ms, wanted, row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK
+        ms, wanted, row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK, group_cols=("DATA_DESC_ID",)
     )
     context = ModelContext(ms)
+    n_field = len(context.phase_dir_rad)
+    lmn_by_field = np.stack(
+        direction_cosines(
+            calibrator.ra_rad, calibrator.dec_rad,
+            context.phase_dir_rad[:, 0], context.phase_dir_rad[:, 1],
+        ),
+        axis=-1,
+    )[:, None, :]  # fmt: skip
+    wanted_fields = np.ones(n_field, bool)
+    if fields is not None:
+        wanted_fields[:] = False
+        wanted_fields[sorted(fields)] = True
     graph = []
     for ds in xds_list:
-        field_id = int(ds.attrs["FIELD_ID"])
-        if fields is not None and field_id not in fields:
-            continue
         spw = int(context.ddid_spw[ds.attrs["DATA_DESC_ID"]])
-        if has_model:
-            model = ds.MODEL_DATA.data
-            chans = coherence_channels(ds.sizes["chan"])
-            model_sub = model[:, chans, :]
-            predicted_sub = context.predict(ds, calibrator, primary_beam, chan_index=chans)
-        else:
-            model = context.predict(ds, calibrator, primary_beam)
-            model_sub = predicted_sub = None
-        pieces = [
-            ds.DATA.data,
-            model,
-            ds.FLAG.data,
-            ds.WEIGHT.data,
-            ds.ANTENNA1.data,
-            ds.ANTENNA2.data,
-        ]
-        delayed = [p.to_delayed().ravel() for p in pieces]
-        extra = (
-            [model_sub.to_delayed().ravel(), predicted_sub.to_delayed().ravel()]
-            if model_sub is not None
-            else [[None] * len(delayed[0])] * 2
-        )
+        freq = context.freq_hz[spw]
+        flux_by_field = np.stack(
+            [apparent_flux(calibrator, freq, context.pointing_rad[f], primary_beam)
+             for f in range(n_field)]
+        )[:, None, :]  # fmt: skip
+        columns = [ds[c].data for c in ("DATA", "MODEL_DATA", "FLAG", "WEIGHT", "ANTENNA1",
+                                        "ANTENNA2", "FIELD_ID", "UVW") if c in ds]  # fmt: skip
+        blocks = [c.to_delayed().ravel() for c in columns]
+        if not has_model:
+            blocks.insert(1, [None] * len(blocks[0]))
         chunk_results = [
-            dask.delayed(_chunk_partials, pure=True)(*args)
-            for args in zip(*delayed, *extra, strict=True)
+            dask.delayed(_spw_chunk_partials, pure=True)(
+                *args,
+                n_field,
+                lmn_by_field,
+                freq,
+                flux_by_field,
+                coherence_channels(len(freq)),
+                wanted_fields,
+            )  # fmt: skip
+            for args in zip(*blocks, strict=True)
         ]
-        graph.append((field_id, spw, dask.delayed(_sum_partials)(chunk_results)))
+        graph.append((spw, dask.delayed(_sum_chunks)(chunk_results)))
     return graph, ("MODEL_DATA" if has_model else "prediction")
 
 
@@ -202,9 +242,14 @@ def check_phasing(
         graph, model_source = add_phase_alignment_graph(
             ms, calibrator, None if fields is None else set(fields), primary_beam, row_chunk
         )
-        (computed,) = dask.compute([g[2] for g in graph])
-        for (field_id, spw, _), (partials, coherence) in zip(graph, computed, strict=True):
-            per_field[field_id].append((spw, partials, coherence))
+        (computed,) = dask.compute([g[1] for g in graph])
+        for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
+            for field_id in per_field:
+                if partials[field_id, kernels._N_TOTAL] > 0:
+                    per_field[field_id].append(
+                        (spw, partials[field_id],
+                         None if coherence is None else coherence[field_id])
+                    )  # fmt: skip
         total_used = sum(int(p[kernels._N_USED]) for v in per_field.values() for _, p, _ in v)
         if total_used == 0:
             raise ContimgError(

@@ -11,6 +11,7 @@ chan, corr) bool; ``weight`` (row, corr) float; ``cross`` (row,) bool.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 RATIO_LOG10_RANGE = (-4.0, 4.0)
@@ -22,49 +23,80 @@ _N_SCALARS = 8
 PARTIALS_LENGTH = _N_SCALARS + RATIO_BINS
 
 
-def usable_mask(data, model, flag, cross):
-    """Visibilities that count: unflagged cross-correlations, finite and non-zero."""
-    ok = ~flag & cross[:, None, None]
-    ok &= np.isfinite(data) & np.isfinite(model)
-    ok &= (data != 0) & (model != 0)
-    return ok
+@numba.njit(nogil=True, cache=True)
+def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
+    """Fused single pass over (row, chan, corr); adds into ``out`` (see layout above)."""
+    n_row, n_chan, n_corr = data.shape
+    for r in range(n_row):
+        if not cross[r]:
+            continue
+        for c in range(n_chan):
+            for p in range(n_corr):
+                out[_N_TOTAL] += 1.0
+                if flag[r, c, p]:
+                    out[_N_FLAGGED] += 1.0
+                    continue
+                w = weight[r, p]
+                if not (w > 0.0 and w < np.inf):
+                    continue
+                d = data[r, c, p]
+                m = model[r, c, p]
+                dr, di, mr, mi = d.real, d.imag, m.real, m.imag
+                data_power = dr * dr + di * di
+                model_power = mr * mr + mi * mi
+                both = data_power * model_power
+                if not (both > 0.0 and both < np.inf):
+                    continue
+                out[_N_USED] += 1.0
+                out[_SUM_W] += w
+                w_over_model = w / np.sqrt(model_power)
+                out[_MODEL_RE] += w_over_model * mr
+                out[_MODEL_IM] += w_over_model * mi
+                w_over_both = w / np.sqrt(both)
+                out[_DIFF_RE] += w_over_both * (dr * mr + di * mi)
+                out[_DIFF_IM] += w_over_both * (di * mr - dr * mi)
+                # log10 |D|/|M| = log10(|D|^2 / |M|^2) / 2: no square root needed.
+                position = (0.5 * np.log10(data_power / model_power) - lo) * scale
+                k = int(position) if position > 0 else 0
+                out[_N_SCALARS + min(k, n_bins - 1)] += 1.0
 
 
 def phase_alignment_partials(data, model, flag, weight, cross):
     """Partial sums for model phase scatter, DATA-MODEL phase scatter and |DATA|/|MODEL|.
 
-    Returns a float64 vector of length ``PARTIALS_LENGTH``; add vectors of
-    different chunks, then call :func:`finalise_phase_alignment`.
+    A visibility counts when it is an unflagged cross-correlation with finite,
+    non-zero DATA and MODEL and a positive, finite weight. Phase sums are
+    weighted unit phasors: sum w M/|M| and sum w D conj(M) / |D M|. Returns a
+    float64 vector of length ``PARTIALS_LENGTH``; add vectors of different
+    chunks, then call :func:`finalise_phase_alignment`. One fused pass (numba),
+    accumulated in float64.
     """
-    ok = usable_mask(data, model, flag, cross)
-    w = np.broadcast_to(weight[:, None, :], data.shape)
-    w = np.where(ok & np.isfinite(w) & (w > 0), w, 0.0)
-    safe_data = np.where(ok, data, 1.0)
-    safe_model = np.where(ok, model, 1.0)
-    model_phasor = safe_model / np.abs(safe_model)
-    diff = safe_data * np.conj(safe_model)
-    diff_phasor = diff / np.abs(diff)
-
     out = np.zeros(PARTIALS_LENGTH)
-    out[_SUM_W] = w.sum()
-    model_sum = (w * model_phasor).sum()
-    diff_sum = (w * diff_phasor).sum()
-    out[_MODEL_RE], out[_MODEL_IM] = model_sum.real, model_sum.imag
-    out[_DIFF_RE], out[_DIFF_IM] = diff_sum.real, diff_sum.imag
-    cross_vis = np.broadcast_to(cross[:, None, None], flag.shape)
-    out[_N_FLAGGED] = np.count_nonzero(flag & cross_vis)
-    out[_N_TOTAL] = np.count_nonzero(cross_vis)
-    out[_N_USED] = np.count_nonzero(ok)
-    ratio = np.abs(safe_data[ok]) / np.abs(safe_model[ok])
-    out[_N_SCALARS:] = log_histogram(ratio)
+    lo, hi = RATIO_LOG10_RANGE
+    _alignment_sums(
+        np.ascontiguousarray(data, np.complex64),
+        np.ascontiguousarray(model, np.complex64),
+        np.ascontiguousarray(flag, np.bool_),
+        np.ascontiguousarray(weight, np.float32),
+        np.ascontiguousarray(cross, np.bool_),
+        out,
+        lo,
+        RATIO_BINS / (hi - lo),
+        RATIO_BINS,
+    )
     return out
 
 
 def log_histogram(values, bins=RATIO_BINS, log10_range=RATIO_LOG10_RANGE):
     """Counts of ``values`` (> 0) in log-spaced bins; out-of-range values go to the end bins."""
+    return log_histogram_of_log10(np.log10(np.asarray(values, np.float32)), bins, log10_range)
+
+
+def log_histogram_of_log10(log10_values, bins=RATIO_BINS, log10_range=RATIO_LOG10_RANGE):
+    """As :func:`log_histogram`, given the base-10 logarithms of the values."""
     lo, hi = log10_range
-    position = (np.log10(values) - lo) / (hi - lo) * bins
-    index = np.clip(np.floor(position), 0, bins - 1).astype(np.int64)
+    position = (log10_values - np.float32(lo)) * np.float32(bins / (hi - lo))
+    index = np.clip(position, 0, bins - 1).astype(np.int64)
     return np.bincount(index, minlength=bins).astype(np.float64)
 
 
@@ -107,25 +139,39 @@ def finalise_phase_alignment(partials) -> dict:
     }
 
 
+@numba.njit(nogil=True, cache=True)
+def _coherence_sums(model, predicted, cross, out):
+    n_row, n_chan, n_corr = model.shape
+    for r in range(n_row):
+        if not cross[r]:
+            continue
+        for c in range(n_chan):
+            p = predicted[r, c]
+            if not (np.isfinite(p.real) and np.isfinite(p.imag)):
+                continue
+            for k in range(n_corr):
+                m = model[r, c, k]
+                if not (np.isfinite(m.real) and np.isfinite(m.imag)):
+                    continue
+                out[c, 0] += m.real * p.real + m.imag * p.imag
+                out[c, 1] += m.real * m.real + m.imag * m.imag
+                out[c, 2] += p.real * p.real + p.imag * p.imag
+
+
 def model_coherence_partials(model, predicted, cross):
     """Per-channel sums (chan, 3): Re sum M conj(P), sum |M|^2, sum |P|^2 over cross rows.
 
-    ``model`` and ``predicted`` are (row, chan, corr) or (row, chan).
+    ``model`` is (row, chan, corr); ``predicted`` (row, chan), the same for every
+    correlation (an unpolarised source).
     """
-    m = model[cross]
-    p = predicted[cross]
-    m = m.reshape(m.shape[0], m.shape[1], -1)
-    p = np.broadcast_to(p.reshape(p.shape[0], p.shape[1], -1), m.shape)
-    ok = np.isfinite(m) & np.isfinite(p)
-    m, p = np.where(ok, m, 0), np.where(ok, p, 0)
-    return np.stack(
-        [
-            (m * np.conj(p)).real.sum(axis=(0, 2)),
-            (np.abs(m) ** 2).sum(axis=(0, 2)),
-            (np.abs(p) ** 2).sum(axis=(0, 2)),
-        ],
-        axis=1,
+    out = np.zeros((model.shape[1], 3))
+    _coherence_sums(
+        np.ascontiguousarray(model, np.complex64),
+        np.ascontiguousarray(predicted, np.complex128),
+        np.ascontiguousarray(cross, np.bool_),
+        out,
     )
+    return out
 
 
 def finalise_model_coherence(partials) -> float:

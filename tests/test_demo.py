@@ -1,0 +1,20 @@
+"""The main job (`make demo`) runs end to end and reports its outputs."""
+
+import json
+import subprocess
+import sys
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "dsa110_contimg", "--log-dir", str(tmp_path / "logs"), "demo",
+         "--out", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "NOT phased to 0834+555" in result.stdout
+    assert "phased to 0834+555: field" in result.stdout
+    after = json.loads((tmp_path / "demo" / "check_after.json").read_text())
+    assert after["phased_to_calibrator"] is True
+    assert (tmp_path / "demo" / "demo.ms.truth.npz").exists()
+    assert (tmp_path / "logs" / "casa.log").exists()
