@@ -69,7 +69,9 @@ dask.compute(add_model_write_graph(ms, lookup_calibrator("0834+555"), primary_be
 """
 
 CASA_FT = """
+import shutil
 from dsa110_contimg import casa_env
+shutil.rmtree(ms + ".cl", ignore_errors=True)
 cal = "0834+555"
 tools, tasks = casa_env.casatools(), casa_env.casatasks()
 with casa_env.casa_output_to_log():

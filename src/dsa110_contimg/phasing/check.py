@@ -245,12 +245,12 @@ def check_phasing(
         (computed,) = dask.compute([g[1] for g in graph])
         for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
             for field_id in per_field:
-                if partials[field_id, kernels._N_TOTAL] > 0:
+                if partials[field_id, kernels.TOTAL_INDEX] > 0:
                     per_field[field_id].append(
                         (spw, partials[field_id],
                          None if coherence is None else coherence[field_id])
                     )  # fmt: skip
-        total_used = sum(int(p[kernels._N_USED]) for v in per_field.values() for _, p, _ in v)
+        total_used = sum(int(p[kernels.USED_INDEX]) for v in per_field.values() for _, p, _ in v)
         if total_used == 0:
             raise ContimgError(
                 f"{ms}: no usable visibilities in the selection (all flagged, zero or NaN)"

@@ -21,6 +21,7 @@ RATIO_BINS = 1600  # 0.005 dex (1.2 %) per bin; the median interpolates within a
 _SUM_W, _MODEL_RE, _MODEL_IM, _DIFF_RE, _DIFF_IM, _N_FLAGGED, _N_TOTAL, _N_USED = range(8)
 _N_SCALARS = 8
 PARTIALS_LENGTH = _N_SCALARS + RATIO_BINS
+USED_INDEX, TOTAL_INDEX = _N_USED, _N_TOTAL  # counts readers may look at directly
 
 
 @numba.njit(nogil=True, cache=True)
