@@ -53,7 +53,7 @@ def summarise_ms(path) -> MsSummary:
     columns = reads.main_columns(path)
 
     datasets = reads.read_visibility_datasets(
-        path, ["DATA", "FLAG", "ANTENNA1", "ANTENNA2", "TIME"]
+        path, ["DATA", "FLAG", "ANTENNA1", "ANTENNA2", "TIME"], group_cols=("DATA_DESC_ID",)
     )
     per_dataset = []
     for ds in datasets:
