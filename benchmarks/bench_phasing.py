@@ -12,11 +12,10 @@ Model writing: rows/s of our per-field predict against CASA ``ft`` (component li
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 
-from harness import run_child, summarise, write_result
+from harness import parse_args, run_child, summarise, write_result
 
 SETUP = """
 import numpy as np
@@ -86,13 +85,7 @@ with casa_env.casa_output_to_log():
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="full")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny preset, one repetition")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.preset, args.repeat = "tiny", 1
+    args = parse_args(__doc__.splitlines()[0], argv)
 
     from casacore.tables import table
 

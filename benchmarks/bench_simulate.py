@@ -10,11 +10,10 @@ Targets for the ``full`` preset on a 2-core machine: under 120 s and 3 GB.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 
-from harness import run_child, summarise, write_result
+from harness import parse_args, run_child, summarise, write_result
 
 SETUP = """
 import shutil
@@ -32,13 +31,7 @@ SKELETON_ONLY = "build_ms_skeleton(str(out), plan_observation(config), config.au
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="full")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny preset, one repetition")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.preset, args.repeat = "tiny", 1
+    args = parse_args(__doc__.splitlines()[0], argv)
 
     runs = {"skeleton_only": [], "simulate": []}
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as scratch:

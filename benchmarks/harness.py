@@ -29,6 +29,20 @@ print("BENCH_RESULT " + json.dumps({{
 """
 
 
+def parse_args(description: str, argv=None):
+    """The options every benchmark takes: --preset, --repeat, --quick (tiny, once)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", default="full")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny preset, one repetition")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.preset, args.repeat = "tiny", 1
+    return args
+
+
 def run_child(body: str, setup: str = "") -> dict:
     """Run ``body`` in a new interpreter; returns seconds (body only) and peak RSS."""
     code = _CHILD_TEMPLATE.format(setup=setup, body=body)

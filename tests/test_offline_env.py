@@ -83,4 +83,3 @@ def test_cli_run_keeps_casa_log_in_run_directory(tmp_path):
     casa_log = (tmp_path / "run" / "casa.log").read_text()
     assert "NewMSSimulator" in casa_log
     assert (tmp_path / "run" / "contimg.log").exists()
-    json.dumps(casa_log[:10])
