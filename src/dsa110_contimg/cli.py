@@ -327,7 +327,10 @@ def _cmd_write_model(args) -> int:
     ms = _resolve_ms(args)
     calibrator = _resolve_calibrator(args)
     _resolve_fields(args, ms, calibrator, required=False)
-    dask.compute(add_model_write_graph(ms, calibrator, primary_beam=args.primary_beam))
+    from dsa110_contimg import casa_env
+
+    with casa_env.casa_output_to_log():
+        dask.compute(add_model_write_graph(ms, calibrator, primary_beam=args.primary_beam))
     print(f"MODEL_DATA of {ms} written for {calibrator.name} (every field, its own phase centre)")
     return 0
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dask
 
+from dsa110_contimg import casa_env
 from dsa110_contimg.casa.phaseshift import run_phaseshift
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.phasing.check import DEFAULT_THRESHOLDS, PhasingReport, check_phasing
@@ -97,7 +98,11 @@ def rephase_and_model(
                 f"{plan.calibrator} in PHASE_DIR"
             )
     if write_model:
-        dask.compute(add_model_write_graph(plan.output_ms, calibrator, primary_beam=primary_beam))
+        # casacore prints notes about keywords it cannot convert; keep them in the log.
+        with casa_env.casa_output_to_log():
+            dask.compute(
+                add_model_write_graph(plan.output_ms, calibrator, primary_beam=primary_beam)
+            )
     return check_phasing(
         plan.output_ms,
         calibrator,

@@ -118,7 +118,7 @@ def histogram_median(counts, log10_range=RATIO_LOG10_RANGE):
 def circular_std_deg(resultant_length):
     """Circular standard deviation sqrt(-2 ln R) in degrees; R is the mean resultant length."""
     r = np.clip(resultant_length, 1e-300, 1.0)
-    return float(np.degrees(np.sqrt(max(-2.0 * np.log(r), 0.0))))
+    return float(np.degrees(np.sqrt(max(-2.0 * np.log(r), 0.0)))) + 0.0  # never -0.0
 
 
 def finalise_phase_alignment(partials) -> dict:
