@@ -82,9 +82,3 @@ def chan_freq_hz(path) -> list[np.ndarray]:
     """Channel frequencies (Hz) of each SPW, as a list indexed by SPW id."""
     spw = read_subtable(path, "SPECTRAL_WINDOW", columns=["CHAN_FREQ", "NUM_CHAN"])
     return [row[: int(n)] for row, n in zip(spw.CHAN_FREQ.values, spw.NUM_CHAN.values, strict=True)]
-
-
-def field_phase_dirs_rad(path) -> np.ndarray:
-    """PHASE_DIR of each field, (field, 2) radians: the centre that rephasing changes."""
-    field = read_subtable(path, "FIELD", columns=["PHASE_DIR"])
-    return field.PHASE_DIR.values[:, 0, :]

@@ -15,7 +15,6 @@ N_STATIONS = 117
 INACTIVE_STATIONS = frozenset(
     ["DSA010", "DSA021", "DSA022", "DSA023", "DSA117"] + [f"DSA{k:03d}" for k in range(52, 68)]
 )
-REFERENCE_STATION = "DSA103"
 
 _EW_SPACING_M = 5.74
 _EW_GAP_AFTER = (12, 25, 38)  # station numbers followed by a wider gap
