@@ -102,17 +102,18 @@ def rephased(make_observation, tmp_path_factory):
         ),
         "clean": make_observation("small", noise=False, corrupt=False, seed=21),
     }
+    data_before = {k: _column(v, "DATA") for k, v in inputs.items()}
     before = {k: check_phasing(v, CAL) for k, v in inputs.items()}
     after = {}
     with dask_client(n_workers=1) as client:
         for key, ms in inputs.items():
             plan = plan_rephase(ms, CAL, CAL_FIELDS, output_ms=work / f"{key}_rephased.ms")
             after[key] = (plan, rephase_and_model(plan, CAL, client))
-    return inputs, before, after
+    return inputs, before, after, data_before
 
 
 def test_before_rephasing_the_check_says_not_phased(rephased):
-    _, before, _ = rephased
+    _, before, _, _ = rephased
     for report in before.values():
         assert not report.phased_to_calibrator
         assert all(f.geometry.separation_arcmin > 50 for f in report.fields)
@@ -120,7 +121,7 @@ def test_before_rephasing_the_check_says_not_phased(rephased):
 
 
 def test_after_rephasing_and_model_the_calibrator_is_aligned(rephased):
-    inputs, _, after = rephased
+    inputs, _, after, data_before = rephased
     for key, (_plan, report) in after.items():
         assert report.phased_to_calibrator
         assert [f.geometry.field_id for f in report.fields] == list(CAL_FIELDS)
@@ -132,14 +133,14 @@ def test_after_rephasing_and_model_the_calibrator_is_aligned(rephased):
             assert f.data_model_phase_scatter_deg < limit, (key, f)
             assert f.verdict == "excellent"
         # The input MS is never changed.
-        assert np.array_equal(_column(inputs[key], "DATA"), _column(inputs[key], "DATA"))
+        assert np.array_equal(_column(inputs[key], "DATA"), data_before[key])
         with table(f"{inputs[key]}/FIELD", ack=False) as fld:
             assert np.degrees(fld.getcol("PHASE_DIR")[10, 0, 1]) == pytest.approx(54.665223)
 
 
 def test_reference_dir_trap(rephased, tmp_path):
     """PHASE_DIR is what rephasing changes; a REFERENCE_DIR reader gets both cases wrong."""
-    _, _, after = rephased
+    _, _, after, _ = rephased
     plan, report = after["clean"]
     with table(f"{plan.output_ms}/FIELD", ack=False) as fld:
         reference = np.degrees(fld.getcol("REFERENCE_DIR")[list(CAL_FIELDS), 0])
@@ -161,7 +162,7 @@ def test_reference_dir_trap(rephased, tmp_path):
 
 
 def test_already_phased_ms_is_not_shifted_again(rephased):
-    _, _, after = rephased
+    _, _, after, _ = rephased
     plan, _ = after["clean"]
     again = plan_rephase(plan.output_ms, CAL, CAL_FIELDS)
     assert again.already_phased and again.output_ms == plan.output_ms
@@ -203,7 +204,7 @@ def test_model_matches_casa_predict_on_every_field(make_observation, tmp_path):
 
 def test_one_phase_centre_model_is_caught(rephased, tmp_path):
     """A model predicted for one phase centre on every field (the original failure)."""
-    _, _, after = rephased
+    _, _, after, _ = rephased
     plan, _ = after["clean"]
     broken = tmp_path / "one_centre.ms"
     shutil.copytree(plan.ms, broken)
@@ -228,7 +229,7 @@ def test_one_phase_centre_model_is_caught(rephased, tmp_path):
 
 
 def test_stale_model_written_before_rephasing_is_caught(rephased, tmp_path):
-    _, _, after = rephased
+    _, _, after, _ = rephased
     plan, _ = after["clean"]
     before = tmp_path / "before.ms"
     shutil.copytree(plan.ms, before)
@@ -248,7 +249,7 @@ def test_stale_model_written_before_rephasing_is_caught(rephased, tmp_path):
 
 
 def test_model_rewrite_is_idempotent(rephased):
-    _, _, after = rephased
+    _, _, after, _ = rephased
     plan, _ = after["clean"]
     first = _column(plan.output_ms, "MODEL_DATA")
     dask.compute(add_model_write_graph(plan.output_ms, CAL))
@@ -257,7 +258,7 @@ def test_model_rewrite_is_idempotent(rephased):
 
 def test_dask_metrics_equal_numpy(rephased):
     """check_phasing's per-(field, SPW) metrics vs a direct numpy computation."""
-    _, _, after = rephased
+    _, _, after, _ = rephased
     plan, report = after["gains_divided"]
     cols = {c: _column(plan.output_ms, c) for c in
             ("DATA", "MODEL_DATA", "FLAG", "WEIGHT", "FIELD_ID", "DATA_DESC_ID", "ANTENNA1",

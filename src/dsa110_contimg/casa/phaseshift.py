@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from dsa110_contimg import casa_env
+from dsa110_contimg.ms.publish import publish_directory
 
 
 @dataclass(frozen=True)
@@ -31,10 +29,7 @@ def run_phaseshift(
     if log_file:
         casa_env.set_casa_logfile(log_file)
     tasks = casa_env.casatasks()
-    final = Path(outputvis)
-    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with publish_directory(outputvis) as partial:
         with casa_env.casa_output_to_log():
             tasks.phaseshift(
                 vis=str(vis),
@@ -45,10 +40,4 @@ def run_phaseshift(
             )
         if not (partial / "table.dat").exists():
             raise RuntimeError(f"phaseshift wrote no MS for {vis} (see the CASA log)")
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return PhaseshiftResult(str(final), tuple(fields), time.perf_counter() - started)
+    return PhaseshiftResult(str(outputvis), tuple(fields), time.perf_counter() - started)

@@ -71,12 +71,10 @@ class ModelContext:
         self.freq_hz = reads.chan_freq_hz(ms)
         self.ddid_spw = reads.spw_of_ddid(ms)
 
-    def predict(self, ds, calibrator, primary_beam, chan_index=None):
-        """Lazy model for dataset ``ds`` (needs UVW), optionally for some channels only."""
+    def predict(self, ds, calibrator, primary_beam):
+        """Lazy model for dataset ``ds`` (needs UVW)."""
         field_id = ds.attrs["FIELD_ID"]
         freq = self.freq_hz[int(self.ddid_spw[ds.attrs["DATA_DESC_ID"]])]
-        if chan_index is not None:
-            freq = freq[chan_index]
         n_corr = ds.sizes["corr"] if "corr" in ds.sizes else 2
         return predict_dataset(
             ds.UVW.data,

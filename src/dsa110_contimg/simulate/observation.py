@@ -21,6 +21,7 @@ from casacore.tables import table
 
 from dsa110_contimg import instrument
 from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms.publish import publish_directory
 from dsa110_contimg.simulate import corruption_kernels as ck
 from dsa110_contimg.simulate.config import SimulationConfig
 from dsa110_contimg.simulate.ms_skeleton import build_ms_skeleton
@@ -52,8 +53,7 @@ def simulate_observation(
     plan = plan_observation(config)
     _check_output(out_path, overwrite)
     _remove_stale_partials(out_path)
-    partial = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}")
-    try:
+    with publish_directory(out_path) as partial:
         log.info(
             "simulating %s: %d antennas, %d SPW x %d channels, %d integrations from %s",
             out_path.name,
@@ -66,14 +66,6 @@ def simulate_observation(
         truth = draw_truth(config, plan)
         n_rows = fill_visibilities(str(partial), plan, truth, config)
         truth.save(truth_path(out_path))
-        if out_path.exists():
-            trash = out_path.with_name(f".{out_path.name}.old-{os.getpid()}")
-            os.rename(out_path, trash)
-            shutil.rmtree(trash)
-        os.rename(partial, out_path)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     seconds = time.perf_counter() - started
     log.info("wrote %s (%d rows) in %.1f s", out_path, n_rows, seconds)
     return SimulationResult(out_path, truth_path(out_path), n_rows, seconds)

@@ -1,0 +1,30 @@
+"""Publish a directory product (an MS) only when it is complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def publish_directory(final: str | os.PathLike):
+    """Yield a hidden partial path beside ``final``; rename it into place on success.
+
+    An existing ``final`` is replaced only after the new product is complete;
+    on any failure (or interruption) the partial directory is removed.
+    """
+    final = Path(final)
+    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        yield partial
+        if final.exists():
+            trash = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.rename(final, trash)
+            shutil.rmtree(trash)
+        os.rename(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
