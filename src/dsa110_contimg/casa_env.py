@@ -15,6 +15,7 @@ worker processes) and falls back to one file per process under
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -130,8 +131,13 @@ def _current_casa_logfile() -> Path:
     return CACHE_DIR / "logs" / f"casa-{os.getpid()}.log"
 
 
+@functools.cache
 def casatools():
-    """Import casatools configured for offline use, its log kept off the terminal."""
+    """Import casatools configured for offline use, its log kept off the terminal.
+
+    Done once per process: re-running the measures warm-up after CASA tasks
+    have run crashes casacore.
+    """
     configure_casa()
     with casa_output_to_log():
         import casatools as module
@@ -147,6 +153,7 @@ def casatools():
     return module
 
 
+@functools.cache
 def casatasks():
     """Import casatasks after :func:`casatools` has configured CASA."""
     casatools()

@@ -36,14 +36,28 @@ def apparent_flux(calibrator: Calibrator, freq_hz, pointing_rad, primary_beam: b
     return flux
 
 
-def predict_dataset(uvw, calibrator, phase_dir_rad, pointing_rad, freq_hz, n_corr, primary_beam):
+def predict_dataset(
+    uvw,
+    calibrator,
+    phase_dir_rad,
+    pointing_rad,
+    freq_hz,
+    n_corr,
+    primary_beam,
+    at_phase_centre: bool = False,
+):
     """Lazy (row, chan, corr) complex64 model for rows sharing one field and SPW.
 
     ``uvw`` is the dataset's (row, 3) dask array in metres; ``freq_hz`` (chan,).
+    ``at_phase_centre`` places the source at the field's phase centre instead
+    of its true position: right only when the field was rephased to it.
     """
-    l, m, n = direction_cosines(
-        calibrator.ra_rad, calibrator.dec_rad, phase_dir_rad[0], phase_dir_rad[1]
-    )
+    if at_phase_centre:
+        l, m, n = 0.0, 0.0, 1.0
+    else:
+        l, m, n = direction_cosines(
+            calibrator.ra_rad, calibrator.dec_rad, phase_dir_rad[0], phase_dir_rad[1]
+        )
     lmn = np.array([[l, m, n]])
     flux = apparent_flux(calibrator, freq_hz, pointing_rad, primary_beam)[None, :]
     return da.blockwise(
@@ -71,7 +85,7 @@ class ModelContext:
         self.freq_hz = reads.chan_freq_hz(ms)
         self.ddid_spw = reads.spw_of_ddid(ms)
 
-    def predict(self, ds, calibrator, primary_beam):
+    def predict(self, ds, calibrator, primary_beam, at_phase_centre=False):
         """Lazy model for dataset ``ds`` (needs UVW)."""
         field_id = ds.attrs["FIELD_ID"]
         freq = self.freq_hz[int(self.ddid_spw[ds.attrs["DATA_DESC_ID"]])]
@@ -84,10 +98,17 @@ class ModelContext:
             freq,
             n_corr,
             primary_beam,
+            at_phase_centre,
         )
 
 
-def add_model_write_graph(ms, calibrator: Calibrator, primary_beam: bool = True, row_chunk=None):
+def add_model_write_graph(
+    ms,
+    calibrator: Calibrator,
+    primary_beam: bool = True,
+    row_chunk=None,
+    at_phase_centre: bool = False,
+):
     """Lazy writes of MODEL_DATA for every field; compute the result to write.
 
     MODEL_DATA is created when missing. Rewriting is idempotent: the same
@@ -99,7 +120,7 @@ def add_model_write_graph(ms, calibrator: Calibrator, primary_beam: bool = True,
     context = ModelContext(ms)
     out = []
     for ds in xds_list:
-        model = context.predict(ds, calibrator, primary_beam)
+        model = context.predict(ds, calibrator, primary_beam, at_phase_centre)
         out.append(
             ds.drop_vars(["UVW", "FLAG"]).assign(MODEL_DATA=(("row", "chan", "corr"), model))
         )

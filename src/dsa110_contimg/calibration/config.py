@@ -1,0 +1,211 @@
+"""The calibration recipe's parameters: one small typed section per step.
+
+Precedence, lowest first: the defaults below < a named preset < a YAML file
+(``--config``) < command-line flags. The resolved config is logged at the
+start of a run and stored in its summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dsa110_contimg.errors import ContimgError
+
+
+@dataclass(frozen=True)
+class FlagConfig:
+    enabled: bool = True
+    autocorr: bool = True
+    zeros: bool = True
+    tfcrop: bool = False
+    rflag: bool = False
+
+    def modes(self) -> tuple[str, ...]:
+        if not self.enabled:
+            return ()
+        wanted = {
+            "autocorr": self.autocorr,
+            "zeros": self.zeros,
+            "tfcrop": self.tfcrop,
+            "rflag": self.rflag,
+        }
+        return tuple(name for name, on in wanted.items() if on)
+
+
+@dataclass(frozen=True)
+class PhasingConfig:
+    """Rephase the calibrator fields to the calibrator and write the model.
+
+    ``model_position``: ``source`` predicts the calibrator where it is, for
+    each field's own phase centre (right with or without rephasing);
+    ``phase-centre`` puts it at each field's phase centre, which is only right
+    after rephasing (the original pipeline's assumption).
+    """
+
+    rephase: bool = True
+    write_model: bool = True
+    model_position: str = "source"
+    primary_beam: bool = True
+
+
+@dataclass(frozen=True)
+class PrebpConfig:
+    enabled: bool = True
+    solint: str = "30s"
+    uvrange: str = ">1klambda"
+    minsnr: float = 3.0
+    minblperant: int = 4
+
+
+@dataclass(frozen=True)
+class DelayConfig:
+    enabled: bool = False
+    solint: str = "inf"
+    minsnr: float = 3.0
+
+
+@dataclass(frozen=True)
+class BandpassConfig:
+    enabled: bool = True
+    solint: str = "inf"
+    combine_field: bool = True
+    solnorm: bool = True
+    minsnr: float = 5.0
+    fillgaps: int = 3
+    minblperant: int = 4
+    uvrange: str = ""
+
+
+@dataclass(frozen=True)
+class GainConfig:
+    enabled: bool = True
+    calmode: str = "p"
+    solints: tuple[str, ...] = ("inf", "60s")
+    minsnr: float = 3.0
+    minblperant: int = 4
+    uvrange: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    enabled: bool = True
+    calwt: bool = False
+    # Which gain solution interval CORRECTED_DATA uses (one of GainConfig.solints).
+    gain_solint: str = "60s"
+
+
+@dataclass(frozen=True)
+class FastConfig:
+    """Average the calibrator data before solving (``--fast``).
+
+    After rephasing a point calibrator sits at the phase centre, so averaging
+    within a solution interval loses no coherence. Channel averaging coarsens
+    the bandpass; solutions are interpolated back in frequency on apply.
+    """
+
+    enabled: bool = False
+    timebin: str = ""
+    chanbin: int = 1
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    flagging: FlagConfig = field(default_factory=FlagConfig)
+    phasing: PhasingConfig = field(default_factory=PhasingConfig)
+    prebp: PrebpConfig = field(default_factory=PrebpConfig)
+    delay: DelayConfig = field(default_factory=DelayConfig)
+    bandpass: BandpassConfig = field(default_factory=BandpassConfig)
+    gains: GainConfig = field(default_factory=GainConfig)
+    apply: ApplyConfig = field(default_factory=ApplyConfig)
+    fast: FastConfig = field(default_factory=FastConfig)
+    combine_spw: bool = False
+    retries: int = 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        checks = [
+            (
+                self.phasing.model_position in ("source", "phase-centre"),
+                "phasing.model_position must be 'source' or 'phase-centre'",
+            ),
+            (self.gains.calmode in ("p", "a", "ap"), "gains.calmode must be p, a or ap"),
+            (bool(self.gains.solints), "gains.solints needs at least one interval"),
+            (
+                not self.apply.enabled
+                or not self.gains.enabled
+                or self.apply.gain_solint in self.gains.solints,
+                f"apply.gain_solint {self.apply.gain_solint!r} is not one of gains.solints "
+                f"{list(self.gains.solints)}",
+            ),
+            (self.fast.chanbin >= 1, "fast.chanbin must be at least 1"),
+            (self.retries >= 0, "retries must not be negative"),
+            (
+                not self.apply.enabled or self.bandpass.enabled or self.gains.enabled,
+                "nothing to apply: bandpass and gains are both switched off",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ContimgError(f"invalid calibration config: {message}")
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    # Average 4 channels before solving; bandpass interpolated back on apply.
+    "fast": {"fast": {"enabled": True, "chanbin": 4}},
+    # Amplitude and phase gains, a delay solve, and RFI flagging.
+    "thorough": {
+        "gains": {"calmode": "ap"},
+        "delay": {"enabled": True},
+        "flagging": {"tfcrop": True},
+    },
+}
+
+
+def _merge_section(section, overrides: dict, where: str):
+    known = {f.name for f in dataclasses.fields(section)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ContimgError(f"unknown {where} setting(s) {unknown}; known: {sorted(known)}")
+    changes = {}
+    for name, value in overrides.items():
+        current = getattr(section, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ContimgError(f"{where}.{name} must be a mapping")
+            changes[name] = _merge_section(current, value, f"{where}.{name}")
+        elif isinstance(current, tuple):
+            changes[name] = tuple(value if isinstance(value, list | tuple) else [value])
+        else:
+            changes[name] = value
+    return dataclasses.replace(section, **changes)
+
+
+def resolve_config(
+    preset: str = "default", yaml_path: str | None = None, overrides: dict | None = None
+) -> CalibrationConfig:
+    """Defaults < preset < YAML file < ``overrides`` (nested dicts by section)."""
+    if preset not in PRESETS:
+        raise ContimgError(f"unknown calibration preset {preset!r}; choose from {list(PRESETS)}")
+    config = _merge_section(CalibrationConfig(), PRESETS[preset], "config")
+    if yaml_path:
+        path = Path(yaml_path)
+        if not path.is_file():
+            raise ContimgError(f"config file {yaml_path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ContimgError(f"config file {yaml_path} is not valid YAML: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ContimgError(f"config file {yaml_path} must hold a mapping of sections")
+        config = _merge_section(config, loaded, "config")
+    if overrides:
+        config = _merge_section(config, overrides, "config")
+    config.validate()
+    return config

@@ -1,0 +1,197 @@
+"""The calibration plan as one Dask graph: a task per (MS, SPW, step).
+
+Dependencies carry the order (prepare -> assemble -> flag -> model ->
+prebp -> [kcal] -> bpcal -> gains -> apply -> publish) per SPW; SPWs and
+observations are independent chains, so they run side by side. Solves
+combined over SPWs join the chains of one MS. Targets' applies depend on the
+calibrator's solves of the same SPW. Task keys name the step, MS and SPW so
+the dashboard shows what runs.
+"""
+
+from __future__ import annotations
+
+import dask
+
+from dsa110_contimg.calibration import steps
+from dsa110_contimg.calibration.plan import (
+    ALL_SPW,
+    CalibrationPlan,
+    ObservationPlan,
+    solve_steps,
+)
+
+
+def _task(function, key, *args):
+    return dask.delayed(function, pure=False)(*args, dask_key_name=key)
+
+
+def _key(step, obs: ObservationPlan, spw=ALL_SPW):
+    return f"{step}-{obs.stem}-" + ("allspw" if spw < 0 else f"spw{spw:02d}")
+
+
+def add_calibration_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
+    """Delayed outcomes: {"<stem>": {"outcomes": [...], "publish": ...}} per observation."""
+    config = plan.config
+    by_ms = {}
+    solved_tables = {}  # calibrator MS -> {spw: {step: (table, outcome)}}
+    for obs in sorted(plan.observations, key=lambda o: o.role != "calibrator"):
+        prepared = {
+            p.spw: _task(steps.prepare, _key("prepare", obs, p.spw), obs, p, config, log_dir)
+            for p in obs.pieces
+        }
+        assembled = _task(
+            steps.assemble, _key("assemble", obs), obs, list(prepared.values()), config
+        )
+        flagged = {
+            p.spw: _task(
+                steps.flag,
+                _key("flag", obs, p.spw),
+                obs,
+                p,
+                config,
+                log_dir,
+                prepared[p.spw],
+                assembled,
+            )
+            for p in obs.pieces
+        }
+        outcomes = list(prepared.values()) + [assembled] + list(flagged.values())
+        applied = []
+        if obs.role == "calibrator":
+            per_spw_tables, solve_outcomes = _add_solves(obs, config, calibrator, log_dir, flagged)
+            solved_tables[obs.ms] = per_spw_tables
+            outcomes += solve_outcomes
+        else:
+            per_spw_tables = solved_tables.get(obs.solutions_from, {})
+        for p in obs.pieces:
+            if obs.given_tables:
+                tables = {f"table{i}": t for i, t in enumerate(obs.given_tables)}
+                upstream = [flagged[p.spw]]
+            else:
+                entry = per_spw_tables.get(p.spw, {})
+                tables = {step: table for step, (table, _) in entry.items()}
+                upstream = [flagged[p.spw]] + [o for _, o in entry.values()]
+            if not config.apply.enabled and not obs.given_tables:
+                continue
+            applied.append(
+                _task(
+                    steps.apply,
+                    _key("apply", obs, p.spw),
+                    obs,
+                    p,
+                    config,
+                    log_dir,
+                    tables,
+                    upstream,
+                )
+            )
+        outcomes += applied
+        published = _task(
+            steps.publish,
+            _key("publish", obs),
+            obs,
+            config,
+            assembled,
+            applied or list(flagged.values()),
+        )
+        by_ms[obs.stem] = {"outcomes": outcomes + [published]}
+    return by_ms
+
+
+def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
+    """Solve and merge tasks of one calibrator MS.
+
+    Returns ({spw: {step: (table, task)}}, tasks). A solve combined over SPWs
+    applies earlier per-SPW tables through their merged table.
+    """
+    modelled = {
+        p.spw: _task(
+            steps.model, _key("model", obs, p.spw), obs, p, config, calibrator, flagged[p.spw]
+        )
+        for p in obs.pieces
+    }
+    solve_vis = {p.spw: p.sub_ms for p in obs.pieces}
+    ready = dict(modelled)
+    outcomes = list(modelled.values())
+    if config.fast.enabled:
+        for p in obs.pieces:
+            ready[p.spw] = _task(
+                steps.average, _key("average", obs, p.spw), obs, p, config, log_dir, modelled[p.spw]
+            )
+            solve_vis[p.spw] = p.averaged_ms
+            outcomes.append(ready[p.spw])
+    tables = {p.spw: {} for p in obs.pieces}
+    combined = dict(obs.combined_tables)
+    merged = {}  # step -> (merged table, merge task)
+
+    def merged_table(step):
+        if step not in merged:
+            solved = [o for entry in tables.values() for s, (_, o) in entry.items() if s == step]
+            target = obs.merged(step)
+            merged[step] = (
+                target,
+                _task(steps.merge, _key(f"merge-{step}", obs), obs, config, step, target, solved),
+            )
+        return merged[step]
+
+    for step, _ in solve_steps(config):
+        if step in combined:
+            priors, upstream = {}, [ready[s] for s in ready]
+            for prior in list(next(iter(tables.values()), {})):
+                if prior in combined:
+                    table, task = tables[obs.spws[0]][prior]
+                else:
+                    table, task = merged_table(prior)
+                priors[prior] = table
+                upstream.append(task)
+            task = _task(
+                steps.solve,
+                _key(step, obs),
+                step,
+                obs,
+                config,
+                log_dir,
+                str(steps.work_mms(obs)),
+                ALL_SPW,
+                combined[step],
+                priors,
+                upstream,
+            )
+            outcomes.append(task)
+            for spw in tables:
+                tables[spw][step] = (combined[step], task)
+            continue
+        for p in obs.pieces:
+            entry = tables[p.spw]
+            task = _task(
+                steps.solve,
+                _key(step, obs, p.spw),
+                step,
+                obs,
+                config,
+                log_dir,
+                solve_vis[p.spw],
+                p.spw,
+                p.table(step),
+                {s: t for s, (t, _) in entry.items()},
+                [ready[p.spw]] + [o for _, o in entry.values()],
+            )
+            outcomes.append(task)
+            entry[step] = (p.table(step), task)
+    for step, _ in solve_steps(config):
+        if step in combined:
+            solved = [tables[obs.spws[0]][step][1]]
+            outcomes.append(
+                _task(
+                    steps.merge,
+                    _key(f"merge-{step}", obs),
+                    obs,
+                    config,
+                    step,
+                    obs.merged(step),
+                    solved,
+                )
+            )
+        else:
+            outcomes.append(merged_table(step)[1])
+    return tables, outcomes

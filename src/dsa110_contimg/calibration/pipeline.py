@@ -1,0 +1,300 @@
+"""Plan, run and summarise a calibration (or apply-only) run on a Dask cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from dsa110_contimg.calibration.config import CalibrationConfig
+from dsa110_contimg.calibration.graph import add_calibration_graph
+from dsa110_contimg.calibration.plan import CalibrationPlan, plan_observation
+from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms import caltables
+from dsa110_contimg.ms.antennas import antenna_names, resolve_refant
+from dsa110_contimg.ms.reads import chan_freq_hz, main_columns, read_subtable, require_ms
+from dsa110_contimg.selection import parse_index_selection
+
+log = logging.getLogger(__name__)
+
+SUMMARY_SCHEMA = "dsa110_contimg.calibration_run"
+SUMMARY_VERSION = 1
+
+
+def _spws(ms, selection: str | None) -> tuple[list[int], int]:
+    n_spw = len(chan_freq_hz(ms))
+    if not selection:
+        return list(range(n_spw)), n_spw
+    return parse_index_selection(selection, "SPW", n_spw), n_spw
+
+
+def _n_fields(ms) -> int:
+    return len(read_subtable(ms, "FIELD", columns=["NAME"]).NAME)
+
+
+def _fields(ms, selection: str | None) -> list[int]:
+    if not selection:
+        return []
+    return parse_index_selection(selection, "field", _n_fields(ms))
+
+
+def _require_data(ms) -> None:
+    if "DATA" not in main_columns(ms):
+        raise ContimgError(f"{ms} has no DATA column: nothing to calibrate")
+
+
+def plan_calibration(
+    ms_list,
+    calibrator,
+    cal_fields: dict,
+    refant: str,
+    config: CalibrationConfig,
+    output_dir,
+    spw_selection: str | None = None,
+    targets=(),
+) -> CalibrationPlan:
+    """Check every input and decide every path before anything runs.
+
+    ``cal_fields`` maps each calibrator MS to the field ids to solve on.
+    Targets take the solutions of the first calibrator MS.
+    """
+    from dsa110_contimg.phasing.check import DEFAULT_THRESHOLDS
+    from dsa110_contimg.phasing.geometry import field_geometry
+
+    observations = []
+    for ms in ms_list:
+        require_ms(ms)
+        _require_data(ms)
+        spws, n_spw = _spws(ms, spw_selection)
+        fields = list(cal_fields[ms])
+        geometry = field_geometry(ms, calibrator)
+        needs_shift = any(
+            geometry[f].separation_arcmin >= DEFAULT_THRESHOLDS.phased_arcmin for f in fields
+        )
+        phasecenter = None
+        if config.phasing.rephase and needs_shift:
+            phasecenter = f"J2000 {calibrator.ra_deg}deg {calibrator.dec_deg}deg"
+        elif not config.phasing.rephase:
+            log.warning(
+                "rephasing is switched off: %s fields %s stay %.1f arcmin from %s",
+                ms,
+                fields,
+                max(geometry[f].separation_arcmin for f in fields),
+                calibrator.name,
+            )
+        observations.append(
+            plan_observation(
+                ms,
+                "calibrator",
+                spws,
+                n_spw,
+                config,
+                output_dir,
+                cal_fields=fields,
+                phasecenter=phasecenter,
+                refant=resolve_refant(ms, refant),
+            )
+        )
+    for ms in targets:
+        require_ms(ms)
+        _require_data(ms)
+        spws, n_spw = _spws(ms, spw_selection)
+        _check_same_setup(ms, ms_list[0])
+        observations.append(
+            plan_observation(
+                ms,
+                "target",
+                spws,
+                n_spw,
+                config,
+                output_dir,
+                solutions_from=observations[0].ms,
+            )
+        )
+    _refuse_duplicate_outputs(observations)
+    return CalibrationPlan(calibrator.name, tuple(observations), config, str(Path(output_dir)))
+
+
+def _check_same_setup(ms, reference) -> None:
+    if len(antenna_names(ms)) != len(antenna_names(reference)) or [
+        len(f) for f in chan_freq_hz(ms)
+    ] != [len(f) for f in chan_freq_hz(reference)]:
+        raise ContimgError(
+            f"{ms} has another array or spectral setup than {reference}: "
+            "its solutions do not apply"
+        )
+
+
+def _refuse_duplicate_outputs(observations) -> None:
+    seen = {}
+    for obs in observations:
+        if obs.output_mms in seen:
+            raise ContimgError(
+                f"{obs.ms} and {seen[obs.output_mms]} would both write {obs.output_mms}: "
+                "rename one or use separate --out directories"
+            )
+        seen[obs.output_mms] = obs.ms
+
+
+def plan_apply(
+    ms_list, tables, config: CalibrationConfig, output_dir, fields=None, spw_selection=None
+) -> CalibrationPlan:
+    """Apply existing caltables to each MS (a calibrated copy per MS, DATA untouched)."""
+    if not tables:
+        raise ContimgError("give the caltables to apply with --tables")
+    observations = []
+    for ms in ms_list:
+        require_ms(ms)
+        _require_data(ms)
+        spws, n_spw = _spws(ms, spw_selection)
+        n_ant = len(antenna_names(ms))
+        chans = [len(f) for f in chan_freq_hz(ms)]
+        for table in tables:
+            caltables.check_caltable_matches(caltables.caltable_info(table), n_ant, chans, spws)
+        observations.append(
+            plan_observation(
+                ms,
+                "target",
+                spws,
+                n_spw,
+                config,
+                output_dir,
+                apply_fields=_fields(ms, fields),
+                given_tables=[str(Path(t).absolute()) for t in tables],
+            )
+        )
+    _refuse_duplicate_outputs(observations)
+    return CalibrationPlan(None, tuple(observations), config, str(Path(output_dir)))
+
+
+def run_plan(
+    plan: CalibrationPlan,
+    client,
+    log_dir,
+    calibrator=None,
+    progress: bool | None = None,
+    performance_report: str | None = None,
+) -> dict:
+    """Run every task of the plan on ``client``; write and return the run summary."""
+    from distributed import performance_report as dask_performance_report
+    from distributed import progress as dask_progress
+
+    log_dir = Path(log_dir).absolute()
+    (log_dir / "casa").mkdir(parents=True, exist_ok=True)
+    for obs in plan.observations:
+        Path(obs.work_dir).parent.mkdir(parents=True, exist_ok=True)
+    graph = add_calibration_graph(plan, calibrator, str(log_dir))
+    started = time.perf_counter()
+    report = (
+        dask_performance_report(filename=str(performance_report))
+        if performance_report
+        else contextlib.nullcontext()
+    )
+    with report:
+        futures = {stem: client.compute(v["outcomes"]) for stem, v in graph.items()}
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if progress:
+            dask_progress([f for fs in futures.values() for f in fs])
+        results = {stem: client.gather(fs) for stem, fs in futures.items()}
+    wall = time.perf_counter() - started
+    summary = summarise(plan, results, wall)
+    path = log_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str))
+    summary["summary_path"] = str(path)
+    return summary
+
+
+def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict:
+    observations = []
+    for obs in plan.observations:
+        outcomes = results[obs.stem]
+        timings = defaultdict(float)
+        for o in outcomes:
+            timings[o.step] += o.seconds
+        published = next((o for o in outcomes if o.step == "publish"), None)
+        merged = {
+            o.step.removeprefix("merge-"): o.detail["table"]
+            for o in outcomes
+            if o.step.startswith("merge-") and o.ok
+        }
+        solutions = {
+            f"{o.step}/spw{o.spw}" if o.spw >= 0 else f"{o.step}/allspw": {
+                k: v for k, v in o.detail.items() if k != "casa_seconds"
+            }
+            for o in outcomes
+            if o.ok and "table" in o.detail and not o.step.startswith("merge-")
+        }
+        model = {f"spw{o.spw}": o.detail for o in outcomes if o.step == "model" and o.ok}
+        observations.append(
+            {
+                "ms": obs.ms,
+                "role": obs.role,
+                "output_mms": published.detail["output_mms"] if published.ok else None,
+                "calibrated_spws": published.detail.get("calibrated_spws", []),
+                "merged_tables": merged,
+                "solutions": solutions,
+                "phasing": model,
+                "failed": [_brief(o) for o in outcomes if o.status == FAILED],
+                "skipped": [_brief(o) for o in outcomes if o.status == SKIPPED],
+                "step_seconds": dict(timings),
+                "steps": [
+                    {
+                        "step": o.step,
+                        "spw": o.spw,
+                        "status": o.status,
+                        "seconds": round(o.seconds, 3),
+                        "attempts": o.attempts,
+                        "error": o.error,
+                    }
+                    for o in outcomes
+                ],
+            }
+        )
+    n_failed = sum(len(o["failed"]) for o in observations)
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "version": SUMMARY_VERSION,
+        "status": OK if n_failed == 0 else FAILED,
+        "calibrator": plan.calibrator,
+        "output_dir": plan.output_dir,
+        "wall_seconds": wall_seconds,
+        "config": plan.config.to_dict(),
+        "observations": observations,
+    }
+
+
+def _brief(outcome) -> dict:
+    return {"step": outcome.step, "spw": outcome.spw, "error": outcome.error}
+
+
+def format_summary(summary: dict) -> str:
+    lines = []
+    for obs in summary["observations"]:
+        lines.append(f"{obs['role']} {obs['ms']}")
+        lines.append(f"  calibrated MS: {obs['output_mms'] or 'none (see failures)'}")
+        lines.append(f"  calibrated SPWs: {obs['calibrated_spws']}")
+        for step, table in obs["merged_tables"].items():
+            lines.append(f"  {step}: {table}")
+        for key, stats in obs["solutions"].items():
+            if "kept_fraction" in stats:
+                lines.append(
+                    f"  {key:14s} kept {100 * stats['kept_fraction']:5.1f} %"
+                    + (f"  SNR median {stats['snr_median']:.1f}" if "snr_median" in stats else "")
+                )
+        for item in obs["failed"]:
+            lines.append(f"  FAILED {item['step']} spw {item['spw']}: {item['error']}")
+        for item in obs["skipped"]:
+            if item["error"] == "SPW fully flagged":
+                lines.append(f"  skipped spw {item['spw']}: fully flagged")
+        slowest = sorted(obs["step_seconds"].items(), key=lambda kv: -kv[1])[:6]
+        lines.append(
+            "  task seconds: " + ", ".join(f"{step} {sec:.1f}" for step, sec in slowest)
+        )
+    lines.append(f"wall time {summary['wall_seconds']:.1f} s; status {summary['status']}")
+    return "\n".join(lines)

@@ -1,0 +1,415 @@
+"""The recipe's steps for one (MS, SPW) piece: what each Dask task runs.
+
+Every step takes the outcomes it depends on and returns a :class:`StepOutcome`.
+A step whose inputs did not succeed is skipped, so a failure in one SPW
+stops only that SPW's chain. Exceptions are retried ``retries`` times (CASA
+can fail transiently on table locks); a step that still fails is recorded
+with its message instead of raising, and the other SPWs complete. Every step
+is safe to run again: products are replaced by rename, flags and applies
+rewrite the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+import numpy as np
+
+from dsa110_contimg import casa_env
+from dsa110_contimg.calibration.config import CalibrationConfig
+from dsa110_contimg.calibration.plan import ObservationPlan, SpwPiece, applied_steps
+from dsa110_contimg.casa import tasks
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms import caltables, mms
+from dsa110_contimg.ms.publish import publish_directory
+
+log = logging.getLogger(__name__)
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    ms: str
+    spw: int  # -1 for steps over the whole MS
+    step: str
+    status: str
+    seconds: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def run_step(step, obs: ObservationPlan, spw, upstream, body, retries: int) -> StepOutcome:
+    """Run ``body()`` (returns a detail dict, or an outcome) unless an input failed."""
+    blocked = [u for u in upstream if not u.ok]
+    if blocked:
+        first = blocked[0]
+        reason = f"{first.step} {first.status}" + (f": {first.error}" if first.error else "")
+        return StepOutcome(obs.ms, spw, step, SKIPPED, error=reason)
+    started = time.perf_counter()
+    error = None
+    for attempt in range(1, retries + 2):
+        try:
+            # Steps run inside Dask workers: any dask work they do stays in this process.
+            with dask.config.set(scheduler="synchronous"):
+                result = body()
+            if isinstance(result, StepOutcome):
+                return result
+            return StepOutcome(
+                obs.ms, spw, step, OK, time.perf_counter() - started, attempt, detail=result or {}
+            )
+        except ContimgError as err:
+            error = str(err)
+            break
+        except Exception as err:  # noqa: BLE001 - recorded, and the other SPWs go on
+            error = f"{type(err).__name__}: {err}"
+            log.warning("%s spw %s %s attempt %d failed: %s", obs.stem, spw, step, attempt, error)
+    return StepOutcome(obs.ms, spw, step, FAILED, time.perf_counter() - started, attempt, error)
+
+
+def casa_log(log_dir, obs: ObservationPlan, spw, step) -> str:
+    label = "allspw" if spw < 0 else f"spw{spw:02d}"
+    return str(Path(log_dir) / "casa" / f"{obs.stem}-{label}-{step}.log")
+
+
+def staging_path(piece: SpwPiece, obs: ObservationPlan) -> Path:
+    return Path(obs.work_dir) / "staging" / Path(piece.sub_ms).name
+
+
+def work_mms(obs: ObservationPlan) -> Path:
+    return Path(obs.work_dir) / Path(obs.output_mms).name
+
+
+def _selection(ids) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, log_dir):
+    """Copy this SPW of the input MS into its own sub-MS, rephasing the calibrator fields."""
+
+    def body():
+        staged = staging_path(piece, obs)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        log_file = casa_log(log_dir, obs, piece.spw, "prepare")
+        if obs.phasecenter:
+            call = tasks.run_phaseshift(
+                obs.ms,
+                str(staged),
+                {f: obs.phasecenter for f in obs.cal_fields},
+                spw=str(piece.spw),
+                field=_selection(obs.apply_fields),
+                log_file=log_file,
+            )
+        else:
+            call = tasks.run_split(
+                obs.ms,
+                str(staged),
+                spw=str(piece.spw),
+                field=_selection(obs.apply_fields),
+                log_file=log_file,
+            )
+        return {"task": call.task, "casa_seconds": call.seconds}
+
+    return run_step("prepare", obs, piece.spw, [], body, config.retries)
+
+
+def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
+    """Gather the prepared sub-MSs into one Multi-MS (in the work directory)."""
+    ready = [o for o in prepared if o.ok]
+    if not ready:
+        return StepOutcome(obs.ms, -1, "assemble", FAILED, error="no SPW could be prepared")
+
+    def body():
+        target = work_mms(obs)
+        expected = [Path(p.sub_ms).name for p in obs.pieces if p.spw in {o.spw for o in ready}]
+        present = sorted(p.name for p in mms.sub_ms_paths(target)) if target.exists() else []
+        if present != sorted(expected):
+            shutil.rmtree(target, ignore_errors=True)
+            staged = [Path(obs.work_dir) / "staging" / name for name in expected]
+            mms.assemble_mms(staged, target)
+        return {"spws": [o.spw for o in ready], "mms": str(target)}
+
+    return run_step("assemble", obs, -1, [], body, config.retries)
+
+
+def _unflagged_fraction(ms, fields) -> float:
+    from casacore.tables import table, taql
+
+    with table(str(ms), ack=False) as main:
+        query = "ANTENNA1 != ANTENNA2 && !FLAG_ROW"
+        if fields:
+            query += f" && FIELD_ID IN [{_selection(fields)}]"
+        selected = taql(f"select FLAG from $main where {query}")
+        if selected.nrows() == 0:
+            return 0.0
+        flags = selected.getcol("FLAG")
+    return float(1.0 - flags.mean())
+
+
+def flag(obs: ObservationPlan, piece: SpwPiece, config, log_dir, prepared, assembled):
+    """Flag autocorrelations and zeros (and RFI when asked); skip a fully flagged SPW."""
+
+    def body():
+        call = tasks.run_flagdata(
+            piece.sub_ms, config.flagging.modes(), casa_log(log_dir, obs, piece.spw, "flag")
+        )
+        fields = obs.cal_fields if obs.role == "calibrator" else obs.apply_fields
+        unflagged = _unflagged_fraction(piece.sub_ms, fields)
+        detail = {"casa_seconds": call.seconds, "unflagged_fraction": unflagged}
+        if unflagged == 0.0:
+            log.warning("%s SPW %d is fully flagged: skipped", obs.stem, piece.spw)
+            return StepOutcome(
+                obs.ms, piece.spw, "flag", SKIPPED, call.seconds, 1, "SPW fully flagged", detail
+            )
+        return detail
+
+    return run_step("flag", obs, piece.spw, [prepared, assembled], body, config.retries)
+
+
+def model(obs: ObservationPlan, piece: SpwPiece, config, calibrator, flagged):
+    """Write the calibrator's MODEL_DATA and check phase centre and model on the solve fields."""
+    from dsa110_contimg.phasing.check import check_phasing
+    from dsa110_contimg.phasing.model import add_model_write_graph
+
+    def body():
+        if config.phasing.write_model:
+            with casa_env.casa_output_to_log():
+                dask.compute(
+                    add_model_write_graph(
+                        piece.sub_ms,
+                        calibrator,
+                        primary_beam=config.phasing.primary_beam,
+                        at_phase_centre=config.phasing.model_position == "phase-centre",
+                    )
+                )
+        report = check_phasing(
+            piece.sub_ms,
+            calibrator,
+            fields=obs.cal_fields,
+            primary_beam=config.phasing.primary_beam,
+        )
+        verdicts = {}
+        for f in report.fields:
+            verdicts[f.verdict] = verdicts.get(f.verdict, 0) + 1
+        return {
+            "phased_to_calibrator": report.phased_to_calibrator,
+            "verdicts": verdicts,
+            "data_model_phase_scatter_deg": float(
+                np.median([f.data_model_phase_scatter_deg for f in report.fields])
+            ),
+            "median_amp_ratio": float(np.median([f.median_amp_ratio for f in report.fields])),
+            "stale_model_fields": [f.geometry.field_id for f in report.fields if f.stale_model],
+        }
+
+    return run_step("model", obs, piece.spw, [flagged], body, config.retries)
+
+
+def average(obs: ObservationPlan, piece: SpwPiece, config, log_dir, modelled):
+    """Fast mode: the solve fields averaged in time/frequency into their own MS."""
+
+    def body():
+        Path(piece.averaged_ms).parent.mkdir(parents=True, exist_ok=True)
+        call = tasks.run_average(
+            piece.sub_ms,
+            piece.averaged_ms,
+            config.fast.timebin,
+            config.fast.chanbin,
+            field=_selection(obs.cal_fields),
+            log_file=casa_log(log_dir, obs, piece.spw, "average"),
+        )
+        return {"casa_seconds": call.seconds}
+
+    return run_step("average", obs, piece.spw, [modelled], body, config.retries)
+
+
+def _solve_parameters(step: str, obs: ObservationPlan, config: CalibrationConfig, combined: bool):
+    """CASA parameters of a solve step (without vis, caltable and applied tables)."""
+    common = {"field": _selection(obs.cal_fields), "refant": obs.refant}
+    spw_combine = ",spw" if combined else ""
+    if step == "prebp":
+        c = config.prebp
+        return "gaincal", {
+            **common,
+            "solint": c.solint,
+            "calmode": "p",
+            "gaintype": "G",
+            "uvrange": c.uvrange,
+            "minsnr": c.minsnr,
+            "minblperant": c.minblperant,
+            "combine": spw_combine.lstrip(","),
+        }
+    if step == "kcal":
+        c = config.delay
+        return "gaincal", {
+            **common,
+            "solint": c.solint,
+            "gaintype": "K",
+            "minsnr": c.minsnr,
+            "combine": "scan,field",
+        }
+    if step == "bpcal":
+        c = config.bandpass
+        return "bandpass", {
+            **common,
+            "solint": c.solint,
+            "bandtype": "B",
+            "combine": "scan,field" if c.combine_field else "scan",
+            "solnorm": c.solnorm,
+            "minsnr": c.minsnr,
+            "fillgaps": c.fillgaps,
+            "minblperant": c.minblperant,
+            "uvrange": c.uvrange,
+        }
+    c = config.gains
+    index = 0 if step == "gpcal" else int(step[: -len("gcal")]) - 1
+    return "gaincal", {
+        **common,
+        "solint": c.solints[index],
+        "calmode": c.calmode,
+        "gaintype": "G",
+        "minsnr": c.minsnr,
+        "minblperant": c.minblperant,
+        "uvrange": c.uvrange,
+        "combine": "scan,field" + spw_combine,
+    }
+
+
+# Which earlier tables each solve applies on the fly.
+PRIOR_STEPS = {"prebp": (), "kcal": ("prebp",), "bpcal": ("prebp", "kcal")}
+GAIN_PRIOR_STEPS = ("kcal", "bpcal")
+
+
+def _applied_tables(priors, tables_by_step, n_spw_total):
+    """gaintable/interp/spwmap for the earlier tables a solve or apply uses."""
+    gaintable, interp, spwmap = [], [], []
+    for step in priors:
+        table = tables_by_step.get(step)
+        if table is None:
+            continue
+        info = caltables.caltable_info(table)
+        gaintable.append(table)
+        interp.append(caltables.APPLY_INTERP.get(info.kind, "linear"))
+        spwmap.append(caltables.spwmap_for(info, n_spw_total))
+    if not any(spwmap):
+        spwmap = []
+    return {"gaintable": gaintable, "interp": interp, "spwmap": spwmap}
+
+
+def solve(
+    step: str,
+    obs: ObservationPlan,
+    config: CalibrationConfig,
+    log_dir,
+    vis: str,
+    spw: int,
+    caltable: str,
+    tables_by_step: dict,
+    upstream,
+):
+    """One CASA solve of ``step`` on ``vis`` (one SPW, or every SPW when ``spw`` < 0)."""
+    combined = spw < 0
+
+    def body():
+        task, parameters = _solve_parameters(step, obs, config, combined)
+        parameters["spw"] = _selection(obs.spws) if combined else str(spw)
+        priors = PRIOR_STEPS.get(step, GAIN_PRIOR_STEPS)
+        parameters.update(_applied_tables(priors, tables_by_step, obs.n_spw_total))
+        Path(caltable).parent.mkdir(parents=True, exist_ok=True)
+        runner = tasks.run_bandpass if task == "bandpass" else tasks.run_gaincal
+        call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
+        stats = caltables.solution_statistics(caltable)
+        if stats["kept_fraction"] == 0.0:
+            raise ContimgError(
+                f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'} "
+                f"(SNR below {parameters.get('minsnr')}?)"
+            )
+        return {"casa_seconds": call.seconds, "table": caltable, **stats}
+
+    return run_step(step, obs, spw, upstream, body, config.retries)
+
+
+def apply(
+    obs: ObservationPlan,
+    piece: SpwPiece,
+    config: CalibrationConfig,
+    log_dir,
+    tables_by_step: dict,
+    upstream,
+):
+    """Fill CORRECTED_DATA of this SPW's sub-MS.
+
+    A SPW whose chain did not succeed still gets a CORRECTED_DATA column
+    (a copy of DATA, every row flagged) so the Multi-MS stays uniform and
+    no one mistakes it for calibrated data.
+    """
+    log_file = casa_log(log_dir, obs, piece.spw, "apply")
+    steps = list(tables_by_step) if obs.given_tables else applied_steps(config)
+
+    def body():
+        parameters = _applied_tables(steps, tables_by_step, obs.n_spw_total)
+        call = tasks.run_applycal(
+            piece.sub_ms,
+            log_file,
+            spw=str(piece.spw),
+            calwt=[config.apply.calwt] * len(parameters["gaintable"]),
+            applymode="calflag",
+            **parameters,
+        )
+        return {"casa_seconds": call.seconds, "tables": parameters["gaintable"]}
+
+    outcome = run_step("apply", obs, piece.spw, upstream, body, config.retries)
+    if not outcome.ok and Path(piece.sub_ms).exists():
+        _fill_uncalibrated(piece.sub_ms, log_file)
+    return outcome
+
+
+def _fill_uncalibrated(sub_ms, log_file):
+    tasks.run_clearcal(sub_ms, log_file)
+    from casacore.tables import table
+
+    with table(str(sub_ms), readonly=False, ack=False) as main:
+        main.putcol("FLAG_ROW", np.ones(main.nrows(), dtype=bool))
+        flags = main.getcol("FLAG")
+        main.putcol("FLAG", np.ones_like(flags))
+
+
+def merge(obs: ObservationPlan, config, step: str, target: str, solved):
+    """One table for ``step`` holding every SPW that solved: ``<out>/<stem>_<step>``."""
+    sources = sorted({o.detail["table"] for o in solved if o.step == step and o.ok})
+    if not sources:
+        return StepOutcome(obs.ms, -1, f"merge-{step}", SKIPPED, error=f"no {step} table solved")
+
+    def body():
+        caltables.merge_caltables(sources, target)
+        return {"table": target, "sources": sources}
+
+    return run_step(f"merge-{step}", obs, -1, [], body, config.retries)
+
+
+def publish(obs: ObservationPlan, config, assembled, applied):
+    """Rename the finished Multi-MS into place and remove the work directory."""
+
+    def body():
+        calibrated = [o.spw for o in applied if o.ok and o.step == "apply"]
+        if not calibrated and config.apply.enabled:
+            raise ContimgError(f"no SPW of {obs.stem} was calibrated: nothing published")
+        source = work_mms(obs)
+        with publish_directory(obs.output_mms) as partial:
+            source.rename(partial)
+        shutil.rmtree(obs.work_dir, ignore_errors=True)
+        return {
+            "output_mms": obs.output_mms,
+            "calibrated_spws": calibrated,
+        }
+
+    return run_step("publish", obs, -1, [assembled], body, config.retries)

@@ -1,0 +1,186 @@
+"""CASA calibration tasks as leaf functions: explicit paths in, a small record out.
+
+Each call runs in the calling process (a Dask worker process with one
+thread, or the driver for serial runs), sends CASA's log to ``log_file``, and
+checks that the product it asked for exists, because CASA tasks often log a
+SEVERE message and return instead of raising. Caltables are written under a
+temporary name and renamed into place, so an interrupted solve leaves none.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsa110_contimg import casa_env
+from dsa110_contimg.ms.publish import publish_directory
+
+
+class CasaTaskError(RuntimeError):
+    """A CASA task ran but did not produce what was asked for."""
+
+
+@dataclass(frozen=True)
+class CasaCall:
+    """What one CASA task call did: its name, inputs, product and wall time."""
+
+    task: str
+    vis: str
+    output: str | None
+    seconds: float
+    parameters: dict = field(default_factory=dict)
+
+
+def _call(task_name: str, log_file, **parameters):
+    if log_file:
+        casa_env.set_casa_logfile(log_file)
+    tasks = casa_env.casatasks()
+    with casa_env.casa_output_to_log():
+        return getattr(tasks, task_name)(**parameters)
+
+
+def _timed(task_name, vis, output, log_file, **parameters) -> CasaCall:
+    started = time.perf_counter()
+    _call(task_name, log_file, vis=str(vis), **parameters)
+    return CasaCall(task_name, str(vis), output, time.perf_counter() - started, parameters)
+
+
+def run_phaseshift(
+    vis: str,
+    outputvis: str,
+    phasecenters: dict[int, str],
+    spw: str = "",
+    field: str = "",
+    log_file: str | None = None,
+) -> CasaCall:
+    """Copy DATA of ``vis`` (``spw``/``field`` selection) to ``outputvis``, shifting fields.
+
+    ``phasecenters`` maps field id -> direction (``J2000 128.7deg 55.6deg``);
+    fields not in it keep their phase centre. CASA needs the per-field dict
+    form when several fields are selected. FIELD ids and DATA_DESC_IDs keep
+    their values (no reindexing); PHASE_DIR changes, REFERENCE_DIR does not.
+    """
+    started = time.perf_counter()
+    parameters = dict(
+        field=field,
+        spw=spw,
+        phasecenter={str(f): c for f, c in phasecenters.items()},
+        datacolumn="data",
+    )
+    with publish_directory(outputvis) as partial:
+        _call("phaseshift", log_file, vis=str(vis), outputvis=str(partial), **parameters)
+        if not (partial / "table.dat").exists():
+            raise CasaTaskError(f"phaseshift wrote no MS for {vis} (see {log_file})")
+    return CasaCall(
+        "phaseshift", str(vis), str(outputvis), time.perf_counter() - started, parameters
+    )
+
+
+def run_split(
+    vis: str, outputvis: str, spw: str = "", field: str = "", log_file: str | None = None
+) -> CasaCall:
+    """Copy DATA of a ``spw``/``field`` selection to ``outputvis``, ids unchanged."""
+    started = time.perf_counter()
+    parameters = dict(spw=spw, field=field, datacolumn="data", reindex=False)
+    with publish_directory(outputvis) as partial:
+        _call("mstransform", log_file, vis=str(vis), outputvis=str(partial), **parameters)
+        if not (partial / "table.dat").exists():
+            raise CasaTaskError(f"mstransform wrote no MS for {vis} (see {log_file})")
+    return CasaCall(
+        "mstransform", str(vis), str(outputvis), time.perf_counter() - started, parameters
+    )
+
+
+def run_average(
+    vis: str,
+    outputvis: str,
+    timebin: str,
+    chanbin: int,
+    field: str = "",
+    log_file: str | None = None,
+) -> CasaCall:
+    """Average DATA and MODEL_DATA of ``vis`` in time and/or frequency into ``outputvis``."""
+    started = time.perf_counter()
+    parameters = dict(
+        field=field,
+        datacolumn="data,model",
+        reindex=False,
+        timeaverage=timebin not in ("", "0s"),
+        timebin=timebin or "0s",
+        timespan="scan",
+        chanaverage=chanbin > 1,
+        chanbin=max(int(chanbin), 1),
+    )
+    with publish_directory(outputvis) as partial:
+        _call("mstransform", log_file, vis=str(vis), outputvis=str(partial), **parameters)
+        if not (partial / "table.dat").exists():
+            raise CasaTaskError(f"mstransform wrote no averaged MS for {vis} (see {log_file})")
+    return CasaCall(
+        "mstransform", str(vis), str(outputvis), time.perf_counter() - started, parameters
+    )
+
+
+def run_flagdata(vis: str, modes: tuple[str, ...], log_file: str | None = None) -> CasaCall:
+    """Flag ``vis`` in place with the listed modes.
+
+    ``autocorr`` flags autocorrelations, ``zeros`` flags exact zeros (clip
+    with ``clipzeros``), ``tfcrop`` and ``rflag`` run CASA's automatic RFI
+    flaggers with their defaults. No flag backup is written: the caller owns
+    a copy of the data, never the input MS.
+    """
+    started = time.perf_counter()
+    commands = {
+        "autocorr": "mode='manual' autocorr=True",
+        "zeros": "mode='clip' clipzeros=True",
+        "tfcrop": "mode='tfcrop'",
+        "rflag": "mode='rflag'",
+    }
+    unknown = sorted(set(modes) - set(commands))
+    if unknown:
+        raise ValueError(f"unknown flagging modes {unknown}; known: {sorted(commands)}")
+    if modes:
+        _call(
+            "flagdata",
+            log_file,
+            vis=str(vis),
+            mode="list",
+            inpfile=[commands[m] for m in modes],
+            flagbackup=False,
+        )
+    return CasaCall("flagdata", str(vis), None, time.perf_counter() - started, {"modes": modes})
+
+
+def _solve(task_name: str, vis: str, caltable: str, log_file, parameters: dict) -> CasaCall:
+    started = time.perf_counter()
+    with publish_directory(caltable) as partial:
+        _call(task_name, log_file, vis=str(vis), caltable=str(partial), **parameters)
+        if not (Path(partial) / "table.dat").exists():
+            raise CasaTaskError(
+                f"{task_name} wrote no caltable for {vis} spw {parameters.get('spw') or 'all'} "
+                f"(see {log_file})"
+            )
+    return CasaCall(task_name, str(vis), str(caltable), time.perf_counter() - started, parameters)
+
+
+def run_gaincal(vis: str, caltable: str, log_file: str | None = None, **parameters) -> CasaCall:
+    """CASA ``gaincal`` writing ``caltable`` (parameters as CASA names them)."""
+    return _solve("gaincal", vis, caltable, log_file, parameters)
+
+
+def run_bandpass(vis: str, caltable: str, log_file: str | None = None, **parameters) -> CasaCall:
+    """CASA ``bandpass`` writing ``caltable`` (parameters as CASA names them)."""
+    return _solve("bandpass", vis, caltable, log_file, parameters)
+
+
+def run_applycal(vis: str, log_file: str | None = None, **parameters) -> CasaCall:
+    """CASA ``applycal``: fills CORRECTED_DATA of the selection in ``vis``."""
+    for table in parameters.get("gaintable", []):
+        if not (Path(table) / "table.dat").exists():
+            raise CasaTaskError(f"caltable {table} does not exist")
+    return _timed("applycal", vis, str(vis), log_file, flagbackup=False, **parameters)
+
+
+def run_clearcal(vis: str, log_file: str | None = None) -> CasaCall:
+    """CASA ``clearcal``: CORRECTED_DATA := DATA (creating the column if needed)."""
+    return _timed("clearcal", vis, str(vis), log_file, addmodel=False)

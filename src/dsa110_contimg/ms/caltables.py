@@ -1,0 +1,123 @@
+"""CASA calibration tables: what they are, their solutions, merging per-SPW tables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms.publish import publish_directory
+
+# CASA's interpolation for applying each table type (time; frequency after a comma).
+APPLY_INTERP = {"B": "nearest,linear", "G": "linear", "T": "linear", "K": "nearest"}
+
+
+@dataclass(frozen=True)
+class CaltableInfo:
+    path: str
+    kind: str  # "B", "G", "K", ...
+    spws: tuple[int, ...]  # SPWs that hold solutions
+    n_antennas: int
+    n_spw_rows: int  # rows of its SPECTRAL_WINDOW subtable (the MS it came from)
+    chan_per_spw: tuple[int, ...]
+
+
+def require_caltable(path) -> Path:
+    path = Path(path)
+    if not (path / "table.dat").exists():
+        raise ContimgError(f"caltable {path} does not exist (or is not a table)")
+    return path
+
+
+def caltable_info(path) -> CaltableInfo:
+    from casacore.tables import table
+
+    path = require_caltable(path)
+    with table(str(path), ack=False) as cal:
+        keywords = cal.getkeywords()
+        if "VisCal" not in keywords:
+            raise ContimgError(f"{path} is not a CASA calibration table (no VisCal keyword)")
+        kind = str(keywords["VisCal"]).split()[0]
+        spws = tuple(sorted({int(s) for s in cal.getcol("SPECTRAL_WINDOW_ID")}))
+    with table(str(path / "ANTENNA"), ack=False) as ant:
+        n_antennas = ant.nrows()
+    with table(str(path / "SPECTRAL_WINDOW"), ack=False) as spw:
+        chans = tuple(int(n) for n in spw.getcol("NUM_CHAN"))
+    return CaltableInfo(str(path), kind, spws, n_antennas, len(chans), chans)
+
+
+def check_caltable_matches(info: CaltableInfo, n_antennas: int, chan_per_spw, spws) -> None:
+    """Refuse a table from another MS (antennas or spectral setup differ)."""
+    if info.n_antennas != n_antennas:
+        raise ContimgError(
+            f"caltable {info.path} has {info.n_antennas} antennas but the MS has {n_antennas}: "
+            "it was solved on another array"
+        )
+    if info.n_spw_rows != len(chan_per_spw):
+        raise ContimgError(
+            f"caltable {info.path} knows {info.n_spw_rows} SPWs but the MS has "
+            f"{len(chan_per_spw)}: it was solved on another spectral setup"
+        )
+    missing = sorted(set(spws) - set(info.spws))
+    combined_over_spw = len(info.spws) == 1 and info.kind != "B"
+    if missing and not combined_over_spw:
+        raise ContimgError(
+            f"caltable {info.path} has no solutions for SPW(s) {missing}; "
+            f"it covers {list(info.spws)}"
+        )
+
+
+def spwmap_for(info: CaltableInfo, n_spw: int) -> list[int]:
+    """Map every SPW to the one holding solutions when they were combined over SPWs."""
+    if len(info.spws) == 1 and n_spw > 1 and info.kind != "B":
+        return [info.spws[0]] * n_spw
+    return []
+
+
+def merge_caltables(paths, merged) -> str:
+    """One table holding the rows of several same-kind tables (per-SPW solves).
+
+    Published by rename: an interrupted merge leaves no table behind.
+    """
+    from casacore.tables import table
+
+    paths = [str(require_caltable(p)) for p in paths]
+    if not paths:
+        raise ValueError("nothing to merge")
+    with publish_directory(merged) as partial:
+        with table(paths[0], ack=False) as first:
+            first.copy(str(partial), deep=True, valuecopy=True).close()
+        with table(str(partial), readonly=False, ack=False) as out:
+            for other in paths[1:]:
+                with table(other, ack=False) as src:
+                    src.copyrows(out)
+    return os.fspath(merged)
+
+
+def solution_statistics(path) -> dict:
+    """Flagged fraction, SNR median, and amplitude/phase spread of a table's solutions."""
+    from casacore.tables import table
+
+    with table(str(require_caltable(path)), ack=False) as cal:
+        columns = cal.colnames()
+        flag = cal.getcol("FLAG")
+        snr = cal.getcol("SNR") if "SNR" in columns else None
+        values = cal.getcol("CPARAM") if "CPARAM" in columns else cal.getcol("FPARAM")
+    n = int(flag.size)
+    good = ~flag
+    stats = {
+        "n_solutions": n,
+        "flagged_fraction": float(flag.mean()) if n else 1.0,
+        "kept_fraction": float(good.mean()) if n else 0.0,
+    }
+    if snr is not None and good.any():
+        stats["snr_median"] = float(np.median(snr[good]))
+    if np.iscomplexobj(values) and good.any():
+        amp = np.abs(values[good])
+        stats["amplitude_median"] = float(np.median(amp))
+        stats["amplitude_std"] = float(np.std(amp))
+        stats["phase_std_deg"] = float(np.degrees(np.std(np.angle(values[good]))))
+    return stats
