@@ -172,9 +172,10 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _add_calibrator_options(parser) -> None:
-    parser.add_argument("ms_positional", nargs="?", metavar="MS", help="Measurement Set")
-    parser.add_argument("--ms", dest="ms_option", help="Measurement Set (original spelling)")
+def _add_calibrator_options(parser, with_ms: bool = True) -> None:
+    if with_ms:
+        parser.add_argument("ms_positional", nargs="?", metavar="MS", help="Measurement Set")
+        parser.add_argument("--ms", dest="ms_option", help="Measurement Set (original spelling)")
     parser.add_argument("--calibrator", help="calibrator name, e.g. 0834+555 or J0834+5534")
     parser.add_argument("--cal-ra", type=float, help="calibrator RA, deg (with --cal-dec)")
     parser.add_argument("--cal-dec", type=float, help="calibrator Dec, deg (with --cal-ra)")
@@ -252,11 +253,9 @@ def _resolve_fields(args, ms, calibrator, required: bool):
             f"{calibrator.name} is outside every field's primary beam in {ms} "
             f"(best response {best:.2g} < {MIN_VISIBLE_RESPONSE})"
         )
-    if args.field:
-        from dsa110_contimg.selection import parse_index_selection
-
-        return parse_index_selection(args.field, "field", len(geometry))
     if args.auto_fields:
+        if args.field:
+            log.info("--auto-fields chooses the fields: --field %s is not used", args.field)
         fields = select_auto_fields(geometry, args.field_window, args.min_pb_response)
         if not fields:
             raise ContimgError(
@@ -265,6 +264,10 @@ def _resolve_fields(args, ms, calibrator, required: bool):
             )
         log.info("auto-selected fields %s (beam response %.2f at peak)", fields, best)
         return fields
+    if args.field:
+        from dsa110_contimg.selection import parse_index_selection
+
+        return parse_index_selection(args.field, "field", len(geometry))
     if required:
         raise ContimgError("choose the calibrator fields with --field or --auto-fields")
     return None
@@ -385,13 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_output", help="output directory (default demo_output)")
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(func=_cmd_demo)
+
+    from dsa110_contimg.calibration.cli import add_calibration_commands
+
+    add_calibration_commands(commands)
     return parser
 
 
 def main(argv=None) -> int:
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser, argv=None) -> int:
+    """Parse, start the run's logs, run the command; user errors -> one line, exit 2."""
     from dsa110_contimg.runlog import start_run_logging
 
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         args.run_dir = start_run_logging(args.command, args.log_dir, args.verbose)
         return args.func(args)

@@ -8,12 +8,15 @@ start of a run and stored in its summary.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from dsa110_contimg.errors import ContimgError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -207,5 +210,15 @@ def resolve_config(
         config = _merge_section(config, loaded, "config")
     if overrides:
         config = _merge_section(config, overrides, "config")
+    if config.combine_spw and config.bandpass.solnorm:
+        # solnorm zeroes each SPW's mean bandpass phase; gains combined over SPWs
+        # cannot put those per-SPW offsets back, so CORRECTED_DATA would keep them.
+        log.warning(
+            "combine_spw: bandpass solnorm switched off (it would remove the per-SPW phase "
+            "offsets that gains combined over SPWs cannot restore)"
+        )
+        config = dataclasses.replace(
+            config, bandpass=dataclasses.replace(config.bandpass, solnorm=False)
+        )
     config.validate()
     return config

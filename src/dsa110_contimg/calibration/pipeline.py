@@ -125,8 +125,7 @@ def _check_same_setup(ms, reference) -> None:
         len(f) for f in chan_freq_hz(ms)
     ] != [len(f) for f in chan_freq_hz(reference)]:
         raise ContimgError(
-            f"{ms} has another array or spectral setup than {reference}: "
-            "its solutions do not apply"
+            f"{ms} has another array or spectral setup than {reference}: its solutions do not apply"
         )
 
 
@@ -293,8 +292,6 @@ def format_summary(summary: dict) -> str:
             if item["error"] == "SPW fully flagged":
                 lines.append(f"  skipped spw {item['spw']}: fully flagged")
         slowest = sorted(obs["step_seconds"].items(), key=lambda kv: -kv[1])[:6]
-        lines.append(
-            "  task seconds: " + ", ".join(f"{step} {sec:.1f}" for step, sec in slowest)
-        )
+        lines.append("  task seconds: " + ", ".join(f"{step} {sec:.1f}" for step, sec in slowest))
     lines.append(f"wall time {summary['wall_seconds']:.1f} s; status {summary['status']}")
     return "\n".join(lines)

@@ -90,7 +90,7 @@ def work_mms(obs: ObservationPlan) -> Path:
     return Path(obs.work_dir) / Path(obs.output_mms).name
 
 
-def _selection(ids) -> str:
+def selection_string(ids) -> str:
     return ",".join(str(i) for i in ids)
 
 
@@ -107,7 +107,7 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
                 str(staged),
                 {f: obs.phasecenter for f in obs.cal_fields},
                 spw=str(piece.spw),
-                field=_selection(obs.apply_fields),
+                field=selection_string(obs.apply_fields),
                 log_file=log_file,
             )
         else:
@@ -115,7 +115,7 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
                 obs.ms,
                 str(staged),
                 spw=str(piece.spw),
-                field=_selection(obs.apply_fields),
+                field=selection_string(obs.apply_fields),
                 log_file=log_file,
             )
         return {"task": call.task, "casa_seconds": call.seconds}
@@ -145,10 +145,10 @@ def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
 def _unflagged_fraction(ms, fields) -> float:
     from casacore.tables import table, taql
 
-    with table(str(ms), ack=False) as main:
+    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
         query = "ANTENNA1 != ANTENNA2 && !FLAG_ROW"
         if fields:
-            query += f" && FIELD_ID IN [{_selection(fields)}]"
+            query += f" && FIELD_ID IN [{selection_string(fields)}]"
         selected = taql(f"select FLAG from $main where {query}")
         if selected.nrows() == 0:
             return 0.0
@@ -224,7 +224,7 @@ def average(obs: ObservationPlan, piece: SpwPiece, config, log_dir, modelled):
             piece.averaged_ms,
             config.fast.timebin,
             config.fast.chanbin,
-            field=_selection(obs.cal_fields),
+            field=selection_string(obs.cal_fields),
             log_file=casa_log(log_dir, obs, piece.spw, "average"),
         )
         return {"casa_seconds": call.seconds}
@@ -232,9 +232,9 @@ def average(obs: ObservationPlan, piece: SpwPiece, config, log_dir, modelled):
     return run_step("average", obs, piece.spw, [modelled], body, config.retries)
 
 
-def _solve_parameters(step: str, obs: ObservationPlan, config: CalibrationConfig, combined: bool):
+def solve_parameters(step: str, obs: ObservationPlan, config: CalibrationConfig, combined: bool):
     """CASA parameters of a solve step (without vis, caltable and applied tables)."""
-    common = {"field": _selection(obs.cal_fields), "refant": obs.refant}
+    common = {"field": selection_string(obs.cal_fields), "refant": obs.refant}
     spw_combine = ",spw" if combined else ""
     if step == "prebp":
         c = config.prebp
@@ -289,7 +289,7 @@ PRIOR_STEPS = {"prebp": (), "kcal": ("prebp",), "bpcal": ("prebp", "kcal")}
 GAIN_PRIOR_STEPS = ("kcal", "bpcal")
 
 
-def _applied_tables(priors, tables_by_step, n_spw_total):
+def applied_tables(priors, tables_by_step, n_spw_total):
     """gaintable/interp/spwmap for the earlier tables a solve or apply uses."""
     gaintable, interp, spwmap = [], [], []
     for step in priors:
@@ -320,10 +320,10 @@ def solve(
     combined = spw < 0
 
     def body():
-        task, parameters = _solve_parameters(step, obs, config, combined)
-        parameters["spw"] = _selection(obs.spws) if combined else str(spw)
+        task, parameters = solve_parameters(step, obs, config, combined)
+        parameters["spw"] = selection_string(obs.spws) if combined else str(spw)
         priors = PRIOR_STEPS.get(step, GAIN_PRIOR_STEPS)
-        parameters.update(_applied_tables(priors, tables_by_step, obs.n_spw_total))
+        parameters.update(applied_tables(priors, tables_by_step, obs.n_spw_total))
         Path(caltable).parent.mkdir(parents=True, exist_ok=True)
         runner = tasks.run_bandpass if task == "bandpass" else tasks.run_gaincal
         call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
@@ -356,7 +356,7 @@ def apply(
     steps = list(tables_by_step) if obs.given_tables else applied_steps(config)
 
     def body():
-        parameters = _applied_tables(steps, tables_by_step, obs.n_spw_total)
+        parameters = applied_tables(steps, tables_by_step, obs.n_spw_total)
         call = tasks.run_applycal(
             piece.sub_ms,
             log_file,
