@@ -83,6 +83,7 @@ def add_calibration_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
                     log_dir,
                     tables,
                     upstream,
+                    calibrator if obs.role == "calibrator" else None,
                 )
             )
         outcomes += applied

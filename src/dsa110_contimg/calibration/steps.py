@@ -345,12 +345,14 @@ def apply(
     log_dir,
     tables_by_step: dict,
     upstream,
+    calibrator=None,
 ):
     """Fill CORRECTED_DATA of this SPW's sub-MS.
 
-    A SPW whose chain did not succeed still gets a CORRECTED_DATA column
-    (a copy of DATA, every row flagged) so the Multi-MS stays uniform and
-    no one mistakes it for calibrated data.
+    A SPW whose chain did not succeed still gets the columns the others have
+    (MODEL_DATA for a calibrator; CORRECTED_DATA a copy of DATA) with every
+    row flagged, so the Multi-MS stays uniform and no one mistakes it for
+    calibrated data.
     """
     log_file = casa_log(log_dir, obs, piece.spw, "apply")
     steps = list(tables_by_step) if obs.given_tables else applied_steps(config)
@@ -369,13 +371,23 @@ def apply(
 
     outcome = run_step("apply", obs, piece.spw, upstream, body, config.retries)
     if not outcome.ok and Path(piece.sub_ms).exists():
-        _fill_uncalibrated(piece.sub_ms, log_file)
+        _fill_uncalibrated(piece.sub_ms, log_file, calibrator, config)
     return outcome
 
 
-def _fill_uncalibrated(sub_ms, log_file):
-    tasks.run_clearcal(sub_ms, log_file)
+def _fill_uncalibrated(sub_ms, log_file, calibrator, config):
     from casacore.tables import table
+
+    from dsa110_contimg.ms.reads import main_columns
+    from dsa110_contimg.phasing.model import add_model_write_graph
+
+    if calibrator is not None and "MODEL_DATA" not in main_columns(sub_ms):
+        with casa_env.casa_output_to_log():
+            dask.compute(
+                add_model_write_graph(sub_ms, calibrator, primary_beam=config.phasing.primary_beam),
+                scheduler="synchronous",
+            )
+    tasks.run_clearcal(sub_ms, log_file)
 
     with table(str(sub_ms), readonly=False, ack=False) as main:
         main.putcol("FLAG_ROW", np.ones(main.nrows(), dtype=bool))

@@ -13,7 +13,7 @@ from pathlib import Path
 import dask
 
 from dsa110_contimg import casa_env
-from dsa110_contimg.casa.phaseshift import run_phaseshift
+from dsa110_contimg.casa.tasks import run_phaseshift
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.phasing.check import DEFAULT_THRESHOLDS, PhasingReport, check_phasing
 from dsa110_contimg.phasing.geometry import field_geometry
@@ -74,7 +74,11 @@ def rephase_and_model(
         )
     else:
         task = dask.delayed(run_phaseshift, pure=False)(
-            plan.ms, plan.output_ms, plan.fields, plan.phasecenter, log_file
+            plan.ms,
+            plan.output_ms,
+            {f: plan.phasecenter for f in plan.fields},
+            field=",".join(str(f) for f in plan.fields),
+            log_file=log_file,
         )
         result = (
             client.compute(task).result()

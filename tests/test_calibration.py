@@ -1,0 +1,288 @@
+"""Calibration on Dask: truth recovery, the original failure, serial equality, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from casacore.tables import table, taql
+
+from dsa110_contimg.calibration.config import resolve_config
+from dsa110_contimg.calibration.pipeline import plan_apply, plan_calibration, run_plan
+from dsa110_contimg.calibration.serial import run_serial_recipe
+from dsa110_contimg.cluster import dask_client
+from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.simulate.truth import load_truth
+from dsa110_contimg.sky.calibrators import lookup_calibrator
+
+CAL = lookup_calibrator("0834+555")
+
+
+def column_digest(ms, column="DATA") -> str:
+    with table(str(ms), ack=False) as t:
+        return hashlib.sha256(t.getcol(column).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(n_workers=2) as c:
+        yield c
+
+
+def calibrate(ms, out, client, run_dir, **overrides):
+    config = resolve_config(overrides=overrides)
+    fields = select_auto_fields(field_geometry(ms, CAL), window=12)
+    plan = plan_calibration([str(ms)], CAL, {str(ms): fields}, "103", config, out)
+    return plan, run_plan(plan, client, run_dir, CAL, progress=False)
+
+
+@pytest.fixture(scope="module")
+def calibrated(corrupted_small, tmp_path_factory, client):
+    before = column_digest(corrupted_small)
+    out = tmp_path_factory.mktemp("cal")
+    plan, summary = calibrate(corrupted_small, out, client, out / "run")
+    return plan, summary, before
+
+
+def bandpass_errors(ms, bpcal):
+    """Median |amp| error and phase error (deg) of a B table against the simulation truth.
+
+    The refant's phase is removed per channel from the truth (CASA references
+    every solution to it), then each antenna/SPW/correlation is compared up to
+    one complex constant (solnorm scale and the phase the pre-bandpass solve took).
+    """
+    truth = load_truth(ms)
+    with table(str(bpcal), ack=False) as t:
+        ant, spw = t.getcol("ANTENNA1"), t.getcol("SPECTRAL_WINDOW_ID")
+        refant = t.getcol("ANTENNA2")[0]
+        solution, flag = t.getcol("CPARAM"), t.getcol("FLAG")
+    expected = truth.bandpass[ant, spw] * np.exp(-1j * np.angle(truth.bandpass[refant, spw]))
+    ratio = np.where(~flag & (np.abs(expected) > 0), solution / expected, np.nan)
+    ratio = ratio / np.nanmean(ratio, axis=1, keepdims=True)
+    amp_error = np.nanmedian(np.abs(np.abs(ratio) - 1))
+    phase_error = np.nanmedian(np.degrees(np.abs(np.angle(ratio))))
+    return amp_error, phase_error, 1 - flag.mean()
+
+
+def corrected_model_scatter_deg(mms, fields):
+    """Circular std of arg(CORRECTED / MODEL), channel-averaged per row, on ``fields``."""
+    with table(str(mms), ack=False) as main:  # noqa: F841 - taql reads $main
+        rows = taql(
+            "select CORRECTED_DATA, MODEL_DATA, FLAG from $main where ANTENNA1 != ANTENNA2 "
+            f"&& FIELD_ID IN [{','.join(map(str, fields))}]"
+        )
+        product = rows.getcol("CORRECTED_DATA") * np.conj(rows.getcol("MODEL_DATA"))
+        flags = rows.getcol("FLAG")
+    product[flags] = 0
+    per_row = product.sum(axis=(1, 2))
+    per_row = per_row[np.abs(per_row) > 0]
+    resultant = np.abs(np.mean(per_row / np.abs(per_row)))
+    return np.degrees(np.sqrt(-2 * np.log(resultant)))
+
+
+def test_recovers_injected_bandpass(calibrated, corrupted_small):
+    plan, summary, before = calibrated
+    assert summary["status"] == "ok"
+    obs = summary["observations"][0]
+    assert obs["calibrated_spws"] == [0, 1, 2, 3]
+    amp_error, phase_error, kept = bandpass_errors(corrupted_small, obs["merged_tables"]["bpcal"])
+    assert amp_error < 0.02
+    assert phase_error < 2.0
+    assert kept > 0.97
+    assert corrected_model_scatter_deg(obs["output_mms"], plan.observations[0].cal_fields) < 5.0
+    assert column_digest(corrupted_small) == before, "input DATA was modified"
+
+
+def test_output_reads_as_one_ms(calibrated):
+    from daskms import xds_from_ms
+
+    _, summary, _ = calibrated
+    mms = summary["observations"][0]["output_mms"]
+    datasets = xds_from_ms(mms, columns=["CORRECTED_DATA"], group_cols=["DATA_DESC_ID"])
+    assert sorted(ds.attrs["DATA_DESC_ID"] for ds in datasets) == [0, 1, 2, 3]
+    with table(mms, ack=False) as t:
+        assert {"DATA", "MODEL_DATA", "CORRECTED_DATA"} <= set(t.colnames())
+        assert t.nrows() == sum(ds.sizes["row"] for ds in datasets)
+    assert not list(Path(mms).parent.glob(".*.work")), "work directory left behind"
+
+
+def test_summary_reports_tables_statistics_and_timings(calibrated):
+    _, summary, _ = calibrated
+    obs = summary["observations"][0]
+    assert set(obs["merged_tables"]) == {"prebp", "bpcal", "gpcal", "2gcal"}
+    assert obs["solutions"]["bpcal/spw0"]["kept_fraction"] > 0.97
+    assert obs["step_seconds"]["bpcal"] > 0
+    assert all(v["phased_to_calibrator"] for v in obs["phasing"].values())
+
+
+def test_without_rephasing_the_original_failure_returns(corrupted_small, tmp_path, client):
+    """The model at the phase centre (the original assumption) fails unless rephased."""
+    out = tmp_path / "norephase"
+    _, summary = calibrate(
+        corrupted_small,
+        out,
+        client,
+        tmp_path / "run1",
+        phasing={"rephase": False, "model_position": "phase-centre"},
+    )
+    obs = summary["observations"][0]
+    verdicts = {v for spw in obs["phasing"].values() for v in spw["verdicts"]}
+    assert verdicts - {"excellent"}, "the check should flag the misaligned model"
+    table_path = obs["merged_tables"].get("bpcal")
+    if table_path is not None:
+        amp_error, phase_error, kept = bandpass_errors(corrupted_small, table_path)
+        assert kept < 0.5 or phase_error > 10 or amp_error > 0.1
+    assert (
+        summary["status"] != "ok" or corrected_model_scatter_deg(obs["output_mms"], range(24)) > 30
+    )
+
+    _, fixed = calibrate(
+        corrupted_small,
+        tmp_path / "rephased",
+        client,
+        tmp_path / "run2",
+        phasing={"model_position": "phase-centre"},
+    )
+    amp_error, phase_error, kept = bandpass_errors(
+        corrupted_small, fixed["observations"][0]["merged_tables"]["bpcal"]
+    )
+    assert kept > 0.97 and phase_error < 2.0
+
+
+def test_dask_run_equals_serial_casa(calibrated, corrupted_small, tmp_path):
+    plan, summary, _ = calibrated
+    obs = plan.observations[0]
+    serial = run_serial_recipe(obs, CAL, plan.config, tmp_path / "serial", tmp_path / "logs")
+    merged = summary["observations"][0]["merged_tables"]
+    for step, serial_table in serial["tables"].items():
+        keys = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
+        with table(serial_table, ack=False) as a, table(merged[step], ack=False) as b:
+            sa, sb = a.sort(keys), b.sort(keys)
+            np.testing.assert_array_equal(sa.getcol("FLAG"), sb.getcol("FLAG"))
+            np.testing.assert_allclose(sa.getcol("CPARAM"), sb.getcol("CPARAM"), atol=1e-5)
+    order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"
+    with table(serial["ms"], ack=False) as a, table(obs.output_mms, ack=False) as b:
+        sa, sb = a.sort(order), b.sort(order)
+        np.testing.assert_array_equal(sa.getcol("FLAG"), sb.getcol("FLAG"))
+        np.testing.assert_allclose(
+            sa.getcol("CORRECTED_DATA"), sb.getcol("CORRECTED_DATA"), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_fully_flagged_spw_is_skipped_and_the_rest_calibrate(corrupted_small, tmp_path, client):
+    ms = tmp_path / "flagged.ms"
+    shutil.copytree(corrupted_small, ms)
+    with table(str(ms), readonly=False, ack=False) as t:
+        spw1 = t.query("DATA_DESC_ID == 1")
+        spw1.putcol("FLAG", np.ones_like(spw1.getcol("FLAG")))
+        spw1.close()
+    _, summary = calibrate(ms, tmp_path / "out", client, tmp_path / "run")
+    obs = summary["observations"][0]
+    assert summary["status"] == "ok"
+    assert obs["calibrated_spws"] == [0, 2, 3]
+    assert {"step": "flag", "spw": 1, "error": "SPW fully flagged"} in obs["skipped"]
+    with table(obs["output_mms"], ack=False) as t:
+        assert t.query("DATA_DESC_ID == 1").getcol("FLAG").all()
+
+
+def test_apply_to_a_target_observation(calibrated, make_observation, tmp_path, client):
+    _, summary, _ = calibrated
+    tables = summary["observations"][0]["merged_tables"]
+    target = make_observation("small", seed=7, start_time="2026-01-01T20:00:00")
+    before = column_digest(target)
+    plan = plan_apply([str(target)], [tables["bpcal"], tables["2gcal"]], resolve_config(), tmp_path)
+    result = run_plan(plan, client, tmp_path / "run", progress=False)
+    assert result["status"] == "ok"
+    assert result["observations"][0]["calibrated_spws"] == [0, 1, 2, 3]
+    with table(result["observations"][0]["output_mms"], ack=False) as t:
+        corrected = t.getcol("CORRECTED_DATA")
+        assert np.isfinite(corrected).all() and np.abs(corrected).max() > 0
+    assert column_digest(target) == before
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "dsa110_contimg.calibration.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_original_cli_spelling_end_to_end(make_observation, tmp_path):
+    ms = make_observation("small", seed=3)
+    work = tmp_path / "A.ms"
+    shutil.copytree(ms, work)
+    shutil.copy(f"{ms}.truth.npz", f"{work}.truth.npz")
+    result = run_cli(
+        "calibrate", "--ms", work, "--field", "0", "--refant", "103", "--auto-fields",
+        "--model-source", "catalog", "--bp-combine-field", "--combine-spw", "--prebp-phase",
+        "--prebp-minsnr", "3.0", "--n-workers", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert (tmp_path / "A_bpcal").exists() and (tmp_path / "A_2gcal").exists()
+    assert (tmp_path / "A.cal.mms").exists()
+    assert "Traceback" not in result.stderr
+
+    target = make_observation("small", seed=8)
+    result = run_cli(
+        "apply", "--ms", target, "--field", "5", "--tables", "A_bpcal", "A_2gcal",
+        "--out", tmp_path / "applied", "--n-workers", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    with table(str(tmp_path / "applied" / f"{target.stem}.cal.mms"), ack=False) as t:
+        assert set(t.getcol("FIELD_ID")) == {5}
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(corrupted_small, tmp_path):
+    result = run_cli(
+        "calibrate", corrupted_small, "--auto-fields", "--spw", "1~2", "--out", tmp_path / "o",
+        "--dry-run",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "spw  1 bpcal" in result.stdout and "spw  0" not in result.stdout
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--refant", "DSA999"], "reference antenna 'DSA999' is not in"),
+        (["--spw", "7"], "SPW selection '7' is out of range"),
+        (["--field", "40"], "out of range"),
+        (["--calibrator", "NOPE"], "NOPE"),
+        (["--gain-solint", "inf", "--apply-solint", "30s"], "apply.gain_solint"),
+    ],
+)
+def test_calibrate_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
+    before = column_digest(corrupted_small)
+    result = run_cli("calibrate", corrupted_small, "--out", tmp_path, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert column_digest(corrupted_small) == before
+
+
+def test_refant_suggestion_names_antennas(corrupted_small, tmp_path):
+    result = run_cli("calibrate", corrupted_small, "--refant", "DSA999", "--dry-run")
+    assert "DSA001" in result.stderr and "try --refant DSA" in result.stderr
+
+
+def test_apply_refuses_missing_and_mismatched_tables(calibrated, make_observation, tmp_path):
+    _, summary, _ = calibrated
+    bpcal = summary["observations"][0]["merged_tables"]["bpcal"]
+    target = make_observation("small", seed=8)
+    missing = run_cli("apply", "--ms", target, "--tables", tmp_path / "nope_bpcal")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    tiny = make_observation("tiny")
+    mismatched = run_cli("apply", "--ms", tiny, "--tables", bpcal, "--out", tmp_path)
+    assert mismatched.returncode == 2 and "another" in mismatched.stderr
+    not_a_table = run_cli("apply", "--ms", target, "--tables", target)
+    assert not_a_table.returncode == 2 and "not a CASA calibration table" in not_a_table.stderr
