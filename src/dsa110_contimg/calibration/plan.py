@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110_contimg.calibration.config import CalibrationConfig
-from dsa110_contimg.errors import ContimgError
 
 ALL_SPW = -1
 
@@ -132,8 +131,6 @@ def plan_observation(
 ) -> ObservationPlan:
     stem = _stem(ms)
     out = Path(output_dir).absolute()
-    if (out / f"{stem}.cal.mms").resolve() == Path(ms).resolve():
-        raise ContimgError(f"the output would replace the input {ms}: choose another --out")
     work = out / f".{stem}.cal.work"
     table_dir = out / f"{stem}.caltables"
     steps = solve_steps(config) if role == "calibrator" else []

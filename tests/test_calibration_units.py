@@ -1,0 +1,143 @@
+"""Config precedence, cluster profiles, refant lookup, plan naming, step failure handling."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsa110_contimg.calibration.config import resolve_config
+from dsa110_contimg.calibration.plan import applied_steps, plan_observation, solve_steps
+from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED, StepOutcome, run_step
+from dsa110_contimg.cluster.profiles import load_profile, parse_cluster_options, slurm_cluster
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms.antennas import resolve_refant
+
+
+def test_config_precedence_defaults_preset_yaml_flags(tmp_path):
+    assert resolve_config().bandpass.minsnr == 5.0
+    assert resolve_config("fast").fast.chanbin == 4
+    yaml_file = tmp_path / "cal.yaml"
+    yaml_file.write_text("fast:\n  chanbin: 8\nbandpass:\n  minsnr: 4\n")
+    from_yaml = resolve_config("fast", str(yaml_file))
+    assert from_yaml.fast.chanbin == 8 and from_yaml.bandpass.minsnr == 4
+    flagged = resolve_config("fast", str(yaml_file), {"fast": {"chanbin": 2}})
+    assert flagged.fast.chanbin == 2 and flagged.bandpass.minsnr == 4
+
+
+def test_config_refuses_unknown_settings_and_bad_values(tmp_path):
+    with pytest.raises(ContimgError, match="unknown config.bandpass setting"):
+        resolve_config(overrides={"bandpass": {"min_snr": 3}})
+    with pytest.raises(ContimgError, match="unknown calibration preset"):
+        resolve_config("quick")
+    with pytest.raises(ContimgError, match="gains.calmode"):
+        resolve_config(overrides={"gains": {"calmode": "x"}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bandpass: [1, 2\n")
+    with pytest.raises(ContimgError, match="not valid YAML"):
+        resolve_config(yaml_path=str(bad))
+
+
+def test_combining_spws_switches_off_bandpass_phase_normalisation():
+    assert resolve_config(overrides={"combine_spw": True}).bandpass.solnorm is False
+    assert resolve_config().bandpass.solnorm is True
+
+
+def test_solve_and_apply_order():
+    config = resolve_config(overrides={"delay": {"enabled": True}})
+    assert [s for s, _ in solve_steps(config)] == ["prebp", "kcal", "bpcal", "gpcal", "2gcal"]
+    assert applied_steps(config) == ["kcal", "bpcal", "2gcal"]
+    combined = resolve_config(overrides={"combine_spw": True})
+    assert dict(solve_steps(combined)) == {
+        "prebp": True,
+        "bpcal": False,
+        "gpcal": True,
+        "2gcal": True,
+    }
+
+
+def test_plan_names_tables_predictably(tmp_path):
+    obs = plan_observation(
+        "/data/A.ms", "calibrator", [4, 5], 16, resolve_config(), tmp_path, cal_fields=[3]
+    )
+    assert obs.output_mms == str(tmp_path / "A.cal.mms")
+    assert obs.pieces[0].table("bpcal") == str(tmp_path / "A.caltables" / "A_spw04_bpcal")
+    assert obs.merged("2gcal") == str(tmp_path / "A_2gcal")
+
+
+def test_profiles_packaged_then_user_then_arguments(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTIMG_CLUSTER_CONFIG", str(tmp_path))
+    assert load_profile("slurm")["memory"] == "8GB"
+    (tmp_path / "slurm.yaml").write_text("memory: 32GB\nqueue: night\n")
+    user = load_profile("slurm")
+    assert user["memory"] == "32GB" and user["queue"] == "night" and user["cores"] == 1
+    argument = load_profile("slurm", parse_cluster_options(["memory=64GB"]))
+    assert argument["memory"] == "64GB" and argument["queue"] == "night"
+    with pytest.raises(ContimgError, match="unknown cluster profile"):
+        load_profile("kubernetes")
+
+
+def test_slurm_job_script_runs_single_threaded_workers(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTIMG_CLUSTER_CONFIG", str(tmp_path))
+    profile = load_profile(
+        "slurm",
+        parse_cluster_options(
+            [
+                "queue=short",
+                "account=dsa110",
+                "scheduler_options.host=127.0.0.1",
+                "scheduler_options.dashboard_address=127.0.0.1:0",
+            ]
+        ),
+    )
+    cluster = slurm_cluster(profile)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH -p short" in script and "#SBATCH -A dsa110" in script
+    assert "--nthreads 1" in script and "#SBATCH --cpus-per-task=1" in script
+    assert "#SBATCH -t 04:00:00" in script
+    with pytest.raises(ContimgError, match="cores must equal processes"):
+        slurm_cluster({**profile, "cores": 4})
+
+
+def test_refant_by_name_station_and_index(corrupted_small):
+    assert resolve_refant(corrupted_small, "DSA103") == "DSA103"
+    assert resolve_refant(corrupted_small, "103") == "DSA103"
+    assert resolve_refant(corrupted_small, "1") == "DSA001"
+    assert resolve_refant(corrupted_small, "2") == "DSA012"  # index 2: no station DSA002
+    with pytest.raises(ContimgError, match="try --refant DSA"):
+        resolve_refant(corrupted_small, "DSA999")
+
+
+class _Obs:
+    ms, stem = "x.ms", "x"
+
+
+def test_steps_retry_record_failures_and_skip_dependents():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("table is locked")
+        return {"fine": True}
+
+    retried = run_step("bpcal", _Obs, 3, [], flaky, retries=1)
+    assert retried.status == OK and retried.attempts == 2 and retried.detail == {"fine": True}
+
+    def broken():
+        raise RuntimeError("SEVERE")
+
+    failed = run_step("bpcal", _Obs, 3, [], broken, retries=2)
+    assert failed.status == FAILED and failed.attempts == 3 and "SEVERE" in failed.error
+
+    def user_error():
+        raise ContimgError("bad refant")
+
+    refused = run_step("bpcal", _Obs, 3, [], user_error, retries=5)
+    assert refused.status == FAILED and refused.attempts == 1
+
+    skipped = run_step("apply", _Obs, 3, [failed], lambda: {}, retries=0)
+    assert skipped.status == SKIPPED and "bpcal failed" in skipped.error
+    upstream_ok = StepOutcome("x.ms", 3, "flag", OK)
+    assert run_step("model", _Obs, 3, [upstream_ok], lambda: None, retries=0).ok
