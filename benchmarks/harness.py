@@ -62,3 +62,46 @@ def write_result(name: str, payload: dict) -> Path:
     path = RESULTS_DIR / f"{name}-{time.strftime('%Y-%m-%d')}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def run_tree_measured(argv, env=None, cwd=None, interval_s: float = 0.5) -> dict:
+    """Run a command; wall time, CPU seconds and peak RSS summed over its process tree.
+
+    For runs that spread over processes (Dask workers, MPI ranks) one
+    process's own figures would hide most of the cost. The command's stdout
+    is returned too.
+    """
+    import psutil
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+    )
+    root = psutil.Process(proc.pid)
+    cpu_by_pid: dict[int, float] = {}
+    peak_rss = 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        rss = 0
+        for p in tree:
+            try:
+                times = p.cpu_times()
+                cpu_by_pid[p.pid] = times.user + times.system
+                rss += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        peak_rss = max(peak_rss, rss)
+        time.sleep(interval_s)
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return {
+        "seconds": seconds,
+        "cpu_seconds": sum(cpu_by_pid.values()),
+        "peak_rss_gb": peak_rss / 1024**3,
+        "stdout": stdout,
+    }

@@ -25,12 +25,16 @@ from dsa110_contimg.casa import tasks
 from dsa110_contimg.ms import caltables
 
 
-def run_serial_recipe(obs: ObservationPlan, calibrator, config, out_dir, log_dir) -> dict:
+def run_serial_recipe(
+    obs: ObservationPlan, calibrator, config, out_dir, log_dir, multi_ms: bool = False
+) -> dict:
     """Run the recipe for calibrator observation ``obs`` serially.
 
     Writes ``out_dir/<stem>.serial.ms`` (DATA, MODEL_DATA, CORRECTED_DATA)
     and ``out_dir/<stem>_serial_<step>`` tables; returns their paths and the
-    seconds each step took.
+    seconds each step took. ``multi_ms`` partitions the rephased MS into a
+    per-SPW Multi-MS first (``<stem>.serial.mms``): CASA's own layout for MPI
+    runs, where flagdata and applycal work on the sub-MSs in parallel.
     """
     from dsa110_contimg.phasing.model import add_model_write_graph
 
@@ -48,10 +52,14 @@ def run_serial_recipe(obs: ObservationPlan, calibrator, config, out_dir, log_dir
         )
     else:
         tasks.run_split(obs.ms, vis, spw=spw, log_file=log_file)
+    if multi_ms:
+        mms = str(out_dir / f"{obs.stem}.serial.mms")
+        tasks.run_partition(vis, mms, len(obs.spws), log_file)
+        vis = mms
     seconds["prepare"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    tasks.run_flagdata(vis, config.flagging.modes(), log_file)
+    tasks.run_flagdata(vis, config.flagging.modes(), log_file, one_call_per_mode=multi_ms)
     seconds["flag"] = time.perf_counter() - started
 
     started = time.perf_counter()

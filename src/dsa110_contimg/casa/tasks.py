@@ -92,6 +92,25 @@ def run_split(
     )
 
 
+def run_partition(vis: str, outputvis: str, n_sub_ms: int, log_file: str | None = None):
+    """CASA ``partition``: a Multi-MS of ``vis`` with one sub-MS per SPW (all columns)."""
+    started = time.perf_counter()
+    parameters = dict(
+        createmms=True,
+        separationaxis="spw",
+        numsubms=n_sub_ms,
+        flagbackup=False,
+        datacolumn="all",
+    )
+    with publish_directory(outputvis) as partial:
+        _call("partition", log_file, vis=str(vis), outputvis=str(partial), **parameters)
+        if not (partial / "table.dat").exists():
+            raise CasaTaskError(f"partition wrote no Multi-MS for {vis} (see {log_file})")
+    return CasaCall(
+        "partition", str(vis), str(outputvis), time.perf_counter() - started, parameters
+    )
+
+
 def run_average(
     vis: str,
     outputvis: str,
@@ -104,7 +123,7 @@ def run_average(
     started = time.perf_counter()
     parameters = dict(
         field=field,
-        datacolumn="data,model",
+        datacolumn="all",  # DATA and MODEL_DATA (no CORRECTED_DATA yet)
         reindex=False,
         timeaverage=timebin not in ("", "0s"),
         timebin=timebin or "0s",
@@ -121,33 +140,37 @@ def run_average(
     )
 
 
-def run_flagdata(vis: str, modes: tuple[str, ...], log_file: str | None = None) -> CasaCall:
+FLAG_MODES = {
+    "autocorr": {"mode": "manual", "autocorr": True},
+    "zeros": {"mode": "clip", "clipzeros": True},
+    "tfcrop": {"mode": "tfcrop"},
+    "rflag": {"mode": "rflag"},
+}
+
+
+def run_flagdata(
+    vis: str, modes: tuple[str, ...], log_file: str | None = None, one_call_per_mode: bool = False
+) -> CasaCall:
     """Flag ``vis`` in place with the listed modes.
 
     ``autocorr`` flags autocorrelations, ``zeros`` flags exact zeros (clip
     with ``clipzeros``), ``tfcrop`` and ``rflag`` run CASA's automatic RFI
     flaggers with their defaults. No flag backup is written: the caller owns
-    a copy of the data, never the input MS.
+    a copy of the data, never the input MS. ``one_call_per_mode`` runs each
+    mode as its own call (MPI CASA hangs on list mode with a Multi-MS).
     """
     started = time.perf_counter()
-    commands = {
-        "autocorr": "mode='manual' autocorr=True",
-        "zeros": "mode='clip' clipzeros=True",
-        "tfcrop": "mode='tfcrop'",
-        "rflag": "mode='rflag'",
-    }
-    unknown = sorted(set(modes) - set(commands))
+    unknown = sorted(set(modes) - set(FLAG_MODES))
     if unknown:
-        raise ValueError(f"unknown flagging modes {unknown}; known: {sorted(commands)}")
-    if modes:
-        _call(
-            "flagdata",
-            log_file,
-            vis=str(vis),
-            mode="list",
-            inpfile=[commands[m] for m in modes],
-            flagbackup=False,
-        )
+        raise ValueError(f"unknown flagging modes {unknown}; known: {sorted(FLAG_MODES)}")
+    if one_call_per_mode:
+        for mode in modes:
+            _call("flagdata", log_file, vis=str(vis), flagbackup=False, **FLAG_MODES[mode])
+    elif modes:
+        commands = [
+            " ".join(f"{key}={value!r}" for key, value in FLAG_MODES[m].items()) for m in modes
+        ]
+        _call("flagdata", log_file, vis=str(vis), mode="list", inpfile=commands, flagbackup=False)
     return CasaCall("flagdata", str(vis), None, time.perf_counter() - started, {"modes": modes})
 
 

@@ -1,0 +1,191 @@
+"""Calibration of one synthetic observation: this project on Dask against CASA alone.
+
+Same recipe and parameters for every contender (rephase, flag, model,
+pre-bandpass phase, bandpass, gains at inf and 60 s, apply):
+  (a) serial: the CASA tasks called one after another in one process on the whole MS;
+  (b) MPI CASA: casampi under ``mpirun -n 3`` (a client and 2 servers) on a per-SPW
+      Multi-MS; CASA parallelises flagdata and applycal over sub-MSs, solves run
+      in the client;
+  (c) this project, 2 single-threaded Dask worker processes, a task per (SPW, step);
+  (d) as (c) with ``--fast`` (4 channels averaged before solving).
+Reported: wall time, CPU time and peak memory of each process tree, the split
+across steps, and how far the solutions of (c) and (d) are from (a) and from
+the simulation truth. Targets on 2 cores: (c) <= 0.6x (a) and faster than (b).
+
+    python benchmarks/bench_calibration.py [--preset full] [--quick] [--no-mpi]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from harness import run_tree_measured, write_result
+
+RECIPE_CHILD = """
+import json, sys
+from dsa110_contimg.calibration.config import resolve_config
+from dsa110_contimg.calibration.pipeline import plan_calibration
+from dsa110_contimg.calibration.serial import run_serial_recipe
+from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.sky.calibrators import lookup_calibrator
+
+ms, out, multi_ms = sys.argv[1], sys.argv[2], sys.argv[3] == "mms"
+cal = lookup_calibrator("0834+555")
+fields = select_auto_fields(field_geometry(ms, cal), None, 0.3)
+plan = plan_calibration([ms], cal, {ms: fields}, "103", resolve_config(), out)
+result = run_serial_recipe(plan.observations[0], cal, plan.config, out, out, multi_ms=multi_ms)
+print("BENCH_STEPS " + json.dumps(result))
+if multi_ms:
+    from casampi.MPICommandClient import MPICommandClient
+    MPICommandClient().stop_services(force_command_request_interruption=True)
+"""
+
+
+def _steps(stdout: str) -> dict:
+    line = [x for x in stdout.splitlines() if x.startswith("BENCH_STEPS ")][-1]
+    return json.loads(line.split(" ", 1)[1])
+
+
+def run_serial(ms, out, script) -> dict:
+    measured = run_tree_measured([sys.executable, str(script), ms, str(out), "ms"])
+    result = _steps(measured.pop("stdout"))
+    return {**measured, "steps": result["seconds"], "tables": result["tables"]}
+
+
+def run_mpi(ms, out, script) -> dict:
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        raise RuntimeError("mpirun not found: install Debian openmpi-bin (make bench-deps)")
+    argv = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "3",
+            sys.executable, str(script), ms, str(out), "mms"]  # fmt: skip
+    measured = run_tree_measured(argv)
+    result = _steps(measured.pop("stdout"))
+    return {**measured, "steps": result["seconds"], "tables": result["tables"]}
+
+
+def run_ours(ms, out, extra=()) -> dict:
+    argv = [sys.executable, "-m", "dsa110_contimg", "--log-dir", str(out / "run"),
+            "calibrate", ms, "--out", str(out), "--n-workers", "2", "--json",
+            "--no-progress", *extra]  # fmt: skip
+    measured = run_tree_measured(argv)
+    text = measured.pop("stdout")
+    summary = json.loads(text[text.index("{") :])
+    obs = summary["observations"][0]
+    assert summary["status"] == "ok", obs["failed"]
+    return {
+        **measured,
+        "task_seconds": obs["step_seconds"],
+        "graph_wall_seconds": summary["wall_seconds"],
+        "tables": obs["merged_tables"],
+    }
+
+
+def table_difference(a, b) -> float:
+    """Largest |a - b| over unflagged solutions of two B or G tables (rows matched)."""
+    from casacore.tables import table
+
+    keys = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
+    with table(a, ack=False) as ta, table(b, ack=False) as tb:
+        sa, sb = ta.sort(keys), tb.sort(keys)
+        va, vb = sa.getcol("CPARAM"), sb.getcol("CPARAM")
+        flags = sa.getcol("FLAG") | sb.getcol("FLAG")
+    return float(np.abs(va - vb)[~flags].max())
+
+
+def bandpass_truth_error(ms, bpcal) -> dict:
+    """Median amplitude and phase error of a bandpass table against the simulation truth."""
+    from casacore.tables import table
+
+    from dsa110_contimg.simulate.truth import load_truth
+
+    truth = load_truth(ms)
+    with table(bpcal, ack=False) as t:
+        ant, spw = t.getcol("ANTENNA1"), t.getcol("SPECTRAL_WINDOW_ID")
+        refant = t.getcol("ANTENNA2")[0]
+        solution, flag = t.getcol("CPARAM"), t.getcol("FLAG")
+        n_sol_chan = solution.shape[1]
+    bandpass = truth.bandpass
+    if n_sol_chan != bandpass.shape[2]:  # averaged solve: compare with the averaged truth
+        factor = bandpass.shape[2] // n_sol_chan
+        bandpass = bandpass.reshape(*bandpass.shape[:2], n_sol_chan, factor, -1).mean(axis=3)
+    expected = bandpass[ant, spw] * np.exp(-1j * np.angle(bandpass[refant, spw]))
+    ratio = np.where(~flag & (np.abs(expected) > 0), solution / expected, np.nan)
+    ratio = ratio / np.nanmean(ratio, axis=1, keepdims=True)
+    return {
+        "amp_error_median": float(np.nanmedian(np.abs(np.abs(ratio) - 1))),
+        "phase_error_median_deg": float(np.nanmedian(np.degrees(np.abs(np.angle(ratio))))),
+        "kept_fraction": float(1 - flag.mean()),
+    }
+
+
+def main(argv=None) -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="full")
+    parser.add_argument("--quick", action="store_true", help="tiny preset")
+    parser.add_argument("--no-mpi", action="store_true", help="skip the MPI CASA contender")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.preset = "small"
+
+    from dsa110_contimg.simulate import preset, simulate_observation
+
+    with tempfile.TemporaryDirectory(prefix="bench-calibration-") as scratch:
+        scratch = Path(scratch)
+        ms = str(scratch / "bench.ms")
+        simulate_observation(ms, preset(args.preset))
+        script = scratch / "recipe_child.py"
+        script.write_text(RECIPE_CHILD)
+        runs = {"serial": run_serial(ms, scratch / "serial", script)}
+        mpi_ok = not args.no_mpi and shutil.which("mpirun") is not None
+        if mpi_ok:
+            runs["mpi"] = run_mpi(ms, scratch / "mpi", script)
+        runs["ours"] = run_ours(ms, scratch / "ours")
+        runs["ours_fast"] = run_ours(ms, scratch / "fast", ["--fast"])
+        serial_tables = runs["serial"]["tables"]
+        agreement = {
+            step: table_difference(serial_tables[step], runs["ours"]["tables"][step])
+            for step in ("bpcal", "2gcal")
+        }
+        truth = {
+            name: bandpass_truth_error(ms, runs[name]["tables"]["bpcal"])
+            for name in ("serial", "ours", "ours_fast")
+        }
+    base = runs["serial"]["seconds"]
+    payload = {
+        "benchmark": "calibration",
+        "preset": args.preset,
+        "cores": os.cpu_count(),
+        "runs": {name: {k: v for k, v in r.items() if k != "tables"} for name, r in runs.items()},
+        "ours_over_serial": runs["ours"]["seconds"] / base,
+        "ours_over_mpi": runs["ours"]["seconds"] / runs["mpi"]["seconds"] if mpi_ok else None,
+        "fast_over_ours": runs["ours_fast"]["seconds"] / runs["ours"]["seconds"],
+        "max_abs_difference_vs_serial": agreement,
+        "bandpass_vs_truth": truth,
+        "targets": {"ours_over_serial": 0.6, "ours_over_mpi": 1.0},
+    }
+    for name, r in runs.items():
+        print(
+            f"{name:10s} wall {r['seconds']:8.1f} s  cpu {r['cpu_seconds']:8.1f} s  "
+            f"peak {r['peak_rss_gb']:.2f} GB  ratio to serial {r['seconds'] / base:.2f}x"
+        )
+        split = r.get("steps") or r.get("task_seconds")
+        print("           " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+    print(f"solutions: max |ours - serial| {agreement}")
+    for name, errors in truth.items():
+        print(f"bandpass vs truth, {name}: {errors}")
+    if not args.quick:
+        print(f"written {write_result(f'calibration-{args.preset}', payload)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
