@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+# MPI CASA for the calibration benchmark's peer: Debian openmpi-bin and casampi.
+bench-deps: $(STAMP)
+	command -v mpirun >/dev/null || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q openmpi-bin libopenmpi-dev)
+	$(BIN)/python -m pip install --quiet -e '.[test,mpi]'
+
+bench: bench-deps
+	for script in benchmarks/bench_*.py; do (cd benchmarks && ../$(BIN)/python ../$$script) || exit 1; done
 
 clean:
 	rm -rf demo_output contimg_runs .pytest_cache

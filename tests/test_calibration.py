@@ -286,3 +286,26 @@ def test_apply_refuses_missing_and_mismatched_tables(calibrated, make_observatio
     assert mismatched.returncode == 2 and "another" in mismatched.stderr
     not_a_table = run_cli("apply", "--ms", target, "--tables", target)
     assert not_a_table.returncode == 2 and "not a CASA calibration table" in not_a_table.stderr
+
+
+def test_fast_mode_solutions_stay_within_noise(corrupted_small, tmp_path, client):
+    """Averaging 2 channels before solving: bandpass still matches the (averaged) truth."""
+    _, summary = calibrate(
+        corrupted_small, tmp_path, client, tmp_path / "run", fast={"enabled": True, "chanbin": 2}
+    )
+    assert summary["status"] == "ok"
+    obs = summary["observations"][0]
+    truth = load_truth(corrupted_small)
+    with table(obs["merged_tables"]["bpcal"], ack=False) as t:
+        ant, spw = t.getcol("ANTENNA1"), t.getcol("SPECTRAL_WINDOW_ID")
+        refant = t.getcol("ANTENNA2")[0]
+        solution, flag = t.getcol("CPARAM"), t.getcol("FLAG")
+    assert solution.shape[1] == truth.bandpass.shape[2] // 2
+    averaged = truth.bandpass.reshape(*truth.bandpass.shape[:2], -1, 2, 2).mean(axis=3)
+    expected = averaged[ant, spw] * np.exp(-1j * np.angle(averaged[refant, spw]))
+    ratio = np.where(~flag, solution / expected, np.nan)
+    ratio = ratio / np.nanmean(ratio, axis=1, keepdims=True)
+    assert np.nanmedian(np.abs(np.abs(ratio) - 1)) < 0.02
+    assert np.nanmedian(np.degrees(np.abs(np.angle(ratio)))) < 2.0
+    fields = select_auto_fields(field_geometry(corrupted_small, CAL), window=12)
+    assert corrected_model_scatter_deg(obs["output_mms"], fields) < 5.0

@@ -18,3 +18,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert after["phased_to_calibrator"] is True
     assert (tmp_path / "demo" / "demo.ms.truth.npz").exists()
     assert (tmp_path / "logs" / "casa.log").exists()
+    assert (tmp_path / "demo" / "demo.cal.mms").exists()
+    assert (tmp_path / "demo" / "demo_target.cal.mms").exists()
+    assert (tmp_path / "demo" / "demo_bpcal").exists()
+    assert "status ok" in result.stdout

@@ -126,11 +126,18 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    from dsa110_contimg.calibration.config import resolve_config
+    from dsa110_contimg.calibration.pipeline import (
+        format_summary,
+        plan_apply,
+        plan_calibration,
+        run_plan,
+    )
     from dsa110_contimg.cluster import dask_client
-    from dsa110_contimg.ms.summary import format_summary, summarise_ms
+    from dsa110_contimg.ms.summary import format_summary as format_ms_summary
+    from dsa110_contimg.ms.summary import summarise_ms
     from dsa110_contimg.phasing.check import check_phasing, format_report
     from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
-    from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
     from dsa110_contimg.simulate import preset, simulate_observation
     from dsa110_contimg.sky.calibrators import lookup_calibrator
 
@@ -139,37 +146,60 @@ def _cmd_demo(args) -> int:
     config = preset("small", n_field_sources=3, seed=args.seed)
     calibrator = lookup_calibrator(config.calibrator)
 
-    log.info("demo 1/4: simulate a small DSA-110 observation with known truth")
+    log.info("demo 1/5: simulate a calibrator transit and a later target file, known truth")
     result = simulate_observation(out / "demo.ms", config, overwrite=True)
-    log.info("demo 2/4: inspect it through dask-ms")
+    target = simulate_observation(
+        out / "demo_target.ms",
+        config.replace(seed=args.seed + 1, start_time="2026-03-01T20:00:00"),
+        overwrite=True,
+    )
+    log.info("demo 2/5: inspect the calibrator file through dask-ms")
     summary = summarise_ms(result.ms_path)
-    print(format_summary(summary))
+    print(format_ms_summary(summary))
     (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
 
-    log.info("demo 3/4: phase-centre check against %s (PHASE_DIR, visibilities)", calibrator.name)
+    log.info("demo 3/5: phase-centre check against %s (PHASE_DIR, visibilities)", calibrator.name)
     before = check_phasing(result.ms_path, calibrator)
     print(format_report(before))
     (out / "check_before.json").write_text(json.dumps(before.to_json_dict(), indent=2))
 
-    log.info("demo 4/4: rephase the calibrator fields, write the per-field model, check again")
-    fields = select_auto_fields(field_geometry(result.ms_path, calibrator), window=5)
-    plan = plan_rephase(result.ms_path, calibrator, fields, out / "demo_0834p555.ms")
-    with dask_client(n_workers=1) as client:
-        after = rephase_and_model(
-            plan, calibrator, client, log_file=str(args.run_dir / "casa-phaseshift.log")
+    fields = select_auto_fields(field_geometry(result.ms_path, calibrator), window=12)
+    recipe = resolve_config()
+    with dask_client() as client:
+        print(f"Dask dashboard: {client.dashboard_link}")
+        log.info(
+            "demo 4/5: calibrate on fields %s~%s: flag, rephase, model, prebp phase, "
+            "bandpass, gains, apply (a Dask task per SPW and step)",
+            fields[0],
+            fields[-1],
         )
+        plan = plan_calibration(
+            [str(result.ms_path)], calibrator, {str(result.ms_path): fields}, "103", recipe, out
+        )
+        calibrated = run_plan(plan, client, args.run_dir / "calibrate", calibrator)
+        print(format_summary(calibrated))
+        tables = calibrated["observations"][0]["merged_tables"]
+        log.info("demo 5/5: apply the bandpass and 60 s gains to the target file")
+        plan = plan_apply([str(target.ms_path)], [tables["bpcal"], tables["2gcal"]], recipe, out)
+        applied = run_plan(plan, client, args.run_dir / "apply")
+        print(format_summary(applied))
+    after = check_phasing(calibrated["observations"][0]["output_mms"], calibrator, fields=fields)
     print(format_report(after))
     (out / "check_after.json").write_text(json.dumps(after.to_json_dict(), indent=2))
+    status = 0 if calibrated["status"] == applied["status"] == "ok" else 1
 
     print("\nOutputs:")
-    print(f"  observation      {result.ms_path}")
-    print(f"  truth            {result.truth_path}")
-    print(f"  summary          {out / 'summary.json'}")
-    print(f"  check (before)   {out / 'check_before.json'}")
-    print(f"  rephased + model {plan.output_ms}")
-    print(f"  check (after)    {out / 'check_after.json'}")
-    print(f"  logs             {args.run_dir}")
-    return 0
+    print(f"  observation        {result.ms_path}")
+    print(f"  truth              {result.truth_path}")
+    print(f"  summary            {out / 'summary.json'}")
+    print(f"  check (before)     {out / 'check_before.json'}")
+    print(f"  calibrated MS      {calibrated['observations'][0]['output_mms']}")
+    print(f"  caltables          {', '.join(tables.values())}")
+    print(f"  check (after)      {out / 'check_after.json'}")
+    print(f"  calibrated target  {applied['observations'][0]['output_mms']}")
+    print(f"  run summaries      {calibrated['summary_path']}, {applied['summary_path']}")
+    print(f"  logs               {args.run_dir}")
+    return status
 
 
 def _add_calibrator_options(parser, with_ms: bool = True) -> None:

@@ -199,7 +199,12 @@ def cmd_calibrate(args) -> int:
             from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
 
             fields = select_auto_fields(field_geometry(ms, calibrator), None, args.min_pb_response)
-            log.info("%s: solving on fields %s (beam response >= %.2f)", ms, fields, 0.3)
+            log.info(
+                "%s: solving on fields %s (beam response >= %.2f)",
+                ms,
+                fields,
+                args.min_pb_response,
+            )
         cal_fields[ms] = fields
     plan = plan_calibration(
         ms_list,

@@ -278,6 +278,20 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{obs['role']} {obs['ms']}")
         lines.append(f"  calibrated MS: {obs['output_mms'] or 'none (see failures)'}")
         lines.append(f"  calibrated SPWs: {obs['calibrated_spws']}")
+        verdicts: dict[str, int] = {}
+        for spw in obs["phasing"].values():
+            for verdict, count in spw["verdicts"].items():
+                verdicts[verdict] = verdicts.get(verdict, 0) + count
+        if verdicts:
+            lines.append(
+                "  model check on the solve fields (field x SPW): "
+                + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
+            )
+            if set(verdicts) - {"excellent", "phased", "degraded"}:
+                lines.append(
+                    "  WARNING: DATA and MODEL_DATA disagree on some fields; solutions there "
+                    "will be poor (is the data rephased? is the model current?)"
+                )
         for step, table in obs["merged_tables"].items():
             lines.append(f"  {step}: {table}")
         for key, stats in obs["solutions"].items():

@@ -198,6 +198,10 @@ def model(obs: ObservationPlan, piece: SpwPiece, config, calibrator, flagged):
             fields=obs.cal_fields,
             primary_beam=config.phasing.primary_beam,
         )
+        if obs.phasecenter and not report.phased_to_calibrator:
+            raise ContimgError(
+                f"rephasing did not take on {obs.stem} spw {piece.spw}: {report.summary}"
+            )
         verdicts = {}
         for f in report.fields:
             verdicts[f.verdict] = verdicts.get(f.verdict, 0) + 1
