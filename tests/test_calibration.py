@@ -309,3 +309,41 @@ def test_fast_mode_solutions_stay_within_noise(corrupted_small, tmp_path, client
     assert np.nanmedian(np.degrees(np.abs(np.angle(ratio)))) < 2.0
     fields = select_auto_fields(field_geometry(corrupted_small, CAL), window=12)
     assert corrected_model_scatter_deg(obs["output_mms"], fields) < 5.0
+
+
+def test_calibrator_and_targets_in_one_graph(corrupted_small, make_observation, tmp_path, client):
+    """Two calibrator files and a target fan out together; the target uses the first's tables."""
+    second, target = tmp_path / "second.ms", tmp_path / "target.ms"
+    shutil.copytree(make_observation("small", seed=11), second)
+    shutil.copytree(make_observation("small", seed=12, start_time="2026-01-01T21:00:00"), target)
+    config = resolve_config()
+    fields = {
+        str(ms): select_auto_fields(field_geometry(ms, CAL), window=12)
+        for ms in (corrupted_small, second)
+    }
+    plan = plan_calibration(
+        [str(corrupted_small), str(second)], CAL, fields, "103", config, tmp_path / "out",
+        targets=[str(target)],
+    )  # fmt: skip
+    summary = run_plan(plan, client, tmp_path / "run", CAL, progress=False)
+    assert summary["status"] == "ok"
+    roles = [o["role"] for o in summary["observations"]]
+    assert roles == ["calibrator", "calibrator", "target"]
+    for obs in summary["observations"]:
+        assert obs["calibrated_spws"] == [0, 1, 2, 3]
+    first_tables = {
+        t for k, v in summary["observations"][0]["solutions"].items() for t in [v.get("table")]
+    }
+    with open(summary["summary_path"]) as f:
+        assert "calibration_run" in f.read()
+    target_steps = summary["observations"][2]["steps"]
+    assert [s["step"] for s in target_steps].count("apply") == 4
+    assert any(t.endswith("_spw00_2gcal") for t in first_tables)
+
+
+def test_each_task_has_its_own_casa_log(calibrated):
+    plan, summary, _ = calibrated
+    run_dir = Path(summary["summary_path"]).parent
+    bandpass_log = run_dir / "casa" / f"{plan.observations[0].stem}-spw02-bpcal.log"
+    text = bandpass_log.read_text()
+    assert "Begin Task: bandpass" in text and "spw=2" in text.replace(" ", "").replace('"', "")

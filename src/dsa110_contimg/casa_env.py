@@ -94,9 +94,14 @@ def set_casa_logfile(path: str | os.PathLike) -> None:
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     os.environ[CASA_LOGFILE_ENV] = str(path)
-    if "casatools" in sys.modules:
-        sink = sys.modules["casatools"].logsink()
-        sink.setlogfile(str(path))
+    # casatasks logs through its own sink object: switch that one too.
+    for module_name in ("casatools", "casatasks"):
+        module = sys.modules.get(module_name)
+        sink = getattr(module, "casalog", None)
+        if sink is None and module_name == "casatools" and module is not None:
+            sink = module.logsink()
+        if sink is not None:
+            sink.setlogfile(str(path))
 
 
 @contextlib.contextmanager
