@@ -59,6 +59,16 @@ def run_serial(ms, out, script) -> dict:
     return {**measured, "steps": result["seconds"], "tables": result["tables"]}
 
 
+def mpi_available() -> bool:
+    """MPI CASA needs mpirun (Debian openmpi-bin) and casampi (`make bench-deps`)."""
+    import importlib.util
+
+    found = shutil.which("mpirun") is not None and importlib.util.find_spec("casampi") is not None
+    if not found:
+        print("MPI CASA not installed (make bench-deps): contender (b) skipped")
+    return found
+
+
 def run_mpi(ms, out, script) -> dict:
     mpirun = shutil.which("mpirun")
     if mpirun is None:
@@ -145,7 +155,7 @@ def main(argv=None) -> dict:
         script = scratch / "recipe_child.py"
         script.write_text(RECIPE_CHILD)
         runs = {"serial": run_serial(ms, scratch / "serial", script)}
-        mpi_ok = not args.no_mpi and shutil.which("mpirun") is not None
+        mpi_ok = not args.no_mpi and mpi_available()
         if mpi_ok:
             runs["mpi"] = run_mpi(ms, scratch / "mpi", script)
         runs["ours"] = run_ours(ms, scratch / "ours")
