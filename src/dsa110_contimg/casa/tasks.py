@@ -207,3 +207,27 @@ def run_applycal(vis: str, log_file: str | None = None, **parameters) -> CasaCal
 def run_clearcal(vis: str, log_file: str | None = None) -> CasaCall:
     """CASA ``clearcal``: CORRECTED_DATA := DATA (creating the column if needed)."""
     return _timed("clearcal", vis, str(vis), log_file, addmodel=False)
+
+
+def run_tclean(vis: str, output_dir: str, log_file: str | None = None, **parameters) -> CasaCall:
+    """CASA ``tclean`` writing ``output_dir/image.*`` and FITS copies of image and residual.
+
+    The whole image set is built in a temporary directory and renamed into
+    place, so an interrupted run leaves no partial image set.
+    """
+    started = time.perf_counter()
+    with publish_directory(output_dir) as partial:
+        partial.mkdir(parents=True)
+        imagename = str(partial / "image")
+        _call("tclean", log_file, vis=str(vis), imagename=imagename, **parameters)
+        if not (partial / "image.image" / "table.dat").exists():
+            raise CasaTaskError(f"tclean wrote no image for {vis} (see {log_file})")
+        for product in ("image", "residual"):
+            _call(
+                "exportfits",
+                log_file,
+                imagename=f"{imagename}.{product}",
+                fitsimage=f"{imagename}.{product}.fits",
+                overwrite=True,
+            )
+    return CasaCall("tclean", str(vis), str(output_dir), time.perf_counter() - started, parameters)

@@ -1,0 +1,180 @@
+"""What to image, at which cell and size: plain frozen data built before any tclean.
+
+Defaults suit DSA-110: Stokes I, Briggs robust 0, three cells across the
+synthesised beam of the longest baseline at the highest frequency, and an
+image wide enough to cover the primary beam down to ``pb_limit`` at the
+lowest frequency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms.reads import chan_freq_hz, main_columns, read_subtable, require_ms
+from dsa110_contimg.selection import parse_index_selection
+from dsa110_contimg.sky.beam import airy_power_response
+
+log = logging.getLogger(__name__)
+
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+COLUMNS = {"data": "DATA", "corrected": "CORRECTED_DATA"}
+
+
+@dataclass(frozen=True)
+class ImagingConfig:
+    cells_per_beam: float = 3.0
+    pb_limit: float = 0.2
+    max_imsize: int = 4096
+    cell_arcsec: float | None = None  # overrides cells_per_beam
+    imsize: int | None = None  # overrides pb_limit
+    niter: int = 1000
+    nsigma: float = 4.0
+    deconvolver: str = "hogbom"
+    scales: tuple[int, ...] = (0, 5, 15)
+    weighting: str = "briggs"
+    robust: float = 0.0
+
+    def replace(self, **changes) -> ImagingConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        checks = [
+            (self.deconvolver in ("hogbom", "multiscale"), "deconvolver: hogbom or multiscale"),
+            (
+                self.weighting in ("briggs", "natural", "uniform"),
+                "weighting: briggs, natural, uniform",
+            ),
+            (0 < self.pb_limit < 1, "pb_limit must be in (0, 1)"),
+            (self.niter >= 0, "niter must not be negative"),
+            (self.cells_per_beam >= 1, "cells_per_beam must be at least 1"),
+            (self.cell_arcsec is None or self.cell_arcsec > 0, "cell must be positive"),
+            (self.imsize is None or self.imsize >= 16, "imsize must be at least 16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ContimgError(f"invalid imaging settings: {message}")
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One tclean run: an MS, a field, a data column, its own output directory."""
+
+    ms: str
+    field: int
+    column: str  # "data" or "corrected"
+    output_dir: str
+    imsize: int
+    cell_arcsec: float
+    phase_dir_deg: tuple[float, float]
+    pointing_deg: tuple[float, float]
+    config: ImagingConfig = field(default_factory=ImagingConfig)
+
+    @property
+    def imagename(self) -> str:
+        return str(Path(self.output_dir) / "image")
+
+
+def good_fft_size(n: int) -> int:
+    """Smallest even size >= n whose only prime factors are 2, 3 and 5."""
+    size = max(int(np.ceil(n)), 16)
+    while True:
+        if size % 2 == 0:
+            rest = size
+            for p in (2, 3, 5):
+                while rest % p == 0:
+                    rest //= p
+            if rest == 1:
+                return size
+        size += 1
+
+
+def beam_radius_rad(freq_hz: float, response: float) -> float:
+    """Offset at which the Airy power response falls to ``response``."""
+    lo, hi = 0.0, np.radians(20.0)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if airy_power_response(mid, freq_hz) > response:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _longest_baseline_m(ms, fields) -> float:
+    from casacore.tables import table, taql
+
+    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
+        rows = taql(
+            "select UVW from $main where ANTENNA1 != ANTENNA2 && !FLAG_ROW "
+            f"&& FIELD_ID IN [{','.join(map(str, fields))}]"
+        )
+        if rows.nrows() == 0:
+            raise ContimgError(f"{ms}: no unflagged cross-correlations in field(s) {fields}")
+        uvw = rows.getcol("UVW")
+    return float(np.hypot(uvw[:, 0], uvw[:, 1]).max())
+
+
+def plan_imaging(
+    ms, fields: str | None, datacolumn: str, config: ImagingConfig, output_dir
+) -> list[ImageJob]:
+    """Image jobs for the chosen fields and columns (refusing what cannot work)."""
+    config.validate()
+    ms = require_ms(ms)
+    if datacolumn not in ("data", "corrected", "both"):
+        raise ContimgError(f"--datacolumn must be data, corrected or both, not {datacolumn!r}")
+    columns = ["data", "corrected"] if datacolumn == "both" else [datacolumn]
+    present = set(main_columns(ms))
+    if "corrected" in columns and "CORRECTED_DATA" not in present:
+        log.warning("%s has no CORRECTED_DATA (not calibrated?): imaging DATA only", ms)
+        print(f"{ms} has no CORRECTED_DATA: imaging DATA only")
+        columns = ["data"]
+    if "DATA" not in present:
+        raise ContimgError(f"{ms} has no DATA column")
+    field_table = read_subtable(ms, "FIELD", columns=["PHASE_DIR", "REFERENCE_DIR"])
+    n_fields = field_table.sizes["row"]
+    chosen = parse_index_selection(fields, "field", n_fields) if fields else list(range(n_fields))
+    freqs = np.concatenate(chan_freq_hz(ms))
+    if config.cell_arcsec:
+        cell = config.cell_arcsec
+    else:
+        baseline = _longest_baseline_m(ms, chosen)
+        resolution = SPEED_OF_LIGHT_M_S / freqs.max() / baseline
+        cell = float(np.degrees(resolution) * 3600 / config.cells_per_beam)
+    if config.imsize:
+        imsize = good_fft_size(config.imsize)
+    else:
+        radius = beam_radius_rad(freqs.min(), config.pb_limit)
+        imsize = good_fft_size(2 * np.degrees(radius) * 3600 / cell)
+    if imsize > config.max_imsize:
+        raise ContimgError(
+            f"an image covering the primary beam to response {config.pb_limit} needs "
+            f"{imsize} x {imsize} pixels of {cell:.2f} arcsec (more than {config.max_imsize}); "
+            "raise --cell or --pb-limit, or --max-imsize"
+        )
+    stem = Path(ms).name.removesuffix(".mms").removesuffix(".ms")
+    phase = np.degrees(field_table.PHASE_DIR.values[:, 0, :])
+    pointing = np.degrees(field_table.REFERENCE_DIR.values[:, 0, :])
+    jobs = []
+    for f in chosen:
+        _longest_baseline_m(ms, [f])  # refuses a field without usable rows
+        for column in columns:
+            jobs.append(
+                ImageJob(
+                    ms=str(ms),
+                    field=f,
+                    column=column,
+                    output_dir=str(Path(output_dir).absolute() / f"{stem}_field{f:02d}_{column}"),
+                    imsize=imsize,
+                    cell_arcsec=cell,
+                    phase_dir_deg=(float(phase[f, 0] % 360), float(phase[f, 1])),
+                    pointing_deg=(float(pointing[f, 0] % 360), float(pointing[f, 1])),
+                    config=config,
+                )
+            )
+    return jobs
