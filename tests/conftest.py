@@ -19,10 +19,10 @@ def make_observation(tmp_path_factory):
     """Build (and cache by parameters) a synthetic MS; returns its path."""
     cache = {}
 
-    def build(name="small", **overrides):
-        key = (name, tuple(sorted(overrides.items())))
+    def build(name="small", stem=None, **overrides):
+        key = (name, stem, tuple(sorted(overrides.items())))
         if key not in cache:
-            out = tmp_path_factory.mktemp("obs") / f"{name}.ms"
+            out = tmp_path_factory.mktemp("obs") / f"{stem or name}.ms"
             simulate_observation(out, preset(name, **overrides))
             cache[key] = out
         return cache[key]

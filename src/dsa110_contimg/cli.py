@@ -202,6 +202,38 @@ def _cmd_demo(args) -> int:
     return status
 
 
+def _cmd_image(args) -> int:
+    from dsa110_contimg.cluster import dask_client
+    from dsa110_contimg.imaging.pipeline import format_comparison, run_imaging
+    from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
+
+    settings = {
+        name: getattr(args, name)
+        for name in (
+            "niter", "nsigma", "cell_arcsec", "imsize", "pb_limit", "max_imsize",
+            "deconvolver", "weighting", "robust",
+        )
+        if getattr(args, name) is not None
+    }  # fmt: skip
+    jobs = plan_imaging(args.ms, args.field, args.datacolumn, ImagingConfig(**settings), args.out)
+    log.info(
+        "%d image(s) of %d x %d pixels, %.2f arcsec cells",
+        len(jobs),
+        jobs[0].imsize,
+        jobs[0].imsize,
+        jobs[0].cell_arcsec,
+    )
+    with dask_client(scheduler_address=args.scheduler, n_workers=args.n_workers) as client:
+        print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+        result = run_imaging(jobs, client, args.out, args.run_dir, truth_path=args.truth)
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print(format_comparison(result))
+        print(f"comparison: {result['json_path']}")
+    return 0
+
+
 def _add_calibrator_options(parser, with_ms: bool = True) -> None:
     if with_ms:
         parser.add_argument("ms_positional", nargs="?", metavar="MS", help="Measurement Set")
@@ -418,6 +450,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_output", help="output directory (default demo_output)")
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(func=_cmd_demo)
+
+    image = commands.add_parser(
+        "image", help="image DATA and CORRECTED_DATA with tclean and compare them"
+    )
+    image.add_argument("ms", help="Measurement Set (or calibrated Multi-MS)")
+    image.add_argument("--field", help="fields, e.g. 12 or 10~14 (default: all)")
+    image.add_argument(
+        "--datacolumn", default="both", choices=["data", "corrected", "both"], help="default both"
+    )
+    image.add_argument("--out", default="images", help="output directory (default ./images)")
+    image.add_argument("--truth", help="simulation truth file for the known sources")
+    image.add_argument("--niter", type=int, help="CLEAN iterations (default 1000)")
+    image.add_argument("--nsigma", type=float, help="CLEAN stops at this many sigma (default 4)")
+    image.add_argument("--cell", type=float, dest="cell_arcsec", help="cell, arcsec")
+    image.add_argument("--imsize", type=int, help="pixels per side")
+    image.add_argument("--pb-limit", type=float, help="image to this beam response (default 0.2)")
+    image.add_argument("--max-imsize", type=int, help="refuse larger images (default 4096)")
+    image.add_argument("--deconvolver", choices=["hogbom", "multiscale"])
+    image.add_argument("--weighting", choices=["briggs", "natural", "uniform"])
+    image.add_argument("--robust", type=float, help="Briggs robust (default 0)")
+    image.add_argument("--scheduler", help="existing Dask scheduler, tcp://HOST:PORT")
+    image.add_argument("--n-workers", type=int, help="local cluster worker processes")
+    image.add_argument("--json", action="store_true", help="print the comparison JSON")
+    image.set_defaults(func=_cmd_image)
 
     from dsa110_contimg.calibration.cli import add_calibration_commands
 

@@ -52,13 +52,18 @@ def known_sources(ms, truth_path=None) -> tuple[list[KnownSource], str]:
 
 def read_fits_image(path):
     """(image (y, x) Jy/beam, WCS (celestial), frequency Hz, beam major FWHM deg)."""
+    import warnings
+
     from astropy.io import fits
-    from astropy.wcs import WCS
+    from astropy.wcs import WCS, FITSFixedWarning
 
     with fits.open(path) as hdus:
         header = hdus[0].header
         data = np.asarray(hdus[0].data, dtype=float).squeeze()
-    wcs = WCS(header).celestial
+    with warnings.catch_warnings():
+        # CASA's headers carry observatory keywords astropy rewrites; harmless here.
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header).celestial
     freq = float(header.get("CRVAL3", header.get("RESTFRQ", 1.4e9)))
     beam_deg = float(header.get("BMAJ", abs(header["CDELT1"]) * 3))
     return data, wcs, freq, beam_deg

@@ -124,12 +124,13 @@ def plot_comparison(data: dict, corrected: dict, png) -> None:
 
     from dsa110_contimg.imaging.metrics import read_fits_image
 
-    images = [read_fits_image(m["fits"])[0] for m in (data, corrected)]
-    vmax = max(float(abs(i[i == i]).max()) for i in images) * 0.5
-    vmin = -0.1 * vmax
+    images = [_block_max(read_fits_image(m["fits"])[0], 600) for m in (data, corrected)]
+    norm = matplotlib.colors.PowerNorm(
+        gamma=0.5, vmin=0.0, vmax=0.5 * max(data["peak_jy"], corrected["peak_jy"]), clip=True
+    )
     figure, axes = plt.subplots(1, 2, figsize=(11, 5.2), constrained_layout=True)
     for axis, image, m in zip(axes, images, (data, corrected), strict=True):
-        shown = axis.imshow(image, origin="lower", cmap="inferno", vmin=vmin, vmax=vmax)
+        shown = axis.imshow(image, origin="lower", cmap="inferno", norm=norm)
         coherence = "" if m["coherence"] is None else f", coherence {m['coherence']:.2f}"
         axis.set_title(
             f"{m['column'].upper()} field {m['field']}\n"
@@ -142,6 +143,19 @@ def plot_comparison(data: dict, corrected: dict, png) -> None:
     figure.colorbar(shown, ax=axes, shrink=0.8, label="Jy/beam")
     figure.savefig(png, dpi=90)
     plt.close(figure)
+
+
+def _block_max(image, target_px: int):
+    """Shrink an image for display by block maxima, so point sources stay visible."""
+    import numpy as np
+
+    factor = max(1, int(np.ceil(max(image.shape) / target_px)))
+    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    blocks = image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor)
+    finite = np.isfinite(blocks).any(axis=(1, 3))
+    shrunk = np.full(finite.shape, np.nan)
+    shrunk[finite] = np.nanmax(np.where(np.isfinite(blocks), blocks, -np.inf), axis=(1, 3))[finite]
+    return shrunk
 
 
 def format_comparison(result: dict) -> str:

@@ -1,0 +1,206 @@
+"""Imaging DATA vs CORRECTED: metrics against synthetic images and a calibrated observation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from dsa110_contimg.calibration.config import resolve_config
+from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
+from dsa110_contimg.cluster import dask_client
+from dsa110_contimg.imaging import metrics_kernels as k
+from dsa110_contimg.imaging.metrics import KnownSource, image_metrics
+from dsa110_contimg.imaging.pipeline import run_imaging
+from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
+from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.simulate.truth import load_truth
+from dsa110_contimg.sky.beam import airy_power_response
+from dsa110_contimg.sky.calibrators import lookup_calibrator
+from dsa110_contimg.sky.coordinates import angular_separation
+
+CAL = lookup_calibrator("0834+555")
+
+
+def gaussian(shape, x, y, fwhm_px, angle=0.3, ratio=0.6):
+    yy, xx = np.indices(shape, dtype=float)
+    dx, dy = xx - x, yy - y
+    u = dx * np.cos(angle) + dy * np.sin(angle)
+    v = -dx * np.sin(angle) + dy * np.cos(angle)
+    sigma = fwhm_px / 2.3548
+    return np.exp(-0.5 * ((u / sigma) ** 2 + (v / (ratio * sigma)) ** 2))
+
+
+def test_fitted_peak_is_exact_for_an_off_pixel_gaussian():
+    image = 2.5 * gaussian((64, 64), 30.37, 21.81, fwhm_px=3.2)
+    assert k.peak_near(image, 30.37, 21.81, 3) < 2.45  # the brightest pixel reads low
+    assert k.fitted_peak_near(image, 30.37, 21.81, 3) == pytest.approx(2.5, rel=1e-6)
+    assert np.isnan(k.fitted_peak_near(np.full((8, 8), np.nan), 4, 4, 2))
+
+
+def test_robust_rms_ignores_sources_and_blank_pixels():
+    rng = np.random.default_rng(1)
+    image = rng.normal(0, 0.003, (400, 400))
+    image[:40] = np.nan
+    image += 5.0 * gaussian(image.shape, 200, 200, 4)
+    mask = k.source_mask(image.shape, [(200, 200)], 12)
+    assert k.robust_rms(image, exclude=mask) == pytest.approx(0.003, rel=0.03)
+    assert np.std(image[np.isfinite(image)]) > 0.01  # a plain std would be fooled
+
+
+def write_fits(path, data, beam_deg, cell_deg, centre=(150.0, 55.0), freq=1.4e9):
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    wcs.wcs.crval = centre
+    wcs.wcs.crpix = [data.shape[1] / 2 + 1, data.shape[0] / 2 + 1]
+    wcs.wcs.cdelt = [-cell_deg, cell_deg]
+    header = wcs.to_header()
+    header["BMAJ"] = beam_deg
+    header["BMIN"] = beam_deg
+    header["CRVAL3"] = freq
+    fits.writeto(path, data.astype(np.float32), header, overwrite=True)
+    return wcs
+
+
+def test_image_metrics_against_a_synthetic_image(tmp_path):
+    """Known noise, known sources through a known primary beam: every metric recovered."""
+    rng = np.random.default_rng(3)
+    shape, cell_deg, beam_px, sigma = (512, 512), 5 / 3600, 3.1, 0.002
+    pointing = (150.0, 55.0)
+    sources = [
+        KnownSource("a", 150.21, 55.13, 0.8, 1.4e9, -0.7),
+        KnownSource("b", 149.70, 54.88, 0.3, 1.4e9, 0.0),
+    ]
+    residual = rng.normal(0, sigma, shape)
+    wcs = write_fits(tmp_path / "residual.fits", residual, beam_px * cell_deg, cell_deg)
+    image = residual.copy()
+    for s in sources:
+        x, y = wcs.world_to_pixel_values(s.ra_deg, s.dec_deg)
+        offset = angular_separation(*np.radians([*pointing, s.ra_deg, s.dec_deg]))
+        image += (
+            s.flux_jy * airy_power_response(offset, 1.4e9) * gaussian(shape, x, y, beam_px, 0, 1)
+        )
+    write_fits(tmp_path / "image.fits", image, beam_px * cell_deg, cell_deg)
+    metrics = image_metrics(
+        tmp_path / "image.fits", tmp_path / "residual.fits", sources, pointing, pb_limit=0.1
+    )
+    assert metrics["rms_jy"] == pytest.approx(sigma, rel=0.05)
+    assert metrics["beam_major_arcsec"] == pytest.approx(beam_px * 5)
+    by_name = {s["name"]: s for s in metrics["sources"]}
+    for s in sources:
+        assert by_name[s.name]["pb_corrected_flux_jy"] == pytest.approx(s.flux_jy, rel=0.02)
+        assert by_name[s.name]["coherence"] == pytest.approx(1.0, abs=0.02)
+    assert metrics["dynamic_range"] == pytest.approx(metrics["peak_jy"] / metrics["rms_jy"])
+
+
+@pytest.fixture(scope="module")
+def calibrated_target(make_observation, tmp_path_factory):
+    """A calibrator transit and a target file two hours later with the same instrument gains."""
+    common = {"sefd_jy": 1000.0, "drift_phase_rms_deg": 0.0, "n_field_sources": 6, "seed": 5}
+    cal = make_observation("small", stem="cal", **common)
+    target = make_observation("small", stem="target", start_time="2025-01-15T10:45:14", **common)
+    out = tmp_path_factory.mktemp("imaging")
+    fields = select_auto_fields(field_geometry(cal, CAL), window=12)
+    config = resolve_config(overrides={"gains": {"calmode": "ap"}})
+    plan = plan_calibration(
+        [str(cal)], CAL, {str(cal): fields}, "103", config, out, targets=[str(target)]
+    )
+    with dask_client(n_workers=2) as client:
+        summary = run_plan(plan, client, out / "run", CAL, progress=False)
+        assert summary["status"] == "ok"
+        mms = summary["observations"][1]["output_mms"]
+        jobs = plan_imaging(mms, "12", "both", ImagingConfig(), out / "images")
+        result = run_imaging(jobs, client, out / "images", out / "run", load_truth_path(target))
+        natural = plan_imaging(
+            mms, "12", "corrected", ImagingConfig(weighting="natural"), out / "natural"
+        )
+        natural_result = run_imaging(
+            natural, client, out / "natural", out / "run", load_truth_path(target)
+        )
+    return target, mms, result, natural_result
+
+
+def load_truth_path(ms):
+    return f"{ms}.truth.npz"
+
+
+def test_corrected_image_recovers_fluxes_and_beats_data(calibrated_target):
+    target, mms, result, _ = calibrated_target
+    images = {i["column"]: i for i in result["images"]}
+    corrected, data = images["corrected"], images["data"]
+    bright = [
+        s for s in corrected["sources"] if s["expected_apparent_jy"] > 30 * corrected["rms_jy"]
+    ]
+    assert len(bright) >= 2
+    for s in bright:
+        assert abs(s["flux_error"]) < 0.05, s
+    (comparison,) = result["comparisons"]
+    assert comparison["noise_ratio"] > 1.2
+    assert comparison["dynamic_range_ratio"] > 1.5
+    assert comparison["coherence_after"] > 0.9
+    assert comparison["coherence_before"] < 0.8
+    assert abs(comparison["flux_error_after"]) < abs(comparison["flux_error_before"])
+    assert data["coherence"] == comparison["coherence_before"]
+    saved = json.loads(open(result["json_path"]).read())
+    assert saved["schema"] == "dsa110_contimg.image_comparison"
+    assert open(comparison["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_natural_weighting_noise_matches_the_radiometer_equation(calibrated_target):
+    from casacore.tables import table, taql
+
+    target, mms, _, natural = calibrated_target
+    sigma_part = np.array(load_truth(target).meta["noise_sigma_jy"])
+    with table(mms, ack=False) as main:  # noqa: F841 - taql reads $main
+        rows = taql(
+            "select FLAG, DATA_DESC_ID from $main where FIELD_ID == 12 && ANTENNA1 != ANTENNA2"
+        )
+        flags, ddid = rows.getcol("FLAG"), rows.getcol("DATA_DESC_ID")
+    # Stokes I from XX and YY: each unflagged (row, chan) pair gives one sample
+    # whose real part has sigma_part / sqrt(2); the image averages them.
+    per_sample_variance = (sigma_part[ddid] ** 2 / 2)[:, None] * np.ones(flags.shape[1])
+    usable = ~flags.any(axis=2)
+    n = usable.sum()
+    expected = np.sqrt(per_sample_variance[usable].sum()) / n
+    (image,) = natural["images"]
+    assert image["rms_jy"] == pytest.approx(expected, rel=0.2)
+
+
+def run_image_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "dsa110_contimg", "image", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_image_without_corrected_data_images_data_only(corrupted_small, tmp_path):
+    result = run_image_cli(
+        corrupted_small, "--field", "3", "--imsize", "128", "--out", tmp_path, "--n-workers", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no CORRECTED_DATA: imaging DATA only" in result.stdout
+    assert (tmp_path / f"{corrupted_small.stem}_field03_data" / "image.image.fits").exists()
+    assert not list(tmp_path.glob("*corrected*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--field", "99"], "out of range"),
+        (["--cell", "0.5"], "pixels of 0.50 arcsec"),
+        (["--deconvolver", "clark"], "invalid choice"),
+    ],
+)
+def test_image_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
+    result = run_image_cli(corrupted_small, "--out", tmp_path, *args)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
