@@ -22,3 +22,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "demo_target.cal.mms").exists()
     assert (tmp_path / "demo" / "demo_bpcal").exists()
     assert "status ok" in result.stdout
+    comparison = json.loads((tmp_path / "demo" / "images" / "image_comparison.json").read_text())
+    (field,) = comparison["comparisons"]
+    assert field["coherence_after"] > 0.9 > field["coherence_before"]
+    assert field["noise_ratio"] > 1 and field["dynamic_range_ratio"] > 1

@@ -125,6 +125,15 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _two_hours_after_transit(config) -> str:
+    from dsa110_contimg.simulate.plan import mjd_seconds_to_iso, transit_centred_start
+    from dsa110_contimg.sky.calibrators import lookup_calibrator
+
+    duration = config.n_times * config.integration_s
+    start = transit_centred_start(lookup_calibrator(config.calibrator).ra_deg, duration)
+    return mjd_seconds_to_iso(start + 2 * 3600)
+
+
 def _cmd_demo(args) -> int:
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.calibration.pipeline import (
@@ -134,6 +143,8 @@ def _cmd_demo(args) -> int:
         run_plan,
     )
     from dsa110_contimg.cluster import dask_client
+    from dsa110_contimg.imaging.pipeline import format_comparison, run_imaging
+    from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
     from dsa110_contimg.ms.summary import format_summary as format_ms_summary
     from dsa110_contimg.ms.summary import summarise_ms
     from dsa110_contimg.phasing.check import check_phasing, format_report
@@ -143,32 +154,34 @@ def _cmd_demo(args) -> int:
 
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    config = preset("small", n_field_sources=3, seed=args.seed)
+    # Gains without a slow phase drift, so a target file two hours after the
+    # transit shares the calibrator's gains and the solutions transfer.
+    config = preset("small", n_field_sources=6, seed=args.seed, drift_phase_rms_deg=0.0)
     calibrator = lookup_calibrator(config.calibrator)
 
-    log.info("demo 1/5: simulate a calibrator transit and a later target file, known truth")
+    log.info("demo 1/6: simulate a calibrator transit and a later target file, known truth")
     result = simulate_observation(out / "demo.ms", config, overwrite=True)
     target = simulate_observation(
         out / "demo_target.ms",
-        config.replace(seed=args.seed + 1, start_time="2026-03-01T20:00:00"),
+        config.replace(start_time=_two_hours_after_transit(config)),
         overwrite=True,
     )
-    log.info("demo 2/5: inspect the calibrator file through dask-ms")
+    log.info("demo 2/6: inspect the calibrator file through dask-ms")
     summary = summarise_ms(result.ms_path)
     print(format_ms_summary(summary))
     (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
 
-    log.info("demo 3/5: phase-centre check against %s (PHASE_DIR, visibilities)", calibrator.name)
+    log.info("demo 3/6: phase-centre check against %s (PHASE_DIR, visibilities)", calibrator.name)
     before = check_phasing(result.ms_path, calibrator)
     print(format_report(before))
     (out / "check_before.json").write_text(json.dumps(before.to_json_dict(), indent=2))
 
     fields = select_auto_fields(field_geometry(result.ms_path, calibrator), window=12)
-    recipe = resolve_config()
+    recipe = resolve_config(overrides={"gains": {"calmode": "ap"}})
     with dask_client() as client:
         print(f"Dask dashboard: {client.dashboard_link}")
         log.info(
-            "demo 4/5: calibrate on fields %s~%s: flag, rephase, model, prebp phase, "
+            "demo 4/6: calibrate on fields %s~%s: flag, rephase, model, prebp phase, "
             "bandpass, gains, apply (a Dask task per SPW and step)",
             fields[0],
             fields[-1],
@@ -179,10 +192,17 @@ def _cmd_demo(args) -> int:
         calibrated = run_plan(plan, client, args.run_dir / "calibrate", calibrator)
         print(format_summary(calibrated))
         tables = calibrated["observations"][0]["merged_tables"]
-        log.info("demo 5/5: apply the bandpass and 60 s gains to the target file")
+        log.info("demo 5/6: apply the bandpass and 60 s gains to the target file")
         plan = plan_apply([str(target.ms_path)], [tables["bpcal"], tables["2gcal"]], recipe, out)
         applied = run_plan(plan, client, args.run_dir / "apply")
         print(format_summary(applied))
+        target_mms = applied["observations"][0]["output_mms"]
+        log.info("demo 6/6: image a target field from DATA and from CORRECTED_DATA")
+        jobs = plan_imaging(target_mms, "12", "both", ImagingConfig(), out / "images")
+        images = run_imaging(
+            jobs, client, out / "images", args.run_dir / "image", truth_path=target.truth_path
+        )
+        print(format_comparison(images))
     after = check_phasing(calibrated["observations"][0]["output_mms"], calibrator, fields=fields)
     print(format_report(after))
     (out / "check_after.json").write_text(json.dumps(after.to_json_dict(), indent=2))
@@ -197,6 +217,9 @@ def _cmd_demo(args) -> int:
     print(f"  caltables          {', '.join(tables.values())}")
     print(f"  check (after)      {out / 'check_after.json'}")
     print(f"  calibrated target  {applied['observations'][0]['output_mms']}")
+    print(f"  image comparison   {images['json_path']}")
+    for comparison in images["comparisons"]:
+        print(f"  side by side       {comparison['png']}")
     print(f"  run summaries      {calibrated['summary_path']}, {applied['summary_path']}")
     print(f"  logs               {args.run_dir}")
     return status
