@@ -15,7 +15,7 @@ from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
 from dsa110_contimg.cluster import dask_client
 from dsa110_contimg.imaging import metrics_kernels as k
-from dsa110_contimg.imaging.metrics import KnownSource, image_metrics
+from dsa110_contimg.imaging.metrics import image_metrics
 from dsa110_contimg.imaging.pipeline import run_imaging
 from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
 from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
@@ -23,6 +23,7 @@ from dsa110_contimg.simulate.truth import load_truth
 from dsa110_contimg.sky.beam import airy_power_response
 from dsa110_contimg.sky.calibrators import lookup_calibrator
 from dsa110_contimg.sky.coordinates import angular_separation
+from dsa110_contimg.sky.sources import PointSource
 
 CAL = lookup_calibrator("0834+555")
 
@@ -73,8 +74,8 @@ def test_image_metrics_against_a_synthetic_image(tmp_path):
     shape, cell_deg, beam_px, sigma = (512, 512), 5 / 3600, 3.1, 0.002
     pointing = (150.0, 55.0)
     sources = [
-        KnownSource("a", 150.21, 55.13, 0.8, 1.4e9, -0.7),
-        KnownSource("b", 149.70, 54.88, 0.3, 1.4e9, 0.0),
+        PointSource("a", 150.21, 55.13, 0.8, 1.4e9, -0.7),
+        PointSource("b", 149.70, 54.88, 0.3, 1.4e9, 0.0),
     ]
     residual = rng.normal(0, sigma, shape)
     wcs = write_fits(tmp_path / "residual.fits", residual, beam_px * cell_deg, cell_deg)

@@ -423,15 +423,20 @@ def _cmd_write_model(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="contimg", description=__doc__)
+def command_parser(prog: str, description: str | None):
+    """(parser, subcommands) with the options every command line shares."""
+    parser = _Parser(prog=prog, description=description)
     parser.add_argument(
         "--log-dir",
         help="directory for this run's logs (default: a new one "
         "under $CONTIMG_RUN_ROOT or ./contimg_runs)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug output")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    return parser, parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser, commands = command_parser("contimg", __doc__)
 
     simulate = commands.add_parser("simulate", help="write a synthetic DSA-110 observation")
     simulate.add_argument("out", help="output Measurement Set path (e.g. obs.ms)")

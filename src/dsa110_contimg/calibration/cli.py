@@ -303,12 +303,9 @@ def _run(args, plan, calibrator) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dsa110_contimg.cli import _Parser
+    from dsa110_contimg.cli import command_parser
 
-    parser = _Parser(prog="python -m dsa110_contimg.calibration.cli", description=__doc__)
-    parser.add_argument("--log-dir", help="directory for this run's logs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug output")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser, commands = command_parser("python -m dsa110_contimg.calibration.cli", __doc__)
     add_calibration_commands(commands)
     return parser
 

@@ -43,9 +43,12 @@ def _fields(ms, selection: str | None) -> list[int]:
     return parse_index_selection(selection, "field", _n_fields(ms))
 
 
-def _require_data(ms) -> None:
+def _checked_input(ms, spw_selection) -> tuple[list[int], int]:
+    """An MS with DATA and the SPWs selected in it (and how many it has)."""
+    require_ms(ms)
     if "DATA" not in main_columns(ms):
         raise ContimgError(f"{ms} has no DATA column: nothing to calibrate")
+    return _spws(ms, spw_selection)
 
 
 def plan_calibration(
@@ -68,9 +71,7 @@ def plan_calibration(
 
     observations = []
     for ms in ms_list:
-        require_ms(ms)
-        _require_data(ms)
-        spws, n_spw = _spws(ms, spw_selection)
+        spws, n_spw = _checked_input(ms, spw_selection)
         fields = list(cal_fields[ms])
         geometry = field_geometry(ms, calibrator)
         needs_shift = any(
@@ -101,9 +102,7 @@ def plan_calibration(
             )
         )
     for ms in targets:
-        require_ms(ms)
-        _require_data(ms)
-        spws, n_spw = _spws(ms, spw_selection)
+        spws, n_spw = _checked_input(ms, spw_selection)
         _check_same_setup(ms, ms_list[0])
         observations.append(
             plan_observation(
@@ -148,9 +147,7 @@ def plan_apply(
         raise ContimgError("give the caltables to apply with --tables")
     observations = []
     for ms in ms_list:
-        require_ms(ms)
-        _require_data(ms)
-        spws, n_spw = _spws(ms, spw_selection)
+        spws, n_spw = _checked_input(ms, spw_selection)
         n_ant = len(antenna_names(ms))
         chans = [len(f) for f in chan_freq_hz(ms)]
         for table in tables:

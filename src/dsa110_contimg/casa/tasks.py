@@ -46,6 +46,16 @@ def _timed(task_name, vis, output, log_file, **parameters) -> CasaCall:
     return CasaCall(task_name, str(vis), output, time.perf_counter() - started, parameters)
 
 
+def _write_ms(task_name: str, vis, outputvis, log_file, parameters: dict) -> CasaCall:
+    """Run a task that writes a new MS: built under a temporary name, then renamed."""
+    started = time.perf_counter()
+    with publish_directory(outputvis) as partial:
+        _call(task_name, log_file, vis=str(vis), outputvis=str(partial), **parameters)
+        if not (partial / "table.dat").exists():
+            raise CasaTaskError(f"{task_name} wrote no MS for {vis} (see {log_file})")
+    return CasaCall(task_name, str(vis), str(outputvis), time.perf_counter() - started, parameters)
+
+
 def run_phaseshift(
     vis: str,
     outputvis: str,
@@ -61,40 +71,25 @@ def run_phaseshift(
     form when several fields are selected. FIELD ids and DATA_DESC_IDs keep
     their values (no reindexing); PHASE_DIR changes, REFERENCE_DIR does not.
     """
-    started = time.perf_counter()
     parameters = dict(
         field=field,
         spw=spw,
         phasecenter={str(f): c for f, c in phasecenters.items()},
         datacolumn="data",
     )
-    with publish_directory(outputvis) as partial:
-        _call("phaseshift", log_file, vis=str(vis), outputvis=str(partial), **parameters)
-        if not (partial / "table.dat").exists():
-            raise CasaTaskError(f"phaseshift wrote no MS for {vis} (see {log_file})")
-    return CasaCall(
-        "phaseshift", str(vis), str(outputvis), time.perf_counter() - started, parameters
-    )
+    return _write_ms("phaseshift", vis, outputvis, log_file, parameters)
 
 
 def run_split(
     vis: str, outputvis: str, spw: str = "", field: str = "", log_file: str | None = None
 ) -> CasaCall:
     """Copy DATA of a ``spw``/``field`` selection to ``outputvis``, ids unchanged."""
-    started = time.perf_counter()
     parameters = dict(spw=spw, field=field, datacolumn="data", reindex=False)
-    with publish_directory(outputvis) as partial:
-        _call("mstransform", log_file, vis=str(vis), outputvis=str(partial), **parameters)
-        if not (partial / "table.dat").exists():
-            raise CasaTaskError(f"mstransform wrote no MS for {vis} (see {log_file})")
-    return CasaCall(
-        "mstransform", str(vis), str(outputvis), time.perf_counter() - started, parameters
-    )
+    return _write_ms("mstransform", vis, outputvis, log_file, parameters)
 
 
 def run_partition(vis: str, outputvis: str, n_sub_ms: int, log_file: str | None = None):
     """CASA ``partition``: a Multi-MS of ``vis`` with one sub-MS per SPW (all columns)."""
-    started = time.perf_counter()
     parameters = dict(
         createmms=True,
         separationaxis="spw",
@@ -102,13 +97,7 @@ def run_partition(vis: str, outputvis: str, n_sub_ms: int, log_file: str | None 
         flagbackup=False,
         datacolumn="all",
     )
-    with publish_directory(outputvis) as partial:
-        _call("partition", log_file, vis=str(vis), outputvis=str(partial), **parameters)
-        if not (partial / "table.dat").exists():
-            raise CasaTaskError(f"partition wrote no Multi-MS for {vis} (see {log_file})")
-    return CasaCall(
-        "partition", str(vis), str(outputvis), time.perf_counter() - started, parameters
-    )
+    return _write_ms("partition", vis, outputvis, log_file, parameters)
 
 
 def run_average(
@@ -120,7 +109,6 @@ def run_average(
     log_file: str | None = None,
 ) -> CasaCall:
     """Average DATA and MODEL_DATA of ``vis`` in time and/or frequency into ``outputvis``."""
-    started = time.perf_counter()
     parameters = dict(
         field=field,
         datacolumn="all",  # DATA and MODEL_DATA (no CORRECTED_DATA yet)
@@ -131,13 +119,7 @@ def run_average(
         chanaverage=chanbin > 1,
         chanbin=max(int(chanbin), 1),
     )
-    with publish_directory(outputvis) as partial:
-        _call("mstransform", log_file, vis=str(vis), outputvis=str(partial), **parameters)
-        if not (partial / "table.dat").exists():
-            raise CasaTaskError(f"mstransform wrote no averaged MS for {vis} (see {log_file})")
-    return CasaCall(
-        "mstransform", str(vis), str(outputvis), time.perf_counter() - started, parameters
-    )
+    return _write_ms("mstransform", vis, outputvis, log_file, parameters)
 
 
 FLAG_MODES = {

@@ -10,29 +10,15 @@ by that same response.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from dsa110_contimg.imaging import metrics_kernels as k
 from dsa110_contimg.sky.beam import airy_power_response
 from dsa110_contimg.sky.coordinates import angular_separation
+from dsa110_contimg.sky.sources import PointSource
 
 
-@dataclass(frozen=True)
-class KnownSource:
-    name: str
-    ra_deg: float
-    dec_deg: float
-    flux_jy: float
-    ref_freq_hz: float
-    spectral_index: float
-
-    def flux_at(self, freq_hz: float) -> float:
-        return float(self.flux_jy * (freq_hz / self.ref_freq_hz) ** self.spectral_index)
-
-
-def known_sources(ms, truth_path=None) -> tuple[list[KnownSource], str]:
+def known_sources(ms, truth_path=None) -> tuple[list[PointSource], str]:
     """(sources, origin): the simulation truth when there is one, else the catalog."""
     from pathlib import Path
 
@@ -43,9 +29,9 @@ def known_sources(ms, truth_path=None) -> tuple[list[KnownSource], str]:
     path = Path(truth_path) if truth_path else default_truth(ms)
     if path.exists():
         sky = load_truth(path).meta["sky"]
-        return [KnownSource(**s) for s in sky], f"truth {path}"
+        return [PointSource(**s) for s in sky], f"truth {path}"
     return [
-        KnownSource(c.name, c.ra_deg, c.dec_deg, c.flux_jy, c.ref_freq_hz, c.spectral_index)
+        PointSource(c.name, c.ra_deg, c.dec_deg, c.flux_jy, c.ref_freq_hz, c.spectral_index)
         for c in BUILTIN_CALIBRATORS
     ], "catalog"
 

@@ -12,20 +12,11 @@ from dsa110_contimg.simulate.array_layout import select_stations, station_enu
 from dsa110_contimg.simulate.config import SimulationConfig
 from dsa110_contimg.sky.calibrators import lookup_calibrator
 from dsa110_contimg.sky.coordinates import enu_to_itrf, local_sidereal_time
+from dsa110_contimg.sky.sources import PointSource
 
 MJD_EPOCH = np.datetime64("1858-11-17T00:00:00", "us")
 SIDEREAL_RATE = 1.00273781191135448  # sidereal days per solar day
 DEFAULT_DATE = "2025-01-15"
-
-
-@dataclass(frozen=True)
-class PointSource:
-    name: str
-    ra_deg: float
-    dec_deg: float
-    flux_jy: float
-    ref_freq_hz: float
-    spectral_index: float
 
 
 @dataclass(frozen=True, eq=False)
