@@ -347,3 +347,32 @@ def test_each_task_has_its_own_casa_log(calibrated):
     bandpass_log = run_dir / "casa" / f"{plan.observations[0].stem}-spw02-bpcal.log"
     text = bandpass_log.read_text()
     assert "Begin Task: bandpass" in text and "spw=2" in text.replace(" ", "").replace('"', "")
+
+
+def test_killed_run_leaves_no_product_and_a_rerun_completes(corrupted_small, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "dsa110_contimg.calibration.cli", "calibrate",
+            str(corrupted_small), "--auto-fields", "--out", str(out),
+            "--n-workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    work = out / f".{corrupted_small.stem}.cal.work"
+    deadline = time.time() + 120
+    while not list(work.glob("*.cal.mms/SUBMSS/*.ms")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / f"{corrupted_small.stem}.cal.mms").exists()
+    for caltable in out.glob("*.caltables/*"):
+        assert (caltable / "table.dat").exists(), f"half-written {caltable}"
+    result = run_cli(
+        "calibrate", corrupted_small, "--auto-fields", "--out", out, "--n-workers", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / f"{corrupted_small.stem}.cal.mms").exists()
+    assert not work.exists()
+    assert not list(out.glob("**/.*partial-*")), "partial products of the killed run remain"

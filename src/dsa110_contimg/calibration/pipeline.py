@@ -184,6 +184,7 @@ def run_plan(
     (log_dir / "casa").mkdir(parents=True, exist_ok=True)
     for obs in plan.observations:
         Path(obs.work_dir).parent.mkdir(parents=True, exist_ok=True)
+        _remove_partials_of_killed_runs(obs)
     graph = add_calibration_graph(plan, calibrator, str(log_dir))
     started = time.perf_counter()
     report = (
@@ -204,6 +205,16 @@ def run_plan(
     path.write_text(json.dumps(summary, indent=2, default=str))
     summary["summary_path"] = str(path)
     return summary
+
+
+def _remove_partials_of_killed_runs(obs) -> None:
+    """Hidden ``.<name>.partial-<pid>`` products a killed run left behind."""
+    import shutil
+
+    out = Path(obs.output_mms).parent
+    for folder in (out, out / f"{obs.stem}.caltables"):
+        for partial in folder.glob(f".{obs.stem}*.partial-*"):
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict:
