@@ -149,9 +149,8 @@ def plan_apply(
     for ms in ms_list:
         spws, n_spw = _checked_input(ms, spw_selection)
         n_ant = len(antenna_names(ms))
-        chans = [len(f) for f in chan_freq_hz(ms)]
         for table in tables:
-            caltables.check_caltable_matches(caltables.caltable_info(table), n_ant, chans, spws)
+            caltables.check_caltable_matches(caltables.caltable_info(table), n_ant, n_spw, spws)
         observations.append(
             plan_observation(
                 ms,

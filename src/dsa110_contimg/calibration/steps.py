@@ -131,12 +131,11 @@ def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
 
     def body():
         target = work_mms(obs)
-        expected = [Path(p.sub_ms).name for p in obs.pieces if p.spw in {o.spw for o in ready}]
+        pieces = [p for p in obs.pieces if p.spw in {o.spw for o in ready}]
         present = sorted(p.name for p in mms.sub_ms_paths(target)) if target.exists() else []
-        if present != sorted(expected):
+        if present != sorted(Path(p.sub_ms).name for p in pieces):
             shutil.rmtree(target, ignore_errors=True)
-            staged = [Path(obs.work_dir) / "staging" / name for name in expected]
-            mms.assemble_mms(staged, target)
+            mms.assemble_mms([staging_path(p, obs) for p in pieces], target)
         return {"spws": [o.spw for o in ready], "mms": str(target)}
 
     return run_step("assemble", obs, -1, [], body, config.retries)

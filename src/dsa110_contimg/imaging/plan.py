@@ -106,18 +106,25 @@ def beam_radius_rad(freq_hz: float, response: float) -> float:
     return lo
 
 
-def _longest_baseline_m(ms, fields) -> float:
+def _longest_baseline_m(ms, fields) -> dict[int, float]:
+    """Longest unflagged cross-correlation baseline (m) of each field; refuses empty fields."""
     from casacore.tables import table, taql
 
     with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
         rows = taql(
-            "select UVW from $main where ANTENNA1 != ANTENNA2 && !FLAG_ROW "
+            "select UVW, FIELD_ID from $main where ANTENNA1 != ANTENNA2 && !FLAG_ROW "
             f"&& FIELD_ID IN [{','.join(map(str, fields))}]"
         )
-        if rows.nrows() == 0:
-            raise ContimgError(f"{ms}: no unflagged cross-correlations in field(s) {fields}")
-        uvw = rows.getcol("UVW")
-    return float(np.hypot(uvw[:, 0], uvw[:, 1]).max())
+        uvw = rows.getcol("UVW") if rows.nrows() else np.zeros((0, 3))
+        field_ids = rows.getcol("FIELD_ID") if rows.nrows() else np.zeros(0, dtype=int)
+    length = np.hypot(uvw[:, 0], uvw[:, 1])
+    longest = {}
+    for f in fields:
+        selected = length[field_ids == f]
+        if selected.size == 0:
+            raise ContimgError(f"{ms}: no unflagged cross-correlations in field {f}")
+        longest[f] = float(selected.max())
+    return longest
 
 
 def plan_imaging(
@@ -140,11 +147,11 @@ def plan_imaging(
     n_fields = field_table.sizes["row"]
     chosen = parse_index_selection(fields, "field", n_fields) if fields else list(range(n_fields))
     freqs = np.concatenate(chan_freq_hz(ms))
+    longest = _longest_baseline_m(ms, chosen)
     if config.cell_arcsec:
         cell = config.cell_arcsec
     else:
-        baseline = _longest_baseline_m(ms, chosen)
-        resolution = SPEED_OF_LIGHT_M_S / freqs.max() / baseline
+        resolution = SPEED_OF_LIGHT_M_S / freqs.max() / max(longest.values())
         cell = float(np.degrees(resolution) * 3600 / config.cells_per_beam)
     if config.imsize:
         imsize = good_fft_size(config.imsize)
@@ -162,7 +169,6 @@ def plan_imaging(
     pointing = np.degrees(field_table.REFERENCE_DIR.values[:, 0, :])
     jobs = []
     for f in chosen:
-        _longest_baseline_m(ms, [f])  # refuses a field without usable rows
         for column in columns:
             jobs.append(
                 ImageJob(

@@ -22,7 +22,6 @@ class CaltableInfo:
     spws: tuple[int, ...]  # SPWs that hold solutions
     n_antennas: int
     n_spw_rows: int  # rows of its SPECTRAL_WINDOW subtable (the MS it came from)
-    chan_per_spw: tuple[int, ...]
 
 
 def require_caltable(path) -> Path:
@@ -45,21 +44,21 @@ def caltable_info(path) -> CaltableInfo:
     with table(str(path / "ANTENNA"), ack=False) as ant:
         n_antennas = ant.nrows()
     with table(str(path / "SPECTRAL_WINDOW"), ack=False) as spw:
-        chans = tuple(int(n) for n in spw.getcol("NUM_CHAN"))
-    return CaltableInfo(str(path), kind, spws, n_antennas, len(chans), chans)
+        n_spw_rows = spw.nrows()
+    return CaltableInfo(str(path), kind, spws, n_antennas, n_spw_rows)
 
 
-def check_caltable_matches(info: CaltableInfo, n_antennas: int, chan_per_spw, spws) -> None:
+def check_caltable_matches(info: CaltableInfo, n_antennas: int, n_spw: int, spws) -> None:
     """Refuse a table from another MS (antennas or spectral setup differ)."""
     if info.n_antennas != n_antennas:
         raise ContimgError(
             f"caltable {info.path} has {info.n_antennas} antennas but the MS has {n_antennas}: "
             "it was solved on another array"
         )
-    if info.n_spw_rows != len(chan_per_spw):
+    if info.n_spw_rows != n_spw:
         raise ContimgError(
             f"caltable {info.path} knows {info.n_spw_rows} SPWs but the MS has "
-            f"{len(chan_per_spw)}: it was solved on another spectral setup"
+            f"{n_spw}: it was solved on another spectral setup"
         )
     missing = sorted(set(spws) - set(info.spws))
     combined_over_spw = len(info.spws) == 1 and info.kind != "B"
