@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from casacore.tables import table
 
-from dsa110_contimg import casa_env
 from dsa110_contimg.cluster import dask_client
 from dsa110_contimg.phasing.check import check_phasing
 from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
@@ -168,6 +167,26 @@ def test_already_phased_ms_is_not_shifted_again(rephased):
     assert again.already_phased and again.output_ms == plan.output_ms
 
 
+CASA_REFERENCES = """
+from dsa110_contimg import casa_env
+tools, tasks = casa_env.casatools(), casa_env.casatasks()
+with casa_env.casa_output_to_log():
+    cl = tools.componentlist()
+    cl.addcomponent(
+        dir="J2000 {cal.ra_deg}deg {cal.dec_deg}deg", flux={cal.flux_jy}, fluxunit="Jy",
+        freq="{cal.ref_freq_hz}Hz", shape="point", spectrumtype="spectral index",
+        index={cal.spectral_index},
+    )
+    cl.rename({complist!r})
+    cl.close()
+    sim = tools.simulator()
+    sim.openfromms({predict!r})
+    sim.predict(complist={complist!r}, incremental=False)
+    sim.close()
+    tasks.ft(vis={ft!r}, complist={complist!r}, usescratch=True)
+"""
+
+
 def test_model_matches_casa_predict_on_every_field(make_observation, tmp_path):
     """Our per-field model vs casatools simulator.predict and CASA ft (component list)."""
     source = make_observation("small", noise=False, corrupt=False, seed=4)
@@ -175,22 +194,13 @@ def test_model_matches_casa_predict_on_every_field(make_observation, tmp_path):
     for path in (ours, casa_predict, casa_ft):
         shutil.copytree(source, path)
     dask.compute(add_model_write_graph(ours, CAL, primary_beam=False))
-    tools, tasks = casa_env.casatools(), casa_env.casatasks()
-    complist = str(tmp_path / "cal.cl")
-    with casa_env.casa_output_to_log():
-        cl = tools.componentlist()
-        cl.addcomponent(
-            dir=f"J2000 {CAL.ra_deg}deg {CAL.dec_deg}deg", flux=CAL.flux_jy, fluxunit="Jy",
-            freq=f"{CAL.ref_freq_hz}Hz", shape="point", spectrumtype="spectral index",
-            index=CAL.spectral_index,
-        )  # fmt: skip
-        cl.rename(complist)
-        cl.close()
-        sim = tools.simulator()
-        sim.openfromms(str(casa_predict))
-        sim.predict(complist=complist, incremental=False)
-        sim.close()
-        tasks.ft(vis=str(casa_ft), complist=complist, usescratch=True)
+    # CASA's references run in a fresh process: CASA keeps process-wide state, and
+    # after other CASA tasks in the test process `ft` has left rows of NaN.
+    script = CASA_REFERENCES.format(
+        complist=str(tmp_path / "cal.cl"), predict=str(casa_predict), ft=str(casa_ft), cal=CAL
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
     model = _column(ours, "MODEL_DATA")
     reference = _column(casa_predict, "DATA")
     ft_model = _column(casa_ft, "MODEL_DATA")
