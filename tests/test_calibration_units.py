@@ -141,3 +141,19 @@ def test_steps_retry_record_failures_and_skip_dependents():
     assert skipped.status == SKIPPED and "bpcal failed" in skipped.error
     upstream_ok = StepOutcome("x.ms", 3, "flag", OK)
     assert run_step("model", _Obs, 3, [upstream_ok], lambda: None, retries=0).ok
+
+
+def test_a_second_run_on_the_same_outputs_is_refused_while_the_first_runs(tmp_path):
+    from types import SimpleNamespace
+
+    from dsa110_contimg.calibration.pipeline import _sole_writer, run_plan
+
+    obs = SimpleNamespace(
+        stem="night", work_dir=str(tmp_path / ".night.cal.work"),
+        output_mms=str(tmp_path / "night.cal.mms"),
+    )  # fmt: skip
+    (tmp_path / ".night.cal.work").mkdir()
+    with _sole_writer(obs):
+        with pytest.raises(ContimgError, match="another calibration of night"):
+            run_plan(SimpleNamespace(observations=[obs]), None, tmp_path / "run")
+    assert (tmp_path / ".night.cal.work").exists(), "the running run's work was touched"

@@ -176,14 +176,20 @@ def run_plan(
     performance_report: str | None = None,
 ) -> dict:
     """Run every task of the plan on ``client``; write and return the run summary."""
+    log_dir = Path(log_dir).absolute()
+    (log_dir / "casa").mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as locks:
+        for obs in plan.observations:
+            Path(obs.work_dir).parent.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(_sole_writer(obs))
+            _remove_leftovers_of_killed_runs(obs)
+        return _run_locked_plan(plan, client, log_dir, calibrator, progress, performance_report)
+
+
+def _run_locked_plan(plan, client, log_dir, calibrator, progress, performance_report) -> dict:
     from distributed import performance_report as dask_performance_report
     from distributed import progress as dask_progress
 
-    log_dir = Path(log_dir).absolute()
-    (log_dir / "casa").mkdir(parents=True, exist_ok=True)
-    for obs in plan.observations:
-        Path(obs.work_dir).parent.mkdir(parents=True, exist_ok=True)
-        _remove_partials_of_killed_runs(obs)
     graph = add_calibration_graph(plan, calibrator, str(log_dir))
     started = time.perf_counter()
     report = (
@@ -206,10 +212,32 @@ def run_plan(
     return summary
 
 
-def _remove_partials_of_killed_runs(obs) -> None:
-    """Hidden ``.<name>.partial-<pid>`` products a killed run left behind."""
+@contextlib.contextmanager
+def _sole_writer(obs):
+    """Hold an exclusive lock on the observation's outputs for the whole run.
+
+    A second run writing the same products at once is refused; the lock
+    dies with its process, so a killed run never blocks the next one.
+    """
+    import fcntl
+
+    lock_path = Path(obs.work_dir).with_name(f".{obs.stem}.cal.lock")
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ContimgError(
+                f"another calibration of {obs.stem} is writing to {lock_path.parent}; "
+                "wait for it or choose another --out"
+            ) from None
+        yield
+
+
+def _remove_leftovers_of_killed_runs(obs) -> None:
+    """The work directory and hidden ``.<name>.partial-<pid>`` products of a killed run."""
     import shutil
 
+    shutil.rmtree(obs.work_dir, ignore_errors=True)
     out = Path(obs.output_mms).parent
     for folder in (out, out / f"{obs.stem}.caltables"):
         for partial in folder.glob(f".{obs.stem}*.partial-*"):

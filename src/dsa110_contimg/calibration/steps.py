@@ -132,10 +132,12 @@ def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
     def body():
         target = work_mms(obs)
         pieces = [p for p in obs.pieces if p.spw in {o.spw for o in ready}]
-        present = sorted(p.name for p in mms.sub_ms_paths(target)) if target.exists() else []
-        if present != sorted(Path(p.sub_ms).name for p in pieces):
-            shutil.rmtree(target, ignore_errors=True)
-            mms.assemble_mms([staging_path(p, obs) for p in pieces], target)
+        staged = [staging_path(p, obs) for p in pieces]
+        missing = [s.name for s in staged if not s.exists()]
+        if missing:
+            raise RuntimeError(f"prepared sub-MSs missing from the work directory: {missing}")
+        with publish_directory(target) as partial:
+            mms.assemble_mms(staged, partial)
         return {"spws": [o.spw for o in ready], "mms": str(target)}
 
     return run_step("assemble", obs, -1, [], body, config.retries)
