@@ -149,6 +149,7 @@ def _cmd_demo(args) -> int:
     from dsa110_contimg.ms.summary import summarise_ms
     from dsa110_contimg.phasing.check import check_phasing, format_report
     from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+    from dsa110_contimg.qa.runner import qa_of_calibration_run
     from dsa110_contimg.simulate import preset, simulate_observation
     from dsa110_contimg.sky.calibrators import lookup_calibrator
 
@@ -159,19 +160,19 @@ def _cmd_demo(args) -> int:
     config = preset("small", n_field_sources=6, seed=args.seed, drift_phase_rms_deg=0.0)
     calibrator = lookup_calibrator(config.calibrator)
 
-    log.info("demo 1/6: simulate a calibrator transit and a later target file, known truth")
+    log.info("demo 1/7: simulate a calibrator transit and a later target file, known truth")
     result = simulate_observation(out / "demo.ms", config, overwrite=True)
     target = simulate_observation(
         out / "demo_target.ms",
         config.replace(start_time=_two_hours_after_transit(config)),
         overwrite=True,
     )
-    log.info("demo 2/6: inspect the calibrator file through dask-ms")
+    log.info("demo 2/7: inspect the calibrator file through dask-ms")
     summary = summarise_ms(result.ms_path)
     print(format_ms_summary(summary))
     (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
 
-    log.info("demo 3/6: phase-centre check against %s (PHASE_DIR, visibilities)", calibrator.name)
+    log.info("demo 3/7: phase-centre check against %s (PHASE_DIR, visibilities)", calibrator.name)
     before = check_phasing(result.ms_path, calibrator)
     print(format_report(before))
     (out / "check_before.json").write_text(json.dumps(before.to_json_dict(), indent=2))
@@ -181,7 +182,7 @@ def _cmd_demo(args) -> int:
     with dask_client() as client:
         print(f"Dask dashboard: {client.dashboard_link}")
         log.info(
-            "demo 4/6: calibrate on fields %s~%s: flag, rephase, model, prebp phase, "
+            "demo 4/7: calibrate on fields %s~%s: flag, rephase, model, prebp phase, "
             "bandpass, gains, apply (a Dask task per SPW and step)",
             fields[0],
             fields[-1],
@@ -192,12 +193,12 @@ def _cmd_demo(args) -> int:
         calibrated = run_plan(plan, client, args.run_dir / "calibrate", calibrator)
         print(format_summary(calibrated))
         tables = calibrated["observations"][0]["merged_tables"]
-        log.info("demo 5/6: apply the bandpass and 60 s gains to the target file")
+        log.info("demo 5/7: apply the bandpass and 60 s gains to the target file")
         plan = plan_apply([str(target.ms_path)], [tables["bpcal"], tables["2gcal"]], recipe, out)
         applied = run_plan(plan, client, args.run_dir / "apply")
         print(format_summary(applied))
         target_mms = applied["observations"][0]["output_mms"]
-        log.info("demo 6/6: image a target field from DATA and from CORRECTED_DATA")
+        log.info("demo 6/7: image a target field from DATA and from CORRECTED_DATA")
         jobs = plan_imaging(target_mms, "12", "both", ImagingConfig(), out / "images")
         images = run_imaging(
             jobs, client, out / "images", args.run_dir / "image", truth_path=target.truth_path
@@ -206,6 +207,11 @@ def _cmd_demo(args) -> int:
     after = check_phasing(calibrated["observations"][0]["output_mms"], calibrator, fields=fields)
     print(format_report(after))
     (out / "check_after.json").write_text(json.dumps(after.to_json_dict(), indent=2))
+    log.info("demo 7/7: QA reports of the calibrator and the target (scores, qa.json, report.html)")
+    reports = qa_of_calibration_run(calibrated, calibrator, out)
+    reports += qa_of_calibration_run(applied, calibrator, out, images=images)
+    for report in reports:
+        print(report["text"])
     status = 0 if calibrated["status"] == applied["status"] == "ok" else 1
 
     print("\nOutputs:")
@@ -218,6 +224,8 @@ def _cmd_demo(args) -> int:
     print(f"  check (after)      {out / 'check_after.json'}")
     print(f"  calibrated target  {applied['observations'][0]['output_mms']}")
     print(f"  image comparison   {images['json_path']}")
+    for report in reports:
+        print(f"  QA report          {report['report_html']}")
     for comparison in images["comparisons"]:
         print(f"  side by side       {comparison['png']}")
     print(f"  run summaries      {calibrated['summary_path']}, {applied['summary_path']}")
@@ -255,6 +263,49 @@ def _cmd_image(args) -> int:
         print(format_comparison(result))
         print(f"comparison: {result['json_path']}")
     return 0
+
+
+def _cmd_qa(args) -> int:
+    from dsa110_contimg.ms.reads import require_ms
+    from dsa110_contimg.phasing.geometry import brightest_calibrator_in_beam
+    from dsa110_contimg.qa.runner import default_truth, qa_report
+    from dsa110_contimg.sky.calibrators import load_catalog, lookup_calibrator
+
+    ms = require_ms(args.ms)
+    catalog = load_catalog(args.catalog)
+    if args.calibrator:
+        calibrator = lookup_calibrator(args.calibrator, catalog)
+    else:
+        calibrator, _ = brightest_calibrator_in_beam(ms, catalog, MIN_VISIBLE_RESPONSE)
+    thresholds = _read_yaml_mapping(args.thresholds) if args.thresholds else None
+    images = json.loads(Path(args.images).read_text()) if args.images else None
+    out = Path(args.out) if args.out else Path("qa") / ms.name.removesuffix(".ms")
+    report = qa_report(
+        ms, out, args.caltables or (), calibrator, truth=args.truth or default_truth(ms),
+        thresholds=thresholds, images=images,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(report["summary"], indent=2, default=float))
+    else:
+        print(report["text"])
+        print(f"qa.json: {report['qa_json']}")
+        print(f"report: {report['report_html']}")
+    return 0
+
+
+def _read_yaml_mapping(path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ContimgError(f"{path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ContimgError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(content, dict):
+        raise ContimgError(f"{path} must hold a mapping of threshold name to anchors")
+    return content
 
 
 def _add_calibrator_options(parser, with_ms: bool = True) -> None:
@@ -502,6 +553,20 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--n-workers", type=int, help="local cluster worker processes")
     image.add_argument("--json", action="store_true", help="print the comparison JSON")
     image.set_defaults(func=_cmd_image)
+
+    qa = commands.add_parser(
+        "qa", help="QA of an MS and its caltables: scores, qa.json and report.html"
+    )
+    qa.add_argument("ms", help="Measurement Set (or calibrated Multi-MS)")
+    qa.add_argument("--caltables", nargs="+", help="calibration tables to assess")
+    qa.add_argument("--out", help="output directory (default ./qa/<ms name>)")
+    qa.add_argument("--calibrator", help="calibrator name (default: brightest catalog source)")
+    qa.add_argument("--catalog", help="calibrator catalog: CSV or VLA calibrator list text")
+    qa.add_argument("--truth", help="simulation truth file (default: <ms>.truth.npz if present)")
+    qa.add_argument("--thresholds", help="YAML of threshold overrides {name: {good: ...}}")
+    qa.add_argument("--images", help="image_comparison.json of `contimg image` to fold in")
+    qa.add_argument("--json", action="store_true", help="print qa.json")
+    qa.set_defaults(func=_cmd_qa)
 
     from dsa110_contimg.calibration.cli import add_calibration_commands
 

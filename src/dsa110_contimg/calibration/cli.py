@@ -239,17 +239,14 @@ def cmd_apply(args) -> int:
 def _calibrator_for(args, ms):
     """--calibrator / --cal-ra,--cal-dec, else the catalog source brightest in the beam."""
     from dsa110_contimg.cli import MIN_VISIBLE_RESPONSE, _resolve_calibrator
-    from dsa110_contimg.phasing.geometry import field_geometry
+    from dsa110_contimg.phasing.geometry import brightest_calibrator_in_beam
     from dsa110_contimg.sky.calibrators import load_catalog
 
     if args.calibrator or args.cal_ra is not None or args.cal_dec is not None:
         return _resolve_calibrator(args)
-    best, best_flux = None, 0.0
-    for candidate in load_catalog(args.catalog):
-        response = max(g.pb_response for g in field_geometry(ms, candidate))
-        apparent = response * candidate.flux_jy
-        if response >= MIN_VISIBLE_RESPONSE and apparent > best_flux:
-            best, best_flux = candidate, apparent
+    best, best_flux = brightest_calibrator_in_beam(
+        ms, load_catalog(args.catalog), MIN_VISIBLE_RESPONSE
+    )
     if best is None:
         raise ContimgError(
             f"no catalog calibrator is in the primary beam of {ms}: give --calibrator NAME"
@@ -291,10 +288,16 @@ def _run(args, plan, calibrator) -> int:
             progress=False if args.no_progress else None,
             performance_report=args.performance_report,
         )
+    from dsa110_contimg.qa.runner import qa_of_calibration_run
+
+    reports = qa_of_calibration_run(summary, calibrator, args.run_dir)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(format_summary(summary))
+        for report in reports:
+            print(report["text"])
+            print(f"QA report: {report['report_html']}")
         print(f"summary: {summary['summary_path']}")
     if summary["status"] != "ok":
         print("contimg: some steps failed (see above and the summary)", file=sys.stderr)

@@ -272,6 +272,7 @@ def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict
                 "output_mms": published.detail["output_mms"] if published.ok else None,
                 "calibrated_spws": published.detail.get("calibrated_spws", []),
                 "merged_tables": merged,
+                "given_tables": list(obs.given_tables),
                 "solutions": solutions,
                 "phasing": model,
                 "failed": [_brief(o) for o in outcomes if o.status == FAILED],

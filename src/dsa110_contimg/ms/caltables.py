@@ -120,3 +120,42 @@ def solution_statistics(path) -> dict:
         stats["amplitude_std"] = float(np.std(amp))
         stats["phase_std_deg"] = float(np.degrees(np.std(np.angle(values[good]))))
     return stats
+
+
+@dataclass(frozen=True, eq=False)
+class CaltableSolutions:
+    """Every row of a calibration table: ``values`` (row, chan, corr) CPARAM or FPARAM."""
+
+    info: CaltableInfo
+    values: np.ndarray
+    flag: np.ndarray
+    snr: np.ndarray | None
+    antenna: np.ndarray  # (row,)
+    refant: np.ndarray  # (row,) ANTENNA2
+    spw: np.ndarray  # (row,)
+    time: np.ndarray  # (row,) MJD seconds
+    antenna_names: tuple[str, ...]
+    ms_name: str  # the MS it was solved on (table keyword MSName)
+
+
+def read_solutions(path) -> CaltableSolutions:
+    from casacore.tables import table
+
+    info = caltable_info(path)
+    with table(info.path, ack=False) as cal:
+        columns = cal.colnames()
+        values = cal.getcol("CPARAM") if "CPARAM" in columns else cal.getcol("FPARAM")
+        snr = cal.getcol("SNR") if "SNR" in columns else None
+        solutions = dict(
+            values=values,
+            flag=cal.getcol("FLAG"),
+            snr=snr,
+            antenna=cal.getcol("ANTENNA1"),
+            refant=cal.getcol("ANTENNA2"),
+            spw=cal.getcol("SPECTRAL_WINDOW_ID"),
+            time=cal.getcol("TIME"),
+        )
+        ms_name = str(cal.getkeywords().get("MSName", ""))
+    with table(str(Path(info.path) / "ANTENNA"), ack=False) as ant:
+        names = tuple(str(n) for n in ant.getcol("NAME"))
+    return CaltableSolutions(info=info, antenna_names=names, ms_name=ms_name, **solutions)

@@ -28,3 +28,16 @@ def publish_directory(final: str | os.PathLike):
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def publish_file(final: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a hidden partial file beside ``final``, then rename it into place."""
+    final = Path(final)
+    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text(text)
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return final

@@ -67,6 +67,17 @@ def field_geometry(ms, calibrator: Calibrator) -> list[FieldGeometry]:
     return result
 
 
+def brightest_calibrator_in_beam(ms, catalog, min_response: float):
+    """(calibrator, apparent flux Jy) of the catalog source brightest in the beam, or (None, 0)."""
+    best, best_flux = None, 0.0
+    for candidate in catalog:
+        response = max(g.pb_response for g in field_geometry(ms, candidate))
+        apparent = response * candidate.flux_jy
+        if response >= min_response and apparent > best_flux:
+            best, best_flux = candidate, apparent
+    return best, best_flux
+
+
 def select_auto_fields(
     geometry: list[FieldGeometry], window: int | None = None, min_response: float = 0.3
 ) -> list[int]:

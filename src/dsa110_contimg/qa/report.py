@@ -1,0 +1,502 @@
+"""The QA product of one MS (and its caltables): metrics, scores, verdicts, ``qa.json``.
+
+Schema ``dsa110_contimg.qa`` version 1 (documented in README, "QA report").
+Every entry under a ``metrics`` key is ``{value, score, verdict, line,
+in_overall}``; ``overall_score`` is the worst score that counts
+(``in_overall``): the DATA-vs-MODEL figures describe the data before
+calibration and count only when there is no CORRECTED_DATA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms import caltables, reads
+from dsa110_contimg.qa import caltable_kernels as ck
+from dsa110_contimg.qa import kernels
+from dsa110_contimg.qa import visibility_kernels as vk
+from dsa110_contimg.qa.graph import compute_visibility_qa, stale_model_context, uv_max_m
+from dsa110_contimg.qa.scores import GOOD, describe, resolve_thresholds, score_value, verdict_of
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "dsa110_contimg.qa"
+VERSION = 1
+ALIGNED_ARCMIN = 1.0  # a calibrator closer than this to the phase centre counts as phased to it
+
+
+@dataclass
+class QAResult:
+    """``summary`` is the qa.json content; ``plots`` the arrays the report draws."""
+
+    summary: dict
+    plots: dict = field(default_factory=dict)
+
+
+class _Scorer:
+    def __init__(self, thresholds):
+        self.thresholds = thresholds
+
+    def entry(self, value, threshold_key, in_overall=True) -> dict:
+        t = self.thresholds[threshold_key]
+        value = None if value is None or not math.isfinite(value) else float(value)
+        score = score_value(value, t) if value is not None else float("nan")
+        measured = math.isfinite(score)
+        return {
+            "value": value,
+            "score": round(score, 4) if measured else None,
+            "verdict": verdict_of(score) if measured else "not measured",
+            "line": describe(value if value is not None else float("nan"), t, score),
+            "in_overall": bool(in_overall and measured),
+            "threshold": threshold_key,
+        }
+
+
+def _finite_or_none(value):
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _visibility_metrics(m: dict, scorer: _Scorer, role: str, aligned: bool, has_corrected: bool,
+                        coherence: float | None) -> dict:  # fmt: skip
+    """Scored metrics of one group (a field, an SPW or all fields of a role)."""
+    phase_key = "phase_scatter_aligned_deg" if aligned else "phase_scatter_offset_deg"
+    calibrated = has_corrected and (m["corrected_filled_fraction"] or 0) > 0
+    out = {
+        "flagged_fraction": scorer.entry(m["flagged_fraction"], "flagged_fraction"),
+        "zero_fraction": scorer.entry(m["zero_fraction"], "zero_fraction"),
+        "nonfinite_fraction": scorer.entry(m["nonfinite_fraction"], "nonfinite_fraction"),
+    }
+    if has_corrected:
+        out["corrected_filled_fraction"] = scorer.entry(
+            m["corrected_filled_fraction"], "corrected_filled_fraction"
+        )
+        out["median_corrected_data_amp_ratio"] = scorer.entry(
+            m["median_corrected_data_amp_ratio"], "median_corrected_data_amp_ratio"
+        )
+    if role == "calibrator":
+        out["data_model_phase_scatter_deg"] = scorer.entry(
+            m["data_model_phase_scatter_deg"], phase_key, in_overall=not calibrated
+        )
+        out["median_data_model_amp_ratio"] = scorer.entry(
+            m["median_data_model_amp_ratio"], "median_data_model_amp_ratio",
+            in_overall=not calibrated,
+        )  # fmt: skip
+        if coherence is not None:
+            out["model_coherence"] = scorer.entry(coherence, "model_coherence")
+        if has_corrected:
+            out["corrected_model_phase_scatter_deg"] = scorer.entry(
+                m["corrected_model_phase_scatter_deg"], phase_key
+            )
+            out["median_corrected_model_amp_ratio"] = scorer.entry(
+                m["median_corrected_model_amp_ratio"], "median_corrected_model_amp_ratio"
+            )
+            out["corrected_decorrelation"] = scorer.entry(
+                m.get("corrected_decorrelation"), "corrected_decorrelation"
+            )
+    elif has_corrected:
+        d, c = m["data_spectral_coherence"], m["corrected_spectral_coherence"]
+        gain = c / d if d and c and math.isfinite(c / d) else None
+        out["spectral_coherence_gain"] = scorer.entry(gain, "spectral_coherence_gain")
+    return out
+
+
+def _info(m: dict) -> dict:
+    keep = ("n_visibilities", "n_used", "data_spectral_coherence", "corrected_spectral_coherence",
+            "n_model", "data_decorrelation")  # fmt: skip
+    return {k: _finite_or_none(m.get(k)) for k in keep}
+
+
+def _group_metrics(partials: vk.VisibilityPartials, uv_max: float) -> tuple[dict, dict]:
+    metrics = vk.finalise_visibility_metrics(partials)
+    profile = vk.uv_profile(partials, uv_max)
+    metrics["corrected_decorrelation"] = vk.decorrelation(profile, "corrected_model_coherence")
+    metrics["data_decorrelation"] = vk.decorrelation(profile, "data_model_coherence")
+    return metrics, profile
+
+
+def _worst(entries) -> float:
+    scores = [e["score"] for e in entries if e["in_overall"] and e["score"] is not None]
+    return min(scores) if scores else float("nan")
+
+
+def _all_entries(node):
+    """Every scored entry under ``node`` (dicts and lists, any depth)."""
+    if isinstance(node, dict):
+        if "score" in node and "in_overall" in node:
+            yield node
+            return
+        for value in node.values():
+            yield from _all_entries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _all_entries(value)
+
+
+def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
+           primary_beam=True, row_chunk=None, scheduler=None) -> QAResult:  # fmt: skip
+    """Visibility and caltable QA of ``ms``; missing columns and bad tables are reported, not fatal.
+
+    ``calibrator`` (a catalog entry) gives each field's phasing context and
+    the stale-model test; without it both are skipped (phased context assumed).
+    ``truth`` is a simulation truth file for the caltables' error against it.
+    """
+    ms = reads.require_ms(ms)
+    scorer = _Scorer(resolve_thresholds(thresholds))
+    skipped: list[str] = []
+    started = time.perf_counter()
+
+    geometry = None
+    stale_context = None
+    if calibrator is not None:
+        from dsa110_contimg.phasing.geometry import field_geometry
+
+        geometry = {g.field_id: g for g in field_geometry(ms, calibrator)}
+        stale_context = stale_model_context(ms, calibrator, primary_beam)
+    else:
+        skipped.append(
+            "stale-model test and phasing context skipped: no calibrator known "
+            "(give --calibrator); phase scatter judged as for a phased calibrator"
+        )
+    spw_results, present = compute_visibility_qa(ms, stale_context, row_chunk, scheduler)
+    vis_seconds = time.perf_counter() - started
+    has_model = "MODEL_DATA" in present
+    has_corrected = "CORRECTED_DATA" in present
+    if not has_model:
+        skipped.append(
+            "MODEL_DATA missing: DATA-MODEL and CORRECTED-MODEL phase scatter, amplitude "
+            "ratios vs MODEL, decorrelation and the stale-model test skipped "
+            "(run write-model or calibrate)"
+        )
+    if not has_corrected:
+        skipped.append(
+            "CORRECTED_DATA missing: CORRECTED metrics and the before/after comparison skipped "
+            "(run calibrate/apply)"
+        )
+    if not spw_results:
+        raise ContimgError(f"{ms}: no rows to assess (empty selection)")
+
+    total = spw_results[0].partials
+    for r in spw_results[1:]:
+        total = _sum_fields_only(total, r.partials)
+    n_field = total.scalars.shape[0]
+    field_ids = [f for f in range(n_field) if total.scalars[f, vk.N_TOTAL] > 0]
+    if not field_ids:
+        raise ContimgError(f"{ms}: no cross-correlation visibilities to assess")
+    if sum(total.scalars[f, vk.N_USED] for f in field_ids) == 0:
+        skipped.append("no usable visibilities: everything is flagged, zero or NaN")
+    model_fields = [f for f in field_ids if total.scalars[f, vk.DM_N] > 0]
+    target_fields = [f for f in field_ids if f not in model_fields]
+    uv_max = uv_max_m(ms)
+    field_names = [str(n) for n in reads.read_subtable(ms, "FIELD", columns=["NAME"]).NAME.values]
+    antenna_names = [
+        str(n) for n in reads.read_subtable(ms, "ANTENNA", columns=["NAME"]).NAME.values
+    ]
+
+    def aligned(fields) -> bool:
+        if geometry is None:
+            return True
+        return all(geometry[f].separation_arcmin < ALIGNED_ARCMIN for f in fields)
+
+    # The calibrator fields are those phased to the calibrator, when any are;
+    # other fields with a model are judged one by one in their own context.
+    calibrator_fields = [f for f in model_fields if aligned([f])] or model_fields
+
+    def coherence_of(fields, spws=None) -> float | None:
+        parts = [
+            r.model_coherence[fields].sum(axis=0)
+            for r in spw_results
+            if r.model_coherence is not None and (spws is None or r.spw in spws)
+        ]
+        if not parts or not fields:
+            return None
+        value = kernels.finalise_model_coherence(sum(parts))
+        return value if math.isfinite(value) else None
+
+    groups = {"calibrator": calibrator_fields, "target": target_fields}
+    visibilities: dict = {"uv_profile": {}, "uv_max_m": uv_max}
+    for role, fields in groups.items():
+        if not fields:
+            continue
+        metrics, profile = _group_metrics(total.select(fields), uv_max)
+        visibilities[role] = {
+            "fields": fields,
+            "metrics": _visibility_metrics(
+                metrics, scorer, role, aligned(fields), has_corrected, coherence_of(fields)
+            ),  # fmt: skip
+            "info": _info(metrics),
+        }
+        visibilities["uv_profile"][role] = profile
+    visibilities["spws"] = []
+    for r in spw_results:
+        entry = {"spw": r.spw}
+        for role, fields in groups.items():
+            present_fields = [f for f in fields if r.partials.scalars[f, vk.N_TOTAL] > 0]
+            if not present_fields:
+                continue
+            metrics, _ = _group_metrics(r.partials.select(present_fields), uv_max)
+            entry[role] = {
+                "metrics": _visibility_metrics(
+                    metrics, scorer, role, aligned(present_fields), has_corrected,
+                    coherence_of(present_fields, {r.spw}),
+                ),
+                "info": _info(metrics),
+            }  # fmt: skip
+        visibilities["spws"].append(entry)
+    visibilities["fields"] = []
+    for f in field_ids:
+        role = "calibrator" if f in model_fields else "target"
+        metrics, _ = _group_metrics(total.select([f]), uv_max)
+        g = geometry[f] if geometry else None
+        visibilities["fields"].append({
+            "field": f,
+            "name": field_names[f],
+            "role": role,
+            "separation_arcmin": None if g is None else g.separation_arcmin,
+            "phasing_context": "phased" if aligned([f]) else "offset",
+            "metrics": _visibility_metrics(metrics, scorer, role, aligned([f]), has_corrected,
+                                           coherence_of([f])),
+            "info": _info(metrics),
+        })  # fmt: skip
+    visibilities["antennas"] = _antenna_table(total, spw_results, calibrator_fields, antenna_names)
+
+    tables = [_caltable_qa(p, ms, scorer, antenna_names, truth) for p in caltable_paths]
+    summary = {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "ms": str(ms),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "calibrator": None if calibrator is None else {
+            "name": calibrator.name, "ra_deg": calibrator.ra_deg, "dec_deg": calibrator.dec_deg,
+        },
+        "columns": {"MODEL_DATA": has_model, "CORRECTED_DATA": has_corrected},
+        "skipped": skipped,
+        "calibrator_fields": calibrator_fields,
+        "target_fields": target_fields,
+        "visibilities": visibilities,
+        "caltables": tables,
+        "thresholds": {k: vars(t) for k, t in scorer.thresholds.items()},
+    }  # fmt: skip
+    entries = list(_all_entries({"v": visibilities, "c": tables}))
+    overall = _worst(entries)
+    summary["overall_score"] = None if math.isnan(overall) else round(overall, 4)
+    summary["overall_verdict"] = "not measured" if math.isnan(overall) else verdict_of(overall)
+    summary["verdicts"] = _headline_verdicts(visibilities, tables)
+    summary["timings"] = {
+        "visibility_pass_s": round(vis_seconds, 3),
+        "total_s": round(time.perf_counter() - started, 3),
+    }
+    plots = {
+        "spw_results": spw_results,
+        "calibrator_fields": calibrator_fields,
+        "target_fields": target_fields,
+        "antenna_names": antenna_names,
+        "caltables": [_bandpass_plot_data(p) for p in caltable_paths],
+    }
+    return QAResult(summary, plots)
+
+
+def _sum_fields_only(a: vk.VisibilityPartials, b: vk.VisibilityPartials) -> vk.VisibilityPartials:
+    """Add two SPWs' partials; their flag maps (different channels) are not combined."""
+    arrays = [x + y for x, y in zip(a.arrays()[:-1], b.arrays()[:-1], strict=True)]
+    return vk.VisibilityPartials(*arrays, a.flag_map)
+
+
+def _antenna_table(total, spw_results, calibrator_fields, antenna_names) -> list[dict]:
+    if calibrator_fields:
+        cal = total.select(calibrator_fields)
+        data_scatter = vk.antenna_phase_scatter_deg(cal, "data")
+        corrected_scatter = vk.antenna_phase_scatter_deg(cal, "corrected")
+    else:
+        data_scatter = corrected_scatter = np.full(len(antenna_names), np.nan)
+    flagged = sum(r.partials.flag_map[:, :, 0].sum(axis=1) for r in spw_results)
+    counted = sum(r.partials.flag_map[:, :, 1].sum(axis=1) for r in spw_results)
+    rows = []
+    for a, name in enumerate(antenna_names):
+        rows.append({
+            "antenna": a,
+            "name": name,
+            "data_model_phase_scatter_deg": _finite_or_none(data_scatter[a]),
+            "corrected_model_phase_scatter_deg": _finite_or_none(corrected_scatter[a]),
+            "flagged_fraction": _finite_or_none(flagged[a] / counted[a]) if counted[a] else None,
+        })  # fmt: skip
+    return rows
+
+
+def _caltable_qa(path, ms, scorer: _Scorer, antenna_names, truth) -> dict:
+    """Per-SPW scored solution metrics of one table; an unusable table is reported, not raised."""
+    entry: dict = {"path": str(path)}
+    try:
+        solutions = caltables.read_solutions(path)
+        n_spw = len(reads.chan_freq_hz(ms))
+        caltables.check_caltable_matches(solutions.info, len(antenna_names), n_spw, [])
+        if list(solutions.antenna_names) != list(antenna_names):
+            raise ContimgError(
+                f"caltable {path} names other antennas than {ms}: it was solved on another MS"
+            )
+    except ContimgError as error:
+        entry["error"] = str(error)
+        return entry
+    kind = solutions.info.kind
+    entry["kind"] = kind
+    entry["solved_on"] = solutions.ms_name
+    truth_bandpass = None
+    if truth is not None and kind == "B":
+        from dsa110_contimg.simulate.truth import load_truth
+
+        truth_bandpass = load_truth(truth).bandpass
+    entry["spws"] = []
+    dead = set()
+    for spw in sorted({int(s) for s in solutions.spw}):
+        rows = solutions.spw == spw
+        m = ck.spw_solution_metrics(
+            solutions.values[rows], solutions.flag[rows],
+            None if solutions.snr is None else solutions.snr[rows],
+            solutions.antenna[rows], len(antenna_names), kind,
+        )  # fmt: skip
+        metrics = {
+            "flagged_fraction": scorer.entry(m["flagged_fraction"], "caltable_flagged_fraction"),
+            "n_fully_flagged_antennas": scorer.entry(
+                m["n_fully_flagged_antennas"], "n_fully_flagged_antennas"
+            ),
+        }
+        if "snr_median" in m:
+            metrics["snr_median"] = scorer.entry(m["snr_median"], "snr_median")
+        if "amp_out_of_range_fraction" in m:
+            metrics["amp_out_of_range_fraction"] = scorer.entry(
+                m["amp_out_of_range_fraction"], "amp_out_of_range_fraction"
+            )
+        if kind == "B" and "bandpass_amp_roughness" in m:
+            metrics["bandpass_amp_roughness"] = scorer.entry(
+                m["bandpass_amp_roughness"], "bandpass_amp_roughness"
+            )
+        elif kind != "B" and "phase_scatter_deg" in m:
+            metrics["gain_phase_scatter_deg"] = scorer.entry(
+                m["phase_scatter_deg"], "gain_phase_scatter_deg"
+            )
+        if truth_bandpass is not None:
+            errors = ck.bandpass_truth_errors(
+                solutions.values[rows], solutions.flag[rows], solutions.antenna[rows],
+                solutions.spw[rows], int(solutions.refant[rows][0]), truth_bandpass,
+            )  # fmt: skip
+            metrics["bandpass_amp_error"] = scorer.entry(errors["amp_error"], "bandpass_amp_error")
+            metrics["bandpass_phase_error_deg"] = scorer.entry(
+                errors["phase_error_deg"], "bandpass_phase_error_deg"
+            )
+        dead.update(m["fully_flagged_antennas"])
+        info = {
+            k: _finite_or_none(m.get(k))
+            for k in ("n_solutions", "snr_p10", "amp_median", "amp_scatter", "phase_scatter_deg",
+                      "bandpass_phase_roughness_deg")
+        }  # fmt: skip
+        info["fully_flagged_antennas"] = [antenna_names[a] for a in m["fully_flagged_antennas"]]
+        entry["spws"].append({"spw": spw, "metrics": metrics, "info": info})
+    entry["fully_flagged_antennas"] = [antenna_names[a] for a in sorted(dead)]
+    return entry
+
+
+def _bandpass_plot_data(path) -> dict | None:
+    try:
+        solutions = caltables.read_solutions(path)
+    except ContimgError:
+        return None
+    if solutions.info.kind != "B" or not np.iscomplexobj(solutions.values):
+        return None
+    return {
+        "path": str(path),
+        "values": np.where(solutions.flag, np.nan, solutions.values),
+        "antenna": solutions.antenna,
+        "spw": solutions.spw,
+    }
+
+
+def _headline_verdicts(visibilities, tables) -> list[str]:
+    """Every scored line that is not good, worst first; then the key good ones."""
+    scored = []
+    for where, node in (("calibrator", visibilities.get("calibrator")),
+                        ("target", visibilities.get("target"))):  # fmt: skip
+        if node:
+            scored += [(f"{where} fields: ", e) for e in node["metrics"].values()]
+    for t in tables:
+        name = Path(t["path"]).name
+        if "error" in t:
+            scored.append(
+                (
+                    f"caltable {name}: ",
+                    {"score": 0.0, "line": t["error"], "in_overall": True, "verdict": "error"},
+                )
+            )
+            continue
+        for s in t["spws"]:
+            scored += [(f"caltable {name} spw {s['spw']}: ", e) for e in s["metrics"].values()]
+    measured = [(p, e) for p, e in scored if e["score"] is not None]
+    measured.sort(key=lambda pe: pe[1]["score"])
+    lines = [p + e["line"] + ("" if e["in_overall"] else " [before calibration]")
+             for p, e in measured if e["verdict"] != GOOD]  # fmt: skip
+    if not lines:
+        lines = [p + e["line"] for p, e in measured[:5]]
+    return lines
+
+
+def format_qa(summary: dict) -> str:
+    """The terminal table: per-SPW headline metrics, then the verdict lines."""
+    lines = [
+        f"QA of {summary['ms']}: overall {summary['overall_verdict']}"
+        + (f" (score {summary['overall_score']:.2f})" if summary["overall_score"] is not None
+           else ""),
+    ]  # fmt: skip
+    lines += [f"  note: {s}" for s in summary["skipped"]]
+    header = (" spw  role        flag   D-M(deg) C-M(deg) |D|/|M| |C|/|M| |C|/|D| filled  "
+              "score  verdict")  # fmt: skip
+    lines.append(header)
+    for entry in summary["visibilities"]["spws"]:
+        for role in ("calibrator", "target"):
+            if role not in entry:
+                continue
+            m = entry[role]["metrics"]
+            cells = [_cell(m, k, w, fmt) for k, w, fmt in (
+                ("flagged_fraction", 6, ".1%"), ("data_model_phase_scatter_deg", 8, ".1f"),
+                ("corrected_model_phase_scatter_deg", 8, ".1f"),
+                ("median_data_model_amp_ratio", 7, ".3f"),
+                ("median_corrected_model_amp_ratio", 7, ".3f"),
+                ("median_corrected_data_amp_ratio", 7, ".3f"),
+                ("corrected_filled_fraction", 6, ".1%"),
+            )]  # fmt: skip
+            worst = _worst(m.values())
+            lines.append(
+                f" {entry['spw']:3d}  {role:10s} "
+                + " ".join(cells)
+                + (f"  {worst:5.2f}  {verdict_of(worst)}" if math.isfinite(worst) else "  -")
+            )
+    for t in summary["caltables"]:
+        name = Path(t["path"]).name
+        if "error" in t:
+            lines.append(f" caltable {name}: {t['error']}")
+            continue
+        worst = _worst([e for s in t["spws"] for e in s["metrics"].values()])
+        dead = t["fully_flagged_antennas"]
+        lines.append(
+            f" caltable {name} ({t['kind']}): "
+            + (f"worst score {worst:.2f} {verdict_of(worst)}" if math.isfinite(worst) else "-")
+            + (f"; fully flagged antennas: {', '.join(dead)}" if dead else "")
+        )
+    lines.append("verdicts:")
+    lines += [f"  {line}" for line in summary["verdicts"]]
+    return "\n".join(lines)
+
+
+def _cell(metrics, key, width, fmt) -> str:
+    entry = metrics.get(key)
+    if entry is None or entry["value"] is None:
+        return "-".rjust(width)
+    return format(entry["value"], fmt).rjust(width)

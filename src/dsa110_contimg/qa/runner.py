@@ -1,0 +1,50 @@
+"""QA products of whole runs: one report per calibrated MS, written where the run says."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.qa.html import write_report
+from dsa110_contimg.qa.report import format_qa, run_qa
+from dsa110_contimg.simulate.truth import truth_path
+
+log = logging.getLogger(__name__)
+
+
+def default_truth(ms) -> str | None:
+    """The simulation truth saved beside ``ms``, if there is one."""
+    path = truth_path(ms)
+    return str(path) if path.exists() else None
+
+
+def qa_report(ms, out_dir, caltables=(), calibrator=None, truth=None, thresholds=None,
+              images=None) -> dict:  # fmt: skip
+    """Run QA of ``ms`` and write ``qa.json`` and ``report.html`` into ``out_dir``."""
+    result = run_qa(ms, caltables, calibrator, thresholds, truth=truth)
+    paths = write_report(out_dir, result.summary, result.plots, images)
+    return {**paths, "summary": result.summary, "text": format_qa(result.summary)}
+
+
+def qa_of_calibration_run(summary: dict, calibrator, run_dir, images=None) -> list[dict]:
+    """A report per calibrated MS of a calibrate/apply run, in ``run_dir/qa/<stem>``.
+
+    A QA failure is logged and reported, never fatal to the calibration it describes.
+    """
+    reports = []
+    for obs in summary["observations"]:
+        if not obs.get("output_mms"):
+            continue
+        stem = Path(obs["ms"]).name.removesuffix(".ms")
+        tables = list(obs.get("merged_tables", {}).values()) or list(obs.get("given_tables", []))
+        try:
+            report = qa_report(
+                obs["output_mms"], Path(run_dir) / "qa" / stem, tables, calibrator,
+                truth=default_truth(obs["ms"]), images=images,
+            )  # fmt: skip
+        except ContimgError as error:
+            log.warning("QA of %s skipped: %s", obs["output_mms"], error)
+            continue
+        reports.append(report)
+    return reports
