@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -223,6 +224,7 @@ def test_original_cli_spelling_end_to_end(make_observation, tmp_path):
     shutil.copytree(ms, work)
     shutil.copy(f"{ms}.truth.npz", f"{work}.truth.npz")
     result = run_cli(
+        "--log-dir", tmp_path / "run",
         "calibrate", "--ms", work, "--field", "0", "--refant", "103", "--auto-fields",
         "--model-source", "catalog", "--bp-combine-field", "--combine-spw", "--prebp-phase",
         "--prebp-minsnr", "3.0", "--n-workers", "2", cwd=tmp_path,
@@ -231,6 +233,14 @@ def test_original_cli_spelling_end_to_end(make_observation, tmp_path):
     assert (tmp_path / "A_bpcal").exists() and (tmp_path / "A_2gcal").exists()
     assert (tmp_path / "A.cal.mms").exists()
     assert "Traceback" not in result.stderr
+    # the QA report of the calibrated MS lands in the run directory
+    qa = json.loads((tmp_path / "run" / "qa" / "A" / "qa.json").read_text())
+    assert qa["ms"] == str(tmp_path / "A.cal.mms")
+    assert {"A_bpcal", "A_2gcal"} <= {Path(t["path"]).name for t in qa["caltables"]}
+    assert qa["visibilities"]["calibrator"]["metrics"]["corrected_model_phase_scatter_deg"][
+        "verdict"] == "good"  # fmt: skip
+    assert (tmp_path / "run" / "qa" / "A" / "report.html").exists()
+    assert "QA report:" in result.stdout
 
     target = make_observation("small", seed=8)
     result = run_cli(

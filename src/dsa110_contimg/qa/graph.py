@@ -8,6 +8,7 @@ result in a single ``dask.compute``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import dask
@@ -82,13 +83,13 @@ def _chunk_qa(
     coherence = np.zeros((n_field, len(chans), 3))
     field_id = np.asarray(field_id)
     for f in np.unique(field_id):
-        rows = field_id == f
+        rows = np.flatnonzero(field_id == f)
         predicted = point_source_visibilities(
             uvw[rows], stale_context.lmn_by_field[f], freq[chans],
             stale_context.flux_by_field_spw[spw][f][:, chans],
         )  # fmt: skip
         coherence[f] += kernels.model_coherence_partials(
-            model[rows][:, chans], predicted, ant1[rows] != ant2[rows]
+            model[rows[:, None], chans], predicted, ant1[rows] != ant2[rows]
         )
     return partials, coherence
 
@@ -139,9 +140,19 @@ def add_visibility_qa_graph(ms, stale_context=None, row_chunk=None):
 
 
 def compute_visibility_qa(ms, stale_context=None, row_chunk=None, scheduler=None):
-    """Computed :class:`SpwQA` per SPW (sorted) and the optional columns present."""
+    """Computed :class:`SpwQA` per SPW (sorted) and the optional columns present.
+
+    With the default threaded scheduler a task that reads through dask-ms
+    blocks its thread while the table's own I/O thread works, so the pool
+    gets one thread per core plus one: the kernels keep every core busy
+    while the reads stream.
+    """
     graph, present = add_visibility_qa_graph(ms, stale_context, row_chunk)
-    (computed,) = dask.compute([g[1] for g in graph], scheduler=scheduler)
+    if scheduler is None:
+        options = {"scheduler": "threads", "num_workers": (os.cpu_count() or 1) + 1}
+    else:
+        options = {"scheduler": scheduler}
+    (computed,) = dask.compute([g[1] for g in graph], **options)
     results = {}
     for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
         if spw in results:  # several DATA_DESC_IDs of one SPW
