@@ -26,3 +26,10 @@ def test_demo_runs_end_to_end(tmp_path):
     (field,) = comparison["comparisons"]
     assert field["coherence_after"] > 0.9 > field["coherence_before"]
     assert field["noise_ratio"] > 1 and field["dynamic_range_ratio"] > 1
+    # QA reports: the calibrator's and the target's, with the images folded in
+    calibrator_qa = json.loads((tmp_path / "demo" / "qa" / "demo" / "qa.json").read_text())
+    metrics = calibrator_qa["visibilities"]["calibrator"]["metrics"]
+    assert metrics["corrected_model_phase_scatter_deg"]["verdict"] == "good"
+    target_page = (tmp_path / "demo" / "qa" / "demo_target" / "report.html").read_text()
+    assert "Imaging: DATA vs CORRECTED" in target_page
+    assert "QA report" in result.stdout

@@ -59,13 +59,43 @@ def _add_input_options(parser) -> None:
 
 
 def add_calibration_commands(commands) -> None:
-    from dsa110_contimg.cli import _add_calibrator_options
-
     calibrate = commands.add_parser(
         "calibrate",
         help="solve on the calibrator (prebp phase, bandpass, gains) and apply, per SPW on Dask",
     )
     _add_input_options(calibrate)
+    _add_recipe_options(calibrate)
+    calibrate.set_defaults(func=cmd_calibrate)
+
+    bench = commands.add_parser(
+        "bench-spw",
+        help="calibrate with each SPW selection (concurrently) and compare quality and cost",
+    )
+    _add_input_options(bench)
+    _add_recipe_options(bench)
+    bench.add_argument(
+        "--selections", nargs="+", required=True, metavar="SEL",
+        help='SPW selections to compare, e.g. "4~11" "0~15" "6~9"',
+    )  # fmt: skip
+    bench.add_argument(
+        "--tolerance", type=float, default=0.1,
+        help="recommend the cheapest selection within this fraction of the best (default 0.1)",
+    )  # fmt: skip
+    bench.add_argument("--truth", help="simulation truth (default: <ms>.truth.npz if present)")
+    bench.set_defaults(func=cmd_bench_spw)
+
+    apply = commands.add_parser(
+        "apply", help="apply caltables to MSs (a calibrated Multi-MS per MS, DATA untouched)"
+    )
+    _add_input_options(apply)
+    apply.add_argument("--field", help="fields to calibrate, e.g. 3 or 0~5 (default: all)")
+    apply.add_argument("--tables", nargs="+", required=True, help="caltables, applied in order")
+    apply.set_defaults(func=cmd_apply)
+
+
+def _add_recipe_options(calibrate) -> None:
+    from dsa110_contimg.cli import _add_calibrator_options
+
     calibrator = calibrate.add_argument_group("calibrator and fields")
     _add_calibrator_options(calibrator, with_ms=False)
     calibrator.add_argument(
@@ -115,15 +145,6 @@ def add_calibration_commands(commands) -> None:
     solve.add_argument("--timebin", help="with --fast: time averaging, e.g. 30s")
     solve.add_argument("--chanbin", type=int, help="with --fast: channels averaged (default 4)")
     solve.add_argument("--no-apply", action="store_true", help="solve only")
-    calibrate.set_defaults(func=cmd_calibrate)
-
-    apply = commands.add_parser(
-        "apply", help="apply caltables to MSs (a calibrated Multi-MS per MS, DATA untouched)"
-    )
-    _add_input_options(apply)
-    apply.add_argument("--field", help="fields to calibrate, e.g. 3 or 0~5 (default: all)")
-    apply.add_argument("--tables", nargs="+", required=True, help="caltables, applied in order")
-    apply.set_defaults(func=cmd_apply)
 
 
 def _overrides(args) -> dict:
@@ -141,7 +162,7 @@ def _overrides(args) -> dict:
     put("apply", "calwt", True if args.calwt else None)
     if args.retries is not None:
         sections["retries"] = args.retries
-    if args.command != "calibrate":
+    if args.command not in ("calibrate", "bench-spw"):
         return sections
     put("phasing", "rephase", False if args.no_rephase else None)
     put("phasing", "model_position", "phase-centre" if args.model_at_phase_centre else None)
@@ -184,14 +205,10 @@ def _out_dir(args, ms_list) -> Path:
     return Path(args.out) if args.out else Path(ms_list[0]).absolute().parent
 
 
-def cmd_calibrate(args) -> int:
-    from dsa110_contimg.calibration.config import resolve_config
-    from dsa110_contimg.calibration.pipeline import plan_calibration
+def _calibrator_fields(args, ms_list, calibrator) -> dict:
+    """The fields to solve on in each MS: --field, else those where the beam response is high."""
     from dsa110_contimg.cli import _resolve_fields
 
-    config = resolve_config(args.preset, args.config, _overrides(args))
-    ms_list = _ms_list(args)
-    calibrator = _calibrator_for(args, ms_list[0])
     cal_fields = {}
     for ms in ms_list:
         fields = _resolve_fields(args, ms, calibrator, required=False)
@@ -206,6 +223,17 @@ def cmd_calibrate(args) -> int:
                 args.min_pb_response,
             )
         cal_fields[ms] = fields
+    return cal_fields
+
+
+def cmd_calibrate(args) -> int:
+    from dsa110_contimg.calibration.config import resolve_config
+    from dsa110_contimg.calibration.pipeline import plan_calibration
+
+    config = resolve_config(args.preset, args.config, _overrides(args))
+    ms_list = _ms_list(args)
+    calibrator = _calibrator_for(args, ms_list[0])
+    cal_fields = _calibrator_fields(args, ms_list, calibrator)
     plan = plan_calibration(
         ms_list,
         calibrator,
@@ -217,6 +245,66 @@ def cmd_calibrate(args) -> int:
         targets=args.targets,
     )
     return _run(args, plan, calibrator)
+
+
+def cmd_bench_spw(args) -> int:
+    from dsa110_contimg.calibration.config import resolve_config
+    from dsa110_contimg.calibration.spw_bench import (
+        bench_spw_selections,
+        format_spw_bench,
+        plot_spw_bench,
+    )
+    from dsa110_contimg.ms.publish import publish_file
+    from dsa110_contimg.qa.runner import default_truth
+
+    config = resolve_config(args.preset, args.config, _overrides(args))
+    ms_list = _ms_list(args)
+    if len(ms_list) != 1:
+        raise ContimgError("bench-spw compares selections on one MS; give exactly one")
+    (ms,) = ms_list
+    if args.spw:
+        raise ContimgError("bench-spw takes its SPW selections from --selections, not --spw")
+    if not 0 <= args.tolerance < 1:
+        raise ContimgError("--tolerance must be a fraction in [0, 1)")
+    calibrator = _calibrator_for(args, ms)
+    fields = _calibrator_fields(args, ms_list, calibrator)[ms]
+    out = _out_dir(args, ms_list) / f"{Path(ms).name.removesuffix('.ms')}_spw_bench"
+    truth = args.truth or default_truth(ms)
+    if args.dry_run:
+        print(f"would calibrate {ms} with SPW selections {args.selections} into {out}")
+        return 0
+    with _client_context(args) as client:
+        print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+        result = bench_spw_selections(
+            ms, args.selections, calibrator, fields, args.refant, config, out, client,
+            args.run_dir / "bench-spw", truth=truth, tolerance=args.tolerance,
+        )  # fmt: skip
+    result["plot"] = plot_spw_bench(result, out / "spw_bench.png")
+    result["json_path"] = str(publish_file(out / "spw_bench.json", json.dumps(result, indent=2)))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_spw_bench(result))
+        print(f"JSON: {result['json_path']}\nplot: {result['plot']}")
+    return 0 if all(r["status"] == "ok" for r in result["selections"]) else 1
+
+
+def _client_context(args):
+    """The Dask client: --scheduler, else the --cluster profile (local by default)."""
+    from dsa110_contimg.cluster.profiles import (
+        load_profile,
+        open_profile_client,
+        parse_cluster_options,
+    )
+
+    if args.scheduler:
+        from dsa110_contimg.cluster.client import dask_client
+
+        return dask_client(scheduler_address=args.scheduler)
+    overrides = parse_cluster_options(args.cluster_option)
+    if args.n_workers:
+        overrides["n_workers"] = args.n_workers
+    return open_profile_client(load_profile(args.cluster or "local", overrides))
 
 
 def cmd_apply(args) -> int:
@@ -258,27 +346,13 @@ def _calibrator_for(args, ms):
 def _run(args, plan, calibrator) -> int:
     from dsa110_contimg.calibration.pipeline import format_summary, run_plan
     from dsa110_contimg.calibration.plan import format_plan
-    from dsa110_contimg.cluster.profiles import (
-        load_profile,
-        open_profile_client,
-        parse_cluster_options,
-    )
 
     log.debug("resolved config: %s", json.dumps(plan.config.to_dict()))
     if args.dry_run:
         print(format_plan(plan))
         return 0
     print(format_plan(plan) if args.verbose else f"plan: {len(plan.observations)} MS")
-    if args.scheduler:
-        from dsa110_contimg.cluster.client import dask_client
-
-        client_context = dask_client(scheduler_address=args.scheduler)
-    else:
-        overrides = parse_cluster_options(args.cluster_option)
-        if args.n_workers:
-            overrides["n_workers"] = args.n_workers
-        client_context = open_profile_client(load_profile(args.cluster or "local", overrides))
-    with client_context as client:
+    with _client_context(args) as client:
         print(f"Dask dashboard: {client.dashboard_link}", flush=True)
         summary = run_plan(
             plan,

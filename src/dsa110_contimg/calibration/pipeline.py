@@ -278,6 +278,9 @@ def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict
                 "failed": [_brief(o) for o in outcomes if o.status == FAILED],
                 "skipped": [_brief(o) for o in outcomes if o.status == SKIPPED],
                 "step_seconds": dict(timings),
+                "task_seconds": round(sum(o.seconds for o in outcomes), 3),
+                "task_cpu_seconds": round(sum(o.cpu_seconds for o in outcomes), 3),
+                "peak_worker_rss_gb": round(max((o.peak_rss_gb for o in outcomes), default=0), 3),
                 "steps": [
                     {
                         "step": o.step,

@@ -43,6 +43,8 @@ class StepOutcome:
     attempts: int = 0
     error: str | None = None
     detail: dict = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # of the worker process while the step ran (one thread each)
+    peak_rss_gb: float = 0.0  # the worker process's peak resident memory so far
 
     @property
     def ok(self) -> bool:
@@ -56,7 +58,7 @@ def run_step(step, obs: ObservationPlan, spw, upstream, body, retries: int) -> S
         first = blocked[0]
         reason = f"{first.step} {first.status}" + (f": {first.error}" if first.error else "")
         return StepOutcome(obs.ms, spw, step, SKIPPED, error=reason)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     error = None
     for attempt in range(1, retries + 2):
         try:
@@ -66,8 +68,10 @@ def run_step(step, obs: ObservationPlan, spw, upstream, body, retries: int) -> S
             if isinstance(result, StepOutcome):
                 return result
             return StepOutcome(
-                obs.ms, spw, step, OK, time.perf_counter() - started, attempt, detail=result or {}
-            )
+                obs.ms, spw, step, OK, time.perf_counter() - started, attempt,
+                detail=result or {}, cpu_seconds=time.process_time() - cpu_started,
+                peak_rss_gb=_peak_rss_gb(),
+            )  # fmt: skip
         except ContimgError as err:
             error = str(err)
             break
@@ -75,6 +79,12 @@ def run_step(step, obs: ObservationPlan, spw, upstream, body, retries: int) -> S
             error = f"{type(err).__name__}: {err}"
             log.warning("%s spw %s %s attempt %d failed: %s", obs.stem, spw, step, attempt, error)
     return StepOutcome(obs.ms, spw, step, FAILED, time.perf_counter() - started, attempt, error)
+
+
+def _peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def casa_log(log_dir, obs: ObservationPlan, spw, step) -> str:

@@ -16,6 +16,7 @@ from daskms import xds_from_ms, xds_from_table
 from dsa110_contimg.errors import ContimgError
 
 DEFAULT_ROW_CHUNK = 100_000
+BALANCED_ROW_CHUNK_TARGET = 60_000
 GROUP_COLS = ("FIELD_ID", "DATA_DESC_ID")
 
 
@@ -64,6 +65,22 @@ def read_visibility_datasets(
         group_cols=list(group_cols),
         chunks={"row": row_chunk},
     )
+
+
+def balanced_row_chunk(path, target: int = BALANCED_ROW_CHUNK_TARGET) -> int:
+    """A row chunk near ``target`` that splits every DATA_DESC_ID group into equal chunks.
+
+    One size serves every group; sized on the largest group, a DSA-110 SPW of
+    111,744 rows becomes two chunks of 55,872 rather than 100,000 + 11,744,
+    whose small remainder leaves a core idle at the end of each SPW.
+    """
+    from casacore.tables import table
+
+    with table(str(require_ms(path)), ack=False) as main:
+        counts = np.bincount(main.getcol("DATA_DESC_ID")) if main.nrows() else np.zeros(1)
+    largest = max(int(counts.max()), 1)
+    n_chunks = max(1, -(-largest // target))
+    return max(1, -(-largest // n_chunks))
 
 
 def read_subtable(path, name: str, columns=None):

@@ -172,7 +172,10 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
     if has_model:
         wanted.append("MODEL_DATA")
     xds_list = reads.read_visibility_datasets(
-        ms, wanted, row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK, group_cols=("DATA_DESC_ID",)
+        ms,
+        wanted,
+        row_chunk=row_chunk or reads.balanced_row_chunk(ms),
+        group_cols=("DATA_DESC_ID",),
     )
     context = ModelContext(ms)
     n_field = len(context.phase_dir_rad)

@@ -113,7 +113,7 @@ def add_visibility_qa_graph(ms, stale_context=None, row_chunk=None):
     present = [c for c in OPTIONAL_COLUMNS if c in reads.main_columns(ms)]
     xds_list = reads.read_visibility_datasets(
         ms, [*REQUIRED_COLUMNS, *present],
-        row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK, group_cols=("DATA_DESC_ID",),
+        row_chunk=row_chunk or reads.balanced_row_chunk(ms), group_cols=("DATA_DESC_ID",),
     )  # fmt: skip
     ddid_spw = reads.spw_of_ddid(ms)
     n_field = reads.read_subtable(ms, "FIELD", columns=["NAME"]).sizes["row"]
