@@ -33,8 +33,9 @@ bench-deps: $(STAMP)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q openmpi-bin libopenmpi-dev)
 	$(BIN)/python -m pip install --quiet -e '.[test,mpi]'
 
+# Every benchmark, each against its baseline; one results/<date>.json and .md.
 bench: bench-deps
-	for script in benchmarks/bench_*.py; do (cd benchmarks && ../$(BIN)/python ../$$script) || exit 1; done
+	cd benchmarks && ../$(BIN)/python run_all.py
 
 clean:
 	rm -rf demo_output contimg_runs .pytest_cache

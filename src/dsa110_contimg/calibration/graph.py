@@ -5,10 +5,15 @@ prebp -> [kcal] -> bpcal -> gains -> apply -> publish) per SPW; SPWs and
 observations are independent chains, so they run side by side. Solves
 combined over SPWs join the chains of one MS. Targets' applies depend on the
 calibrator's solves of the same SPW. Task keys name the step, MS and SPW so
-the dashboard shows what runs.
+the dashboard shows what runs, plus a token of the graph: two plans of the
+same MS (other outputs, other SPWs) on one cluster must never share a key, or
+Dask would hand one plan the other's results.
 """
 
 from __future__ import annotations
+
+import contextvars
+import uuid
 
 import dask
 
@@ -25,12 +30,24 @@ def _task(function, key, *args):
     return dask.delayed(function, pure=False)(*args, dask_key_name=key)
 
 
+_GRAPH_TOKEN = contextvars.ContextVar("calibration_graph_token", default="")
+
+
 def _key(step, obs: ObservationPlan, spw=ALL_SPW):
-    return f"{step}-{obs.stem}-" + ("allspw" if spw < 0 else f"spw{spw:02d}")
+    label = "allspw" if spw < 0 else f"spw{spw:02d}"
+    return f"{step}-{obs.stem}-{label}-{_GRAPH_TOKEN.get()}"
 
 
 def add_calibration_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
     """Delayed outcomes: {"<stem>": {"outcomes": [...], "publish": ...}} per observation."""
+    reset = _GRAPH_TOKEN.set(uuid.uuid4().hex[:8])
+    try:
+        return _build_graph(plan, calibrator, log_dir)
+    finally:
+        _GRAPH_TOKEN.reset(reset)
+
+
+def _build_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
     config = plan.config
     by_ms = {}
     solved_tables = {}  # calibrator MS -> {spw: {step: (table, outcome)}}
