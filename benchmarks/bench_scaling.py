@@ -54,6 +54,11 @@ def fit(xs, ys) -> dict:
     }
 
 
+def _ratio(fitted: dict) -> str:
+    value = fitted["largest_over_linear"]
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
 def measure(config, n_ms: int, scratch: Path, client) -> dict:
     """Calibrate ``n_ms`` copies of one observation in one plan, then QA each; seconds."""
     from dsa110_contimg.calibration.config import resolve_config
@@ -172,9 +177,9 @@ def main(argv=None) -> dict:
         print(
             f"{axis:8s} sizes {entry['sizes']}: calibration "
             f"{[round(p['calibration_s']['median'], 1) for p in entry['points']]} s "
-            f"(R2 {cal['r2']:.3f}, largest {cal['largest_over_linear']:.2f}x the linear ratio), "
+            f"(R2 {cal['r2']:.3f}, largest {_ratio(cal)} the linear ratio), "
             f"QA {[round(p['qa_s']['median'], 2) for p in entry['points']]} s "
-            f"(R2 {qa['r2']:.3f}, largest {qa['largest_over_linear']:.2f}x)"
+            f"(R2 {qa['r2']:.3f}, largest {_ratio(qa)})"
         )
     if not args.quick:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)

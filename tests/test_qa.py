@@ -523,3 +523,16 @@ def test_report_renders_in_headless_chromium(calibrated_with_dead_antenna, tmp_p
     finally:
         driver.quit()
     assert screenshot.stat().st_size > 20_000
+
+
+def test_bandpass_truth_errors_of_channel_averaged_solutions():
+    rng = np.random.default_rng(4)
+    truth = np.exp(1j * rng.normal(0, 0.2, (3, 1, 8, 2)))
+    averaged = truth.reshape(3, 1, 2, 4, 2).mean(axis=3)
+    solution = averaged[:, 0] * np.exp(-1j * np.angle(averaged[0, 0]))
+    flags = np.zeros(solution.shape, bool)
+    errors = ck.bandpass_truth_errors(solution, flags, np.arange(3), np.zeros(3, int), 0, truth)
+    assert errors["amp_error"] < 1e-9 and errors["phase_error_deg"] < 1e-6
+    odd = ck.bandpass_truth_errors(solution[:, :1].repeat(3, axis=1), flags[:, :1].repeat(3, 1),
+                                   np.arange(3), np.zeros(3, int), 0, truth)  # fmt: skip
+    assert np.isnan(odd["amp_error"])

@@ -108,11 +108,22 @@ def _bandpass_roughness(values, good) -> dict:
 def bandpass_truth_errors(values, flag, antenna, spw, refant: int, truth_bandpass) -> dict:
     """Median |amplitude| and phase (deg) error of B solutions against the simulated truth.
 
-    ``truth_bandpass`` (ant, spw, chan, corr). CASA references every solution
+    ``truth_bandpass`` (ant, spw, chan, corr); solutions on channels averaged
+    by a whole factor are compared with the truth averaged alike (NaN when the
+    channels do not divide). CASA references every solution
     to ``refant``, so its phase is removed from the truth per channel; each
     solution (antenna, SPW, correlation) is then compared up to one complex
     constant (the solnorm scale and the phase the pre-bandpass solve took).
     """
+    n_chan, truth_chan = np.shape(values)[1], truth_bandpass.shape[2]
+    if n_chan != truth_chan:
+        if n_chan == 0 or truth_chan % n_chan:
+            return {"amp_error": float("nan"), "phase_error_deg": float("nan")}
+        # solved on averaged channels: compare with the truth averaged the same way
+        shape = truth_bandpass.shape
+        truth_bandpass = truth_bandpass.reshape(
+            shape[0], shape[1], n_chan, truth_chan // n_chan, shape[3]
+        ).mean(axis=3)
     expected = truth_bandpass[antenna, spw]
     expected = expected * np.exp(-1j * np.angle(truth_bandpass[refant, spw]))
     usable = ~np.asarray(flag, bool) & (np.abs(expected) > 0) & np.isfinite(values)

@@ -46,5 +46,8 @@ def qa_of_calibration_run(summary: dict, calibrator, run_dir, images=None) -> li
         except ContimgError as error:
             log.warning("QA of %s skipped: %s", obs["output_mms"], error)
             continue
+        except Exception as error:  # noqa: BLE001 - QA must not fail the calibration it describes
+            log.warning("QA of %s failed: %s: %s", obs["output_mms"], type(error).__name__, error)
+            continue
         reports.append(report)
     return reports
