@@ -21,10 +21,10 @@ from pathlib import Path
 from harness import RESULTS_DIR, summarise, write_result
 
 AXES = {
-    # axis: (simulation parameter, sizes)
-    "rows": ("n_times", (6, 12, 24)),
-    "channels": ("n_chan", (8, 16, 32)),
-    "spws": ("n_spw", (2, 4, 8)),
+    # axis: (simulation parameter, sizes); the base is the `small` preset
+    "rows": ("n_times", (24, 48, 96)),
+    "channels": ("n_chan", (16, 32, 64)),
+    "spws": ("n_spw", (4, 8, 16)),
     "n_ms": (None, (1, 2, 4)),
 }
 QUICK_AXES = {

@@ -347,6 +347,8 @@ def test_uncalibrated_data_scores_poorly_calibrated_corrected_scores_good(
     assert bpcal["fully_flagged_antennas"] == [DEAD] == gcal["fully_flagged_antennas"]
     for s in bpcal["spws"]:
         assert s["metrics"]["n_fully_flagged_antennas"]["verdict"] == "warning"
+        assert s["info"]["antenna_flagged_fraction"][DEAD] == 1.0
+        assert s["info"]["antenna_flagged_fraction"]["DSA103"] == 0.0
         assert s["metrics"]["bandpass_amp_error"]["verdict"] == "good"
         assert s["metrics"]["bandpass_phase_error_deg"]["verdict"] == "good"
     dead = [a for a in summary["visibilities"]["antennas"] if a["name"] == DEAD][0]

@@ -400,6 +400,11 @@ def _caltable_qa(path, ms, scorer: _Scorer, antenna_names, truth) -> dict:
                       "bandpass_phase_roughness_deg")
         }  # fmt: skip
         info["fully_flagged_antennas"] = [antenna_names[a] for a in m["fully_flagged_antennas"]]
+        info["antenna_flagged_fraction"] = {
+            antenna_names[a]: round(float(f), 4)
+            for a, f in enumerate(m["antenna_flagged_fraction"])
+            if np.isfinite(f)
+        }
         entry["spws"].append({"spw": spw, "metrics": metrics, "info": info})
     entry["fully_flagged_antennas"] = [antenna_names[a] for a in sorted(dead)]
     return entry
