@@ -293,6 +293,61 @@ def _cmd_qa(args) -> int:
     return 0
 
 
+def _cmd_reprocess(args) -> int:
+    from dsa110_contimg.archive.manifest import Manifest
+    from dsa110_contimg.archive.runner import format_status, plan_archive, run_archive
+    from dsa110_contimg.calibration.cli import _client_context
+    from dsa110_contimg.calibration.config import resolve_config
+    from dsa110_contimg.sky.calibrators import load_catalog
+
+    if args.validity_hours <= 0:
+        raise ContimgError("--validity-hours must be positive")
+    config = resolve_config(args.preset, args.config)
+    catalog = load_catalog(args.catalog)
+    out = Path(args.out).absolute()
+    with Manifest(out) as manifest:
+        archive = plan_archive(
+            args.inputs, out, manifest, config, args.refant, catalog, args.validity_hours
+        )
+        n_run = sum(len(p.observations) for p in archive.plans)
+        print(
+            f"{n_run} MS to process ({len(archive.calibrations)} calibrator file(s) to solve), "
+            f"{len(archive.skipped)} done and unchanged, {len(archive.failed)} refused",
+            flush=True,
+        )
+        for path, reason in archive.failed:
+            print(f"  refused {path}: {reason}")
+        if args.dry_run:
+            return 0
+        report = (
+            __import__("distributed").performance_report(filename=args.performance_report)
+            if args.performance_report
+            else __import__("contextlib").nullcontext()
+        )
+        with _client_context(args) as client, report:
+            print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+            result = run_archive(archive, client, manifest, args.run_dir, catalog)
+        print(format_status(manifest))
+        print(f"wall time {result['wall_seconds']:.1f} s; manifest {manifest.path}")
+        return 0 if result["counts"]["failed"] == 0 else 1
+
+
+def _cmd_status(args) -> int:
+    from dsa110_contimg.archive.manifest import Manifest
+    from dsa110_contimg.archive.runner import format_status
+
+    path = Path(args.out) / Manifest.FILENAME
+    if not path.exists():
+        raise ContimgError(f"no manifest in {args.out} (run `contimg reprocess ... --out DIR`)")
+    with Manifest(args.out) as manifest:
+        if args.json:
+            print(json.dumps({"manifest": str(manifest.path), "counts": manifest.counts(),
+                              "observations": manifest.all()}, indent=2))  # fmt: skip
+        else:
+            print(format_status(manifest))
+    return 0
+
+
 def _read_yaml_mapping(path) -> dict:
     import yaml
 
@@ -567,6 +622,33 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--images", help="image_comparison.json of `contimg image` to fold in")
     qa.add_argument("--json", action="store_true", help="print qa.json")
     qa.set_defaults(func=_cmd_qa)
+
+    reprocess = commands.add_parser(
+        "reprocess", help="calibrate, apply and QA a whole archive on the cluster (resumable)"
+    )
+    reprocess.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="MS paths, directories, or lists of MS paths"
+    )
+    reprocess.add_argument("--out", required=True, help="output directory (holds the manifest)")
+    reprocess.add_argument(
+        "--validity-hours", type=float, default=12.0, help="calibrator-target gap allowed (12)"
+    )
+    reprocess.add_argument("--refant", default="103", help="name, index or DSA station number")
+    reprocess.add_argument("--preset", default="default", help="recipe preset")
+    reprocess.add_argument("--config", help="YAML file of recipe settings")
+    reprocess.add_argument("--catalog", help="calibrator catalog: CSV or VLA list text")
+    reprocess.add_argument("--dry-run", action="store_true", help="print the plan only")
+    reprocess.add_argument("--scheduler", help="existing Dask scheduler, tcp://HOST:PORT")
+    reprocess.add_argument("--cluster", help="cluster profile: local, ssh, slurm or a YAML file")
+    reprocess.add_argument("--cluster-option", action="append", metavar="KEY=VALUE")
+    reprocess.add_argument("--n-workers", type=int, help="local cluster: worker processes")
+    reprocess.add_argument("--performance-report", metavar="FILE.html")
+    reprocess.set_defaults(func=_cmd_reprocess)
+
+    status = commands.add_parser("status", help="what a reprocess run has done (its manifest)")
+    status.add_argument("out", help="the reprocess output directory")
+    status.add_argument("--json", action="store_true", help="every MS with its state, and counts")
+    status.set_defaults(func=_cmd_status)
 
     from dsa110_contimg.calibration.cli import add_calibration_commands
 

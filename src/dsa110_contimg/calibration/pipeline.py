@@ -178,12 +178,19 @@ def run_plan(
     """Run every task of the plan on ``client``; write and return the run summary."""
     log_dir = Path(log_dir).absolute()
     (log_dir / "casa").mkdir(parents=True, exist_ok=True)
+    with claimed_outputs(plan.observations):
+        return _run_locked_plan(plan, client, log_dir, calibrator, progress, performance_report)
+
+
+@contextlib.contextmanager
+def claimed_outputs(observations):
+    """Hold every observation's output lock and clear what a killed run left behind."""
     with contextlib.ExitStack() as locks:
-        for obs in plan.observations:
+        for obs in observations:
             Path(obs.work_dir).parent.mkdir(parents=True, exist_ok=True)
             locks.enter_context(_sole_writer(obs))
             _remove_leftovers_of_killed_runs(obs)
-        return _run_locked_plan(plan, client, log_dir, calibrator, progress, performance_report)
+        yield
 
 
 def _run_locked_plan(plan, client, log_dir, calibrator, progress, performance_report) -> dict:

@@ -1,0 +1,1 @@
+"""Archive reprocessing: discovery, the manifest, and the runner."""

@@ -1,0 +1,241 @@
+"""Reprocess an archive: every calibrator solved, every target calibrated, all QA'd, one graph.
+
+The archive plan is data first: discover the MS, give each a role (a catalog
+calibrator transits it, or not), pair every target with the calibrator file
+nearest in time within the validity window, and skip what the manifest says
+is done with unchanged inputs. Each calibrator then becomes a calibration
+plan with its targets (their applies depend on its solves); a calibrator done
+earlier lends its recorded tables to an apply plan for its new targets. All
+plans' graphs, plus a finishing task per MS (summary and QA report), are
+submitted together, so solves, applies and QA of different files overlap on
+the cluster; the manifest is updated as each MS finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+
+from dsa110_contimg.archive import discover
+from dsa110_contimg.archive.manifest import DONE, FAILED, Manifest
+from dsa110_contimg.calibration.graph import add_calibration_graph
+from dsa110_contimg.calibration.pipeline import (
+    claimed_outputs,
+    plan_apply,
+    plan_calibration,
+    summarise,
+)
+from dsa110_contimg.calibration.plan import applied_steps
+from dsa110_contimg.errors import ContimgError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    calibrations: tuple  # CalibrationPlan per calibrator file to solve (with its targets)
+    applies: tuple  # CalibrationPlan per earlier-solved calibrator lending its tables
+    skipped: tuple[str, ...]  # done and unchanged
+    failed: tuple[tuple[str, str], ...]  # (path, reason) known before anything runs
+    roles: dict = field(default_factory=dict)  # path -> (role, fingerprint, solutions_from)
+
+    @property
+    def plans(self) -> tuple:
+        return self.calibrations + self.applies
+
+
+def _unchanged_and_done(manifest: Manifest, entry) -> bool:
+    record = manifest.get(entry.path)
+    return (
+        record is not None
+        and record["state"] == DONE
+        and record["fingerprint"] == entry.fingerprint
+        and all(Path(p).exists() for p in record["outputs"])
+    )
+
+
+def plan_archive(inputs, out_dir, manifest: Manifest, config, refant: str, catalog,
+                 validity_hours: float, min_response: float = 0.3) -> ArchivePlan:  # fmt: skip
+    """Discover, classify and pair the inputs; decide what runs (no processing yet)."""
+    from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+
+    by_name = {c.name: c for c in catalog}
+    entries, failed = [], []
+    for path in discover.expand_inputs(inputs):
+        try:
+            entries.append(discover.describe(path, catalog, min_response))
+        except ContimgError as error:
+            failed.append((str(path), str(error)))
+    stems = {}
+    for entry in entries:
+        stem = Path(entry.path).name.removesuffix(".ms")
+        if stem in stems:
+            raise ContimgError(
+                f"{entry.path} and {stems[stem]} share the name {stem}: their products would "
+                "collide in one output directory; reprocess them into different --out"
+            )
+        stems[stem] = entry.path
+    calibrators = [e for e in entries if e.role == "calibrator"]
+    validity_s = validity_hours * 3600.0
+    targets_of: dict[str, list] = {c.path: [] for c in calibrators}
+    roles = {}
+    for entry in entries:
+        if entry.role == "calibrator":
+            roles[entry.path] = ("calibrator", entry.fingerprint, None)
+            continue
+        nearest = discover.nearest_calibrator(entry, calibrators, validity_s)
+        if nearest is None:
+            roles[entry.path] = ("target", entry.fingerprint, None)
+            failed.append((entry.path, f"no calibrator file within {validity_hours:g} h"))
+            continue
+        roles[entry.path] = ("target", entry.fingerprint, nearest.path)
+        targets_of[nearest.path].append(entry)
+
+    skipped = tuple(e.path for e in entries if _unchanged_and_done(manifest, e))
+    calibrations, applies = [], []
+    for cal in calibrators:
+        targets = [t.path for t in targets_of[cal.path] if t.path not in skipped]
+        calibrator = by_name[cal.calibrator]
+        if cal.path not in skipped:
+            fields = select_auto_fields(field_geometry(cal.path, calibrator), None, min_response)
+            calibrations.append(plan_calibration(
+                [cal.path], calibrator, {cal.path: fields}, refant, config, out_dir,
+                targets=targets,
+            ))  # fmt: skip
+        elif targets:
+            tables = manifest.get(cal.path)["caltables"]
+            applies.append(plan_apply(targets, tables, config, out_dir))
+    return ArchivePlan(tuple(calibrations), tuple(applies), skipped, tuple(failed), roles)
+
+
+def _applied_tables(plan, obs) -> list[str]:
+    """The tables that made ``obs``'s CORRECTED_DATA, in apply order."""
+    if obs.given_tables:
+        return list(obs.given_tables)
+    source = obs
+    if obs.role != "calibrator":
+        source = next(o for o in plan.observations if o.ms == obs.solutions_from)
+    return [source.merged(step) for step in applied_steps(plan.config)]
+
+
+def _finish(outcomes, plan, obs, calibrator, run_dir, truth) -> dict:
+    """Summary and QA report of one MS, in a worker once its last task is done."""
+    from dsa110_contimg.qa.runner import qa_report
+
+    started = time.perf_counter()
+    one = dataclasses.replace(plan, observations=(obs,))
+    summary = summarise(one, {obs.stem: outcomes}, 0.0)["observations"][0]
+    result = {
+        "ms": obs.ms,
+        "status": "ok" if summary["output_mms"] and not summary["failed"] else "failed",
+        "output_mms": summary["output_mms"],
+        "applied_tables": _applied_tables(plan, obs),
+        "task_seconds": summary["task_seconds"],
+        "error": "; ".join(f"{f['step']} spw {f['spw']}: {f['error']}" for f in summary["failed"])
+        or None,
+        "qa_score": None,
+        "qa_verdict": None,
+    }  # fmt: skip
+    if result["output_mms"]:
+        tables = list(summary["merged_tables"].values()) or list(obs.given_tables)
+        try:
+            with dask.config.set(scheduler="synchronous"):
+                report = qa_report(result["output_mms"], Path(run_dir) / "qa" / obs.stem, tables,
+                                   calibrator, truth=truth)  # fmt: skip
+            result["qa_score"] = report["summary"]["overall_score"]
+            result["qa_verdict"] = report["summary"]["overall_verdict"]
+            result["qa_report"] = report["report_html"]
+        except Exception as error:  # noqa: BLE001 - QA must not fail the calibration
+            result["qa_error"] = f"{type(error).__name__}: {error}"
+    result["task_seconds"] += time.perf_counter() - started
+    return result
+
+
+def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catalog,
+                progress: bool | None = None) -> dict:  # fmt: skip
+    """Run every plan's graph on ``client``; update the manifest as each MS finishes."""
+    from distributed import as_completed
+
+    from dsa110_contimg.qa.runner import default_truth
+
+    by_name = {c.name: c for c in catalog}
+    for path, (role, fingerprint, solutions_from) in archive.roles.items():
+        if path not in archive.skipped:
+            manifest.register(path, role, fingerprint, solutions_from)
+    for path, reason in archive.failed:
+        if manifest.get(path) is None:
+            manifest.register(path, "unknown", "", None)
+        manifest.mark_failed(path, reason)
+    run_dir = Path(run_dir).absolute()
+    (run_dir / "casa").mkdir(parents=True, exist_ok=True)
+    observations = [obs for plan in archive.plans for obs in plan.observations]
+    started = time.perf_counter()
+    finished = {}
+    with claimed_outputs(observations):
+        futures = []
+        for plan in archive.plans:
+            calibrator = by_name.get(plan.calibrator) if plan.calibrator else None
+            graph = add_calibration_graph(plan, calibrator, str(run_dir))
+            for obs in plan.observations:
+                finish = dask.delayed(_finish, pure=False)(
+                    graph[obs.stem]["outcomes"], plan, obs, calibrator, str(run_dir),
+                    default_truth(obs.ms), dask_key_name=f"finish-{obs.stem}-{id(graph):x}",
+                )  # fmt: skip
+                manifest.mark_running(obs.ms)
+                futures.append(client.compute(finish))
+        total = len(futures)
+        if progress is None:
+            progress = sys.stderr.isatty()
+        for done_count, future in enumerate(as_completed(futures), start=1):
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - one MS fails, the rest go on
+                key = str(future.key)
+                log.warning("%s failed: %s", key, error)
+                continue
+            finished[result["ms"]] = result
+            if result["status"] == "ok":
+                manifest.mark_done(result["ms"], [result["output_mms"]], result["applied_tables"],
+                                   result["task_seconds"], result["qa_score"],
+                                   result["qa_verdict"])  # fmt: skip
+            else:
+                manifest.mark_failed(result["ms"], result["error"] or "failed",
+                                     result["task_seconds"])  # fmt: skip
+            counts = manifest.counts()
+            line = (f"{done_count}/{total} MS finished: {counts[DONE]} done, "
+                    f"{counts[FAILED]} failed; last {Path(result['ms']).name} {result['status']}"
+                    + (f", QA {result['qa_verdict']}" if result["qa_verdict"] else ""))  # fmt: skip
+            print(line, file=sys.stderr if progress else sys.stdout, flush=True)
+    for obs in observations:
+        if obs.ms not in finished:
+            manifest.mark_failed(obs.ms, "its finishing task raised (see the log)")
+    return {
+        "wall_seconds": time.perf_counter() - started,
+        "processed": len(observations),
+        "skipped": list(archive.skipped),
+        "counts": manifest.counts(),
+    }
+
+
+def format_status(manifest: Manifest) -> str:
+    records = manifest.all()
+    counts = manifest.counts()
+    lines = [
+        f"{len(records)} MS in {manifest.path}: "
+        + ", ".join(f"{n} {state}" for state, n in counts.items()),
+        " state    role        QA          seconds  MS",
+    ]
+    for r in records:
+        qa = "-" if r["qa_verdict"] is None else f"{r['qa_verdict']} {r['qa_score']:.2f}"
+        seconds = "-" if r["seconds"] is None else f"{r['seconds']:.1f}"
+        lines.append(
+            f" {r['state']:8s} {r['role']:10s} {qa:11s} {seconds:>8s}  {r['path']}"
+            + (f"\n          error: {r['error']}" if r["error"] else "")
+        )
+    return "\n".join(lines)

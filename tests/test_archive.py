@@ -1,0 +1,144 @@
+"""Archive reprocessing: discovery, pairing by night, the manifest, resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dsa110_contimg.archive.manifest import Manifest
+from dsa110_contimg.simulate.archive import simulate_archive
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("archive") / "in"
+    files = simulate_archive(folder, "tiny", n_nights=2, targets_per_night=2)
+    broken = folder / "broken.ms"
+    (broken / "ANTENNA").mkdir(parents=True)
+    (broken / "table.dat").write_text("not a table")
+    return folder, files
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "dsa110_contimg", *map(str, args)],
+                          capture_output=True, text=True, timeout=900, **kwargs)  # fmt: skip
+
+
+def copy_archive(folder, tmp_path):
+    copy = tmp_path / "in"
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def test_every_file_processed_with_its_own_nights_solutions(archive, tmp_path):
+    folder, files = archive
+    source = copy_archive(folder, tmp_path)
+    out = tmp_path / "out"
+    result = run_cli("--log-dir", tmp_path / "run", "reprocess", source, "--out", out,
+                     "--n-workers", "2")  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]  # the broken file failed
+    assert "Traceback" not in result.stderr
+    assert "Dask dashboard: http://127.0.0.1:" in result.stdout
+    status = json.loads(run_cli("status", out, "--json").stdout)
+    assert status["counts"] == {"pending": 0, "running": 0, "done": 6, "failed": 1}
+    records = {Path(r["path"]).name: r for r in status["observations"]}
+    assert "not a Measurement Set" in records["broken.ms"]["error"]
+    for f in files:
+        record = records[Path(f["path"]).name]
+        assert record["state"] == "done" and record["role"] == f["role"]
+        assert record["qa_score"] is not None and record["qa_verdict"]
+        assert all(Path(p).exists() for p in record["outputs"])
+        if f["role"] == "target":
+            calibrator = f"night{f['night']}_00_calibrator"
+            assert Path(record["solutions_from"]).name == f"{calibrator}.ms"
+            assert [Path(t).name for t in record["caltables"]] == [
+                f"{calibrator}_bpcal",
+                f"{calibrator}_2gcal",
+            ]
+            apply_log = tmp_path / "run" / "casa" / f"{Path(f['path']).stem}-spw00-apply.log"
+            assert f"{calibrator}_spw00_bpcal" in apply_log.read_text()
+    # QA reports of every processed MS
+    assert len(list((tmp_path / "run" / "qa").glob("*/report.html"))) == 6
+    # the input DATA is never written: no file of the inputs changed
+    assert not list(source.glob("**/.*partial-*")) and not list(out.glob("**/.*partial-*"))
+
+    # A rerun skips everything done and unchanged ...
+    again = run_cli("--log-dir", tmp_path / "run2", "reprocess", source, "--out", out,
+                    "--n-workers", "2")  # fmt: skip
+    assert "0 MS to process" in again.stdout and "6 done and unchanged" in again.stdout
+    # ... and redoes a target whose input changed, with its calibrator's recorded tables.
+    changed = Path(files[1]["path"].replace(str(folder), str(source)))
+    table_dat = changed / "table.dat"
+    os.utime(table_dat, ns=(time.time_ns(), time.time_ns()))
+    third = run_cli("--log-dir", tmp_path / "run3", "reprocess", source, "--out", out,
+                    "--n-workers", "2")  # fmt: skip
+    assert "1 MS to process (0 calibrator file(s) to solve)" in third.stdout, third.stdout
+    with Manifest(out) as manifest:
+        record = manifest.get(changed)
+    assert record["state"] == "done"
+    assert record["caltables"][0].endswith("night0_00_calibrator_bpcal")
+
+
+def test_killed_runner_resumes_and_ends_like_an_undisturbed_run(archive, tmp_path):
+    folder, files = archive
+    source = copy_archive(folder, tmp_path)
+    shutil.rmtree(source / "broken.ms")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "dsa110_contimg", "--log-dir", str(tmp_path / "run1"),
+            "reprocess", str(source), "--out", str(out), "--n-workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    # kill it once the first MS is finished, with the others still running
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "MS finished" in line or time.time() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Manifest(out) as manifest:
+        interrupted = manifest.counts()
+    assert interrupted["done"] >= 1 and interrupted["done"] < 6
+    result = run_cli("--log-dir", tmp_path / "run2", "reprocess", source, "--out", out,
+                     "--n-workers", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{interrupted['done']} done and unchanged" in result.stdout
+    with Manifest(out) as manifest:
+        assert manifest.counts() == {"pending": 0, "running": 0, "done": 6, "failed": 0}
+        for record in manifest.all():
+            assert all(Path(p).exists() for p in record["outputs"])
+    assert not list(out.glob("**/.*partial-*")) and not list(out.glob(".*.cal.work"))
+
+
+def test_manifest_records_states_and_counts(tmp_path):
+    with Manifest(tmp_path) as manifest:
+        manifest.register("/a.ms", "calibrator", "f1")
+        manifest.register("/b.ms", "target", "f2", "/a.ms")
+        manifest.mark_running("/a.ms")
+        assert manifest.counts() == {"pending": 1, "running": 1, "done": 0, "failed": 0}
+        manifest.mark_done("/a.ms", ["/out/a.cal.mms"], ["/out/a_bpcal"], 3.5, 0.95, "good")
+        manifest.mark_failed("/b.ms", "no calibrator within 12 h")
+        a, b = manifest.get("/a.ms"), manifest.get("/b.ms")
+    assert a["state"] == "done" and a["outputs"] == ["/out/a.cal.mms"] and a["qa_score"] == 0.95
+    assert b["state"] == "failed" and b["solutions_from"] == "/a.ms"
+    with Manifest(tmp_path) as reopened:  # persistent
+        assert reopened.counts()["done"] == 1
+        reopened.register("/a.ms", "calibrator", "f1-changed")  # inputs changed: pending again
+        assert reopened.get("/a.ms")["state"] == "pending"
+
+
+def test_bad_inputs_are_one_line(tmp_path):
+    result = run_cli("reprocess", tmp_path / "nothing", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run_cli("reprocess", tmp_path / "empty", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "no Measurement Sets found" in result.stderr
+    result = run_cli("status", tmp_path / "empty")
+    assert result.returncode == 2 and "no manifest" in result.stderr
