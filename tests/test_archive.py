@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,22 @@ def test_killed_runner_resumes_and_ends_like_an_undisturbed_run(archive, tmp_pat
             "reprocess", str(source), "--out", str(out), "--n-workers", "2"]  # fmt: skip
     proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    # kill it once the first MS is finished, with the others still running
+    # the dashboard answers over HTTP during the run; kill the run once the first MS
+    # is finished, with the others still running
     deadline = time.time() + 300
+    dashboard_status = None
     for line in proc.stdout:
+        if line.startswith("Dask dashboard: "):
+            url = line.split(": ", 1)[1].strip()
+            assert url.startswith("http://127.0.0.1:") and url.endswith("/status")
+            with urllib.request.urlopen(url, timeout=30) as response:
+                dashboard_status = (response.status, response.read())
         if "MS finished" in line or time.time() > deadline:
             break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert dashboard_status is not None and dashboard_status[0] == 200
+    assert b"Dask" in dashboard_status[1]
     with Manifest(out) as manifest:
         interrupted = manifest.counts()
     assert interrupted["done"] >= 1 and interrupted["done"] < 6
@@ -142,3 +152,34 @@ def test_bad_inputs_are_one_line(tmp_path):
     assert result.returncode == 2 and "no Measurement Sets found" in result.stderr
     result = run_cli("status", tmp_path / "empty")
     assert result.returncode == 2 and "no manifest" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_hundred_tiny_files_on_two_workers(tmp_path):
+    """One calibrator and 99 targets queued at once: all done, scheduler memory bounded."""
+    import psutil
+
+    folder = tmp_path / "in"
+    (calibrator, target) = [
+        f["path"] for f in simulate_archive(folder, "tiny", 1, 1, n_spw=1, n_times=4)
+    ]
+    for i in range(2, 100):
+        shutil.copytree(target, folder / f"night0_{i:02d}_target.ms")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "dsa110_contimg", "--log-dir", str(tmp_path / "run"),
+            "reprocess", str(folder), "--out", str(out), "--n-workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = psutil.Process(proc.pid)  # the LocalCluster's scheduler lives in the driver
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, driver.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.5)
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "100 MS to process (1 calibrator file(s) to solve)" in stdout
+    with Manifest(out) as manifest:
+        assert manifest.counts() == {"pending": 0, "running": 0, "done": 100, "failed": 0}
+    assert peak < 1.5 * 1024**3, f"driver + scheduler peaked at {peak / 1024**3:.2f} GB"
