@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,57 +11,6 @@ import pytest
 from casacore.tables import table
 
 pytestmark = pytest.mark.cluster
-
-BIN = Path(sys.executable).parent
-
-
-def _wait_for(pattern, path, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = Path(path).read_text() if Path(path).exists() else ""
-        found = re.search(pattern, text)
-        if found:
-            return found
-        time.sleep(0.2)
-    raise TimeoutError(f"{pattern!r} not seen in {path}:\n{text}")
-
-
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory):
-    """A `dask scheduler` and two single-threaded `dask worker` processes."""
-    logs = tmp_path_factory.mktemp("dask")
-    processes = []
-
-    def start(args, log_name):
-        log = open(logs / log_name, "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ
-        )
-        processes.append((proc, log))
-        return proc
-
-    start(
-        [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--dashboard-address", "127.0.0.1:0"],
-        "scheduler.log",
-    )  # fmt: skip
-    address = _wait_for(r"Scheduler at:\s+(tcp://127\.0\.0\.1:\d+)", logs / "scheduler.log")[1]
-    for i in range(2):
-        start(
-            [BIN / "dask", "worker", address, "--nthreads", "1", "--nworkers", "1",
-             "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "4GB"],
-            f"worker{i}.log",
-        )  # fmt: skip
-    for i in range(2):
-        _wait_for(r"Registered to", logs / f"worker{i}.log")
-    yield address
-    for proc, log in processes:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_calibrate_on_an_existing_scheduler_matches_the_local_run(

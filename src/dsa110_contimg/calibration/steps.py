@@ -12,6 +12,7 @@ rewrite the same values.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -146,8 +147,20 @@ def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
         missing = [s.name for s in staged if not s.exists()]
         if missing:
             raise RuntimeError(f"prepared sub-MSs missing from the work directory: {missing}")
-        with publish_directory(target) as partial:
-            mms.assemble_mms(staged, partial)
+        # makeMMS moves its inputs: give it hard-linked copies, so the staged sub-MSs
+        # survive a worker killed mid-assembly and the retry finds them.
+        linked_dir = Path(obs.work_dir) / f"linked-{os.getpid()}"
+        shutil.rmtree(linked_dir, ignore_errors=True)
+        linked = []
+        for sub_ms in staged:
+            copy = linked_dir / sub_ms.name
+            shutil.copytree(sub_ms, copy, copy_function=os.link, symlinks=True)
+            linked.append(copy)
+        try:
+            with publish_directory(target) as partial:
+                mms.assemble_mms(linked, partial)
+        finally:
+            shutil.rmtree(linked_dir, ignore_errors=True)
         return {"spws": [o.spw for o in ready], "mms": str(target)}
 
     return run_step("assemble", obs, -1, [], body, config.retries)
