@@ -327,8 +327,14 @@ def _cmd_reprocess(args) -> int:
         with _client_context(args) as client, report:
             print(f"Dask dashboard: {client.dashboard_link}", flush=True)
             result = run_archive(archive, client, manifest, args.run_dir, catalog)
+        summary_path = Path(args.run_dir) / "reprocess_summary.json"
+        summary_path.write_text(json.dumps(result, indent=2))
         print(format_status(manifest))
-        print(f"wall time {result['wall_seconds']:.1f} s; manifest {manifest.path}")
+        print(
+            f"wall time {result['wall_seconds']:.1f} s; tasks {result['task_seconds']:.1f} s; "
+            f"driver CPU {result['driver_cpu_seconds']:.1f} s; manifest {manifest.path}; "
+            f"summary {summary_path}"
+        )
         return 0 if result["counts"]["failed"] == 0 else 1
 
 

@@ -175,7 +175,7 @@ def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catal
     run_dir = Path(run_dir).absolute()
     (run_dir / "casa").mkdir(parents=True, exist_ok=True)
     observations = [obs for plan in archive.plans for obs in plan.observations]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     finished = {}
     with claimed_outputs(observations):
         futures = []
@@ -216,7 +216,12 @@ def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catal
         if obs.ms not in finished:
             manifest.mark_failed(obs.ms, "its finishing task raised (see the log)")
     return {
+        "schema": "dsa110_contimg.reprocess_run",
+        "version": 1,
         "wall_seconds": time.perf_counter() - started,
+        # the driver holds the client, the manifest and (for a local cluster) the scheduler
+        "driver_cpu_seconds": time.process_time() - cpu_started,
+        "task_seconds": sum(r["task_seconds"] for r in finished.values()),
         "processed": len(observations),
         "skipped": list(archive.skipped),
         "counts": manifest.counts(),
