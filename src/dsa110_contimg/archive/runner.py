@@ -178,7 +178,7 @@ def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catal
     started, cpu_started = time.perf_counter(), time.process_time()
     finished = {}
     with claimed_outputs(observations):
-        futures = []
+        futures, finishes = [], []
         for plan in archive.plans:
             calibrator = by_name.get(plan.calibrator) if plan.calibrator else None
             graph = add_calibration_graph(plan, calibrator, str(run_dir))
@@ -188,30 +188,39 @@ def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catal
                     default_truth(obs.ms), dask_key_name=f"finish-{obs.stem}-{id(graph):x}",
                 )  # fmt: skip
                 manifest.mark_running(obs.ms)
+                finishes.append(finish)
                 futures.append(client.compute(finish))
         total = len(futures)
         if progress is None:
             progress = sys.stderr.isatty()
-        for done_count, future in enumerate(as_completed(futures), start=1):
-            try:
-                result = future.result()
-            except Exception as error:  # noqa: BLE001 - one MS fails, the rest go on
-                key = str(future.key)
-                log.warning("%s failed: %s", key, error)
-                continue
-            finished[result["ms"]] = result
-            if result["status"] == "ok":
-                manifest.mark_done(result["ms"], [result["output_mms"]], result["applied_tables"],
-                                   result["task_seconds"], result["qa_score"],
-                                   result["qa_verdict"])  # fmt: skip
-            else:
-                manifest.mark_failed(result["ms"], result["error"] or "failed",
-                                     result["task_seconds"])  # fmt: skip
-            counts = manifest.counts()
-            line = (f"{done_count}/{total} MS finished: {counts[DONE]} done, "
-                    f"{counts[FAILED]} failed; last {Path(result['ms']).name} {result['status']}"
-                    + (f", QA {result['qa_verdict']}" if result["qa_verdict"] else ""))  # fmt: skip
-            print(line, file=sys.stderr if progress else sys.stdout, flush=True)
+        task_keys = {str(k) for f in finishes for k in f.__dask_graph__()}
+        completed = as_completed(futures)
+        done_count = 0
+        while not completed.is_empty():
+            batch = completed.next_batch(block=False)
+            for future in batch:
+                done_count += 1
+                result = _record(future, manifest, finished)
+                if result is None:
+                    continue
+                counts = manifest.counts()
+                verdict = f", QA {result['qa_verdict']}" if result["qa_verdict"] else ""
+                line = (
+                    f"{done_count}/{total} MS finished: {counts[DONE]} done, "
+                    f"{counts[FAILED]} failed; last {Path(result['ms']).name} "
+                    f"{result['status']}{verdict}"
+                )
+                if progress:
+                    log.debug(line)
+                else:
+                    print(line, flush=True)
+            if progress:
+                failed_now = sum(1 for r in finished.values() if r["status"] != "ok")
+                _draw_bar(client, task_keys, done_count, total, failed_now)
+            if not batch:
+                time.sleep(0.5)
+        if progress:
+            print(file=sys.stderr)
     for obs in observations:
         if obs.ms not in finished:
             manifest.mark_failed(obs.ms, "its finishing task raised (see the log)")
@@ -226,6 +235,47 @@ def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catal
         "skipped": list(archive.skipped),
         "counts": manifest.counts(),
     }
+
+
+def _record(future, manifest: Manifest, finished: dict) -> dict | None:
+    """Write one finished MS into the manifest; None when its finishing task itself raised."""
+    try:
+        result = future.result()
+    except Exception as error:  # noqa: BLE001 - one MS fails, the rest go on
+        log.warning("%s failed: %s", future.key, error)
+        return None
+    finished[result["ms"]] = result
+    if result["status"] == "ok":
+        manifest.mark_done(
+            result["ms"], [result["output_mms"]], result["applied_tables"],
+            result["task_seconds"], result["qa_score"], result["qa_verdict"],
+        )  # fmt: skip
+    else:
+        manifest.mark_failed(result["ms"], result["error"] or "failed", result["task_seconds"])
+    return result
+
+
+def _unfinished_tasks(dask_scheduler, keys) -> int:
+    active = ("waiting", "processing", "queued", "no-worker")
+    return sum(
+        1 for k in keys if k in dask_scheduler.tasks and dask_scheduler.tasks[k].state in active
+    )
+
+
+def _draw_bar(client, task_keys, files_done, files_total, files_failed) -> None:
+    """One terminal line: a bar of finished files, and tasks done of all tasks."""
+    try:
+        remaining = client.run_on_scheduler(_unfinished_tasks, keys=list(task_keys))
+    except Exception:  # noqa: BLE001 - the bar is cosmetic
+        remaining = 0
+    width = 30
+    filled = int(width * files_done / max(files_total, 1))
+    tasks_done = len(task_keys) - remaining
+    sys.stderr.write(
+        f"\r[{'#' * filled}{' ' * (width - filled)}] files {files_done}/{files_total}"
+        f" ({files_failed} failed) | tasks {tasks_done}/{len(task_keys)}  "
+    )
+    sys.stderr.flush()
 
 
 def format_status(manifest: Manifest) -> str:
