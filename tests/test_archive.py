@@ -116,10 +116,14 @@ def test_killed_runner_resumes_and_ends_like_an_undisturbed_run(archive, tmp_pat
     with Manifest(out) as manifest:
         interrupted = manifest.counts()
     assert interrupted["done"] >= 1 and interrupted["done"] < 6
+    report = tmp_path / "dask-report.html"
     result = run_cli("--log-dir", tmp_path / "run2", "reprocess", source, "--out", out,
-                     "--n-workers", "2")  # fmt: skip
+                     "--n-workers", "2", "--performance-report", report)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{interrupted['done']} done and unchanged" in result.stdout
+    assert "<html" in report.read_text()[:2000].lower()
+    summary = json.loads((tmp_path / "run2" / "reprocess_summary.json").read_text())
+    assert summary["processed"] == 6 - interrupted["done"] and summary["task_seconds"] > 0
     with Manifest(out) as manifest:
         assert manifest.counts() == {"pending": 0, "running": 0, "done": 6, "failed": 0}
         for record in manifest.all():
