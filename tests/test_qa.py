@@ -538,3 +538,22 @@ def test_bandpass_truth_errors_of_channel_averaged_solutions():
     odd = ck.bandpass_truth_errors(solution[:, :1].repeat(3, axis=1), flags[:, :1].repeat(3, 1),
                                    np.arange(3), np.zeros(3, int), 0, truth)  # fmt: skip
     assert np.isnan(odd["amp_error"])
+
+
+def test_cli_threshold_overrides_are_used_and_checked(corrupted_small, tmp_path):
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("flagged_fraction: {good: 0.001, warning: 0.002, error: 0.005}\n")
+    result = run_cli("qa", corrupted_small, "--calibrator", "0834+555", "--out", tmp_path / "q",
+                     "--thresholds", strict)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "q" / "qa.json").read_text())
+    assert summary["thresholds"]["flagged_fraction"]["good"] == 0.001
+    target = summary["visibilities"]["target"]["metrics"]["flagged_fraction"]
+    assert "good limit 0.001" in target["line"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flagged_fractions: {good: 0.2}\n")
+    result = run_cli("qa", corrupted_small, "--out", tmp_path / "q2", "--thresholds", bad)
+    assert result.returncode == 2 and "unknown QA threshold 'flagged_fractions'" in result.stderr
+    bad.write_text("- a list\n")
+    result = run_cli("qa", corrupted_small, "--out", tmp_path / "q3", "--thresholds", bad)
+    assert result.returncode == 2 and "must hold a mapping" in result.stderr

@@ -266,6 +266,7 @@ def _cmd_image(args) -> int:
 
 
 def _cmd_qa(args) -> int:
+    from dsa110_contimg.calibration.config import read_yaml_mapping
     from dsa110_contimg.ms.reads import require_ms
     from dsa110_contimg.phasing.geometry import brightest_calibrator_in_beam
     from dsa110_contimg.qa.runner import default_truth, qa_report
@@ -277,7 +278,11 @@ def _cmd_qa(args) -> int:
         calibrator = lookup_calibrator(args.calibrator, catalog)
     else:
         calibrator, _ = brightest_calibrator_in_beam(ms, catalog, MIN_VISIBLE_RESPONSE)
-    thresholds = _read_yaml_mapping(args.thresholds) if args.thresholds else None
+    thresholds = (
+        read_yaml_mapping(args.thresholds, "threshold names to anchors")
+        if args.thresholds
+        else None
+    )
     images = json.loads(Path(args.images).read_text()) if args.images else None
     out = Path(args.out) if args.out else Path("qa") / ms.name.removesuffix(".ms")
     report = qa_report(
@@ -352,21 +357,6 @@ def _cmd_status(args) -> int:
         else:
             print(format_status(manifest))
     return 0
-
-
-def _read_yaml_mapping(path) -> dict:
-    import yaml
-
-    path = Path(path)
-    if not path.exists():
-        raise ContimgError(f"{path} does not exist")
-    try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ContimgError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(content, dict):
-        raise ContimgError(f"{path} must hold a mapping of threshold name to anchors")
-    return content
 
 
 def _add_calibrator_options(parser, with_ms: bool = True) -> None:

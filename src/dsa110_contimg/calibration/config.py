@@ -190,6 +190,20 @@ def _merge_section(section, overrides: dict, where: str):
     return dataclasses.replace(section, **changes)
 
 
+def read_yaml_mapping(path, what: str) -> dict:
+    """The mapping a YAML settings file holds; one clear ContimgError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContimgError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ContimgError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ContimgError(f"config file {path} must hold a mapping of {what}")
+    return loaded
+
+
 def resolve_config(
     preset: str = "default", yaml_path: str | None = None, overrides: dict | None = None
 ) -> CalibrationConfig:
@@ -198,16 +212,7 @@ def resolve_config(
         raise ContimgError(f"unknown calibration preset {preset!r}; choose from {list(PRESETS)}")
     config = _merge_section(CalibrationConfig(), PRESETS[preset], "config")
     if yaml_path:
-        path = Path(yaml_path)
-        if not path.is_file():
-            raise ContimgError(f"config file {yaml_path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ContimgError(f"config file {yaml_path} is not valid YAML: {err}") from err
-        if not isinstance(loaded, dict):
-            raise ContimgError(f"config file {yaml_path} must hold a mapping of sections")
-        config = _merge_section(config, loaded, "config")
+        config = _merge_section(config, read_yaml_mapping(yaml_path, "sections"), "config")
     if overrides:
         config = _merge_section(config, overrides, "config")
     if config.combine_spw and config.bandpass.solnorm:
