@@ -83,6 +83,32 @@ def balanced_row_chunk(path, target: int = BALANCED_ROW_CHUNK_TARGET) -> int:
     return max(1, -(-largest // n_chunks))
 
 
+def compute_reading(collections, scheduler=None):
+    """``dask.compute`` of graphs that read through dask-ms, reads overlapping the kernels.
+
+    A task reading through dask-ms holds a pool thread while the table's own
+    I/O thread works, so the default local pool gets one thread more than the
+    cores. A scheduler given here or set in dask's config (``synchronous``
+    inside the calibration's worker processes) or an active distributed
+    client is used as it is.
+    """
+    import dask
+
+    if scheduler is None and dask.config.get("scheduler", None) is None and not _has_client():
+        return dask.compute(collections, scheduler="threads", num_workers=(os.cpu_count() or 1) + 1)
+    return dask.compute(collections, scheduler=scheduler)
+
+
+def _has_client() -> bool:
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def read_subtable(path, name: str, columns=None):
     """A subtable as one xarray dataset (computed: subtables are small)."""
     path = require_ms(path)

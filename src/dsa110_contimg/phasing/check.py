@@ -245,7 +245,7 @@ def check_phasing(
         graph, model_source = add_phase_alignment_graph(
             ms, calibrator, None if fields is None else set(fields), primary_beam, row_chunk
         )
-        (computed,) = dask.compute([g[1] for g in graph])
+        (computed,) = reads.compute_reading([g[1] for g in graph])
         for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
             for field_id in per_field:
                 if partials[field_id, kernels.TOTAL_INDEX] > 0:

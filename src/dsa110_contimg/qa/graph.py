@@ -8,7 +8,6 @@ result in a single ``dask.compute``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import dask
@@ -140,19 +139,9 @@ def add_visibility_qa_graph(ms, stale_context=None, row_chunk=None):
 
 
 def compute_visibility_qa(ms, stale_context=None, row_chunk=None, scheduler=None):
-    """Computed :class:`SpwQA` per SPW (sorted) and the optional columns present.
-
-    With the default threaded scheduler a task that reads through dask-ms
-    blocks its thread while the table's own I/O thread works, so the pool
-    gets one thread per core plus one: the kernels keep every core busy
-    while the reads stream.
-    """
+    """Computed :class:`SpwQA` per SPW (sorted) and the optional columns present."""
     graph, present = add_visibility_qa_graph(ms, stale_context, row_chunk)
-    if scheduler is None:
-        options = {"scheduler": "threads", "num_workers": (os.cpu_count() or 1) + 1}
-    else:
-        options = {"scheduler": scheduler}
-    (computed,) = dask.compute([g[1] for g in graph], **options)
+    (computed,) = reads.compute_reading([g[1] for g in graph], scheduler)
     results = {}
     for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
         if spw in results:  # several DATA_DESC_IDs of one SPW
