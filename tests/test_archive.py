@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dsa110_contimg.archive.discover import fingerprint
 from dsa110_contimg.archive.manifest import Manifest
 from dsa110_contimg.simulate.archive import simulate_archive
 
@@ -42,6 +43,8 @@ def copy_archive(folder, tmp_path):
 def test_every_file_processed_with_its_own_nights_solutions(archive, tmp_path):
     folder, files = archive
     source = copy_archive(folder, tmp_path)
+    inputs = sorted(source.glob("night*.ms"))
+    before = {p: fingerprint(p) for p in inputs}
     out = tmp_path / "out"
     result = run_cli("--log-dir", tmp_path / "run", "reprocess", source, "--out", out,
                      "--n-workers", "2")  # fmt: skip
@@ -68,7 +71,8 @@ def test_every_file_processed_with_its_own_nights_solutions(archive, tmp_path):
             assert f"{calibrator}_spw00_bpcal" in apply_log.read_text()
     # QA reports of every processed MS
     assert len(list((tmp_path / "run" / "qa").glob("*/report.html"))) == 6
-    # the input DATA is never written: no file of the inputs changed
+    # the inputs are never written: no file of them changed
+    assert {p: fingerprint(p) for p in inputs} == before
     assert not list(source.glob("**/.*partial-*")) and not list(out.glob("**/.*partial-*"))
 
     # A rerun skips everything done and unchanged ...

@@ -117,10 +117,7 @@ def _summed(spw_results, fields):
     total = None
     for r in spw_results:
         part = r.partials.select(fields)
-        total = part if total is None else vk.VisibilityPartials(
-            *(a + b for a, b in zip(total.arrays()[:-1], part.arrays()[:-1], strict=True)),
-            total.flag_map,
-        )  # fmt: skip
+        total = part if total is None else total.plus_spw(part)
     return total
 
 

@@ -188,7 +188,7 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
 
     total = spw_results[0].partials
     for r in spw_results[1:]:
-        total = _sum_fields_only(total, r.partials)
+        total = total.plus_spw(r.partials)
     n_field = total.scalars.shape[0]
     field_ids = [f for f in range(n_field) if total.scalars[f, vk.N_TOTAL] > 0]
     if not field_ids:
@@ -304,12 +304,6 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         "caltables": [_bandpass_plot_data(p) for p in caltable_paths],
     }
     return QAResult(summary, plots)
-
-
-def _sum_fields_only(a: vk.VisibilityPartials, b: vk.VisibilityPartials) -> vk.VisibilityPartials:
-    """Add two SPWs' partials; their flag maps (different channels) are not combined."""
-    arrays = [x + y for x, y in zip(a.arrays()[:-1], b.arrays()[:-1], strict=True)]
-    return vk.VisibilityPartials(*arrays, a.flag_map)
 
 
 def _antenna_table(total, spw_results, calibrator_fields, antenna_names) -> list[dict]:

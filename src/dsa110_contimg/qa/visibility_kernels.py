@@ -102,6 +102,11 @@ class VisibilityPartials:
         pairs = zip(self.arrays(), other.arrays(), strict=True)
         return VisibilityPartials(*(a + b for a, b in pairs))
 
+    def plus_spw(self, other: VisibilityPartials) -> VisibilityPartials:
+        """Add another SPW's sums; this SPW's flag map is kept (channels differ)."""
+        pairs = zip(self.arrays()[:-1], other.arrays()[:-1], strict=True)
+        return VisibilityPartials(*(a + b for a, b in pairs), self.flag_map)
+
     def select(self, field_indices) -> VisibilityPartials:
         """The sums of the given fields only, summed over them (field axis kept, length 1)."""
         idx = list(field_indices)
