@@ -9,7 +9,7 @@ which lives in the driver) over the sum of task times (target < 5 %). Then a
 paper estimate for a 288-file night on 16 nodes x 32 cores from the measured
 per-file task time and one file's critical path.
 
-    python benchmarks/bench_archive.py [--preset small] [--repeat 1] [--quick]
+    python benchmarks/bench_archive.py [--preset small] [--repeat 3] [--quick]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny preset, 1 and 2 files")
     args = parser.parse_args(argv)
     counts = (1, 2) if args.quick else (1, 2, 4, 8)

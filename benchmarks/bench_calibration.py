@@ -8,11 +8,13 @@ pre-bandpass phase, bandpass, gains at inf and 60 s, apply):
       in the client;
   (c) this project, 2 single-threaded Dask worker processes, a task per (SPW, step);
   (d) as (c) with ``--fast`` (4 channels averaged before solving).
-Reported: wall time, CPU time and peak memory of each process tree, the split
-across steps, and how far the solutions of (c) and (d) are from (a) and from
-the simulation truth. Targets on 2 cores: (c) <= 0.6x (a) and faster than (b).
+Each repetition runs all four, in a rotating order. Reported: medians with min
+and max of wall time, CPU time and peak memory of each process tree and of the
+per-repetition ratios, the median split across steps, and how far the
+solutions of (c) and (d) are from (a) and from the simulation truth. Targets
+on 2 cores: (c) <= 0.6x (a) and faster than (b).
 
-    python benchmarks/bench_calibration.py [--preset full] [--quick] [--no-mpi]
+    python benchmarks/bench_calibration.py [--preset full] [--repeat 3] [--quick] [--no-mpi]
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import run_tree_measured, write_result
+from harness import run_tree_measured, summarise_run_ratios, summarise_runs, write_result
 
 RECIPE_CHILD = """
 import json, sys
@@ -135,60 +137,101 @@ def bandpass_truth_error(ms, bpcal) -> dict:
     }
 
 
+CONTENDERS = ("serial", "mpi", "ours", "ours_fast")
+
+
+def run_contender(name: str, ms: str, out: Path, script: Path) -> dict:
+    if name == "serial":
+        return run_serial(ms, out, script)
+    if name == "mpi":
+        return run_mpi(ms, out, script)
+    return run_ours(ms, out, ["--fast"] if name == "ours_fast" else [])
+
+
+def median_split(runs: list[dict]) -> dict:
+    """Per-step seconds, median over the repetitions."""
+    split = [r.get("steps") or r.get("task_seconds") for r in runs]
+    return {step: float(np.median([s[step] for s in split])) for step in split[0]}
+
+
 def main(argv=None) -> dict:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="full")
-    parser.add_argument("--quick", action="store_true", help="tiny preset")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small preset, once")
     parser.add_argument("--no-mpi", action="store_true", help="skip the MPI CASA contender")
     args = parser.parse_args(argv)
     if args.quick:
-        args.preset = "small"
+        args.preset, args.repeat = "small", 1
 
     from dsa110_contimg.simulate import preset, simulate_observation
 
+    mpi_ok = not args.no_mpi and mpi_available()
+    contenders = [c for c in CONTENDERS if c != "mpi" or mpi_ok]
+    runs: dict[str, list[dict]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="bench-calibration-") as scratch:
         scratch = Path(scratch)
         ms = str(scratch / "bench.ms")
         simulate_observation(ms, preset(args.preset))
         script = scratch / "recipe_child.py"
         script.write_text(RECIPE_CHILD)
-        runs = {"serial": run_serial(ms, scratch / "serial", script)}
-        mpi_ok = not args.no_mpi and mpi_available()
-        if mpi_ok:
-            runs["mpi"] = run_mpi(ms, scratch / "mpi", script)
-        runs["ours"] = run_ours(ms, scratch / "ours")
-        runs["ours_fast"] = run_ours(ms, scratch / "fast", ["--fast"])
-        serial_tables = runs["serial"]["tables"]
-        agreement = {
-            step: table_difference(serial_tables[step], runs["ours"]["tables"][step])
-            for step in ("bpcal", "2gcal")
-        }
-        truth = {
-            name: bandpass_truth_error(ms, runs[name]["tables"]["bpcal"])
-            for name in ("serial", "ours", "ours_fast")
-        }
-    base = runs["serial"]["seconds"]
+        for repetition in range(args.repeat):
+            # rotate the order, so no contender always runs first (cold cache) or last
+            shift = repetition % len(contenders)
+            for name in contenders[shift:] + contenders[:shift]:
+                out = scratch / f"{name}{repetition}"
+                runs[name].append(run_contender(name, ms, out, script))
+            if repetition == 0:  # the solutions do not change between repetitions
+                first = {name: r[0]["tables"] for name, r in runs.items()}
+                agreement = {
+                    step: table_difference(first["serial"][step], first["ours"][step])
+                    for step in ("bpcal", "2gcal")
+                }
+                truth = {
+                    name: bandpass_truth_error(ms, first[name]["bpcal"])
+                    for name in ("serial", "ours", "ours_fast")
+                }
+            for name in contenders:
+                shutil.rmtree(scratch / f"{name}{repetition}", ignore_errors=True)
+    ratios = {
+        "ours_over_serial": summarise_run_ratios(runs["ours"], runs["serial"]),
+        "fast_over_ours": summarise_run_ratios(runs["ours_fast"], runs["ours"]),
+    }
+    if mpi_ok:
+        ratios["ours_over_mpi"] = summarise_run_ratios(runs["ours"], runs["mpi"])
+    summaries = {name: summarise_runs(rs) for name, rs in runs.items()}
     payload = {
         "benchmark": "calibration",
         "preset": args.preset,
+        "repeat": args.repeat,
         "cores": os.cpu_count(),
-        "runs": {name: {k: v for k, v in r.items() if k != "tables"} for name, r in runs.items()},
-        "ours_over_serial": runs["ours"]["seconds"] / base,
-        "ours_over_mpi": runs["ours"]["seconds"] / runs["mpi"]["seconds"] if mpi_ok else None,
-        "fast_over_ours": runs["ours_fast"]["seconds"] / runs["ours"]["seconds"],
+        "runs": {
+            name: {**stats, "split_seconds": median_split(runs[name])}
+            for name, stats in summaries.items()
+        },
+        "seconds": {name: stats["seconds"] for name, stats in summaries.items()},
+        "ours_over_serial": ratios["ours_over_serial"]["median"],
+        "ours_over_mpi": ratios["ours_over_mpi"]["median"] if mpi_ok else None,
+        "fast_over_ours": ratios["fast_over_ours"]["median"],
+        "ranges": ratios,
         "max_abs_difference_vs_serial": agreement,
         "bandpass_vs_truth": truth,
         "targets": {"ours_over_serial": 0.6, "ours_over_mpi": 1.0},
     }
-    for name, r in runs.items():
+    base = summaries["serial"]["seconds"]["median"]
+    for name, stats in summaries.items():
         print(
-            f"{name:10s} wall {r['seconds']:8.1f} s  cpu {r['cpu_seconds']:8.1f} s  "
-            f"peak {r['peak_rss_gb']:.2f} GB  ratio to serial {r['seconds'] / base:.2f}x"
+            f"{name:10s} wall {_fmt(stats['seconds'])} s  "
+            f"cpu {stats['cpu_seconds']['median']:.1f} s  "
+            f"peak {stats['peak_rss_gb']['median']:.2f} GB  ratio to serial "
+            f"{stats['seconds']['median'] / base:.2f}x"
         )
-        split = r.get("steps") or r.get("task_seconds")
+        split = payload["runs"][name]["split_seconds"]
         print("           " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+    for key, stats in ratios.items():
+        print(f"{key} {_fmt(stats, 2)} (median [min-max] of {args.repeat})")
     print(f"solutions: max |ours - serial| {agreement}")
     for name, errors in truth.items():
         print(f"bandpass vs truth, {name}: {errors}")
@@ -197,5 +240,9 @@ def main(argv=None) -> dict:
     return payload
 
 
+def _fmt(stats: dict, digits: int = 1) -> str:
+    return f"{stats['median']:.{digits}f} [{stats['min']:.{digits}f}-{stats['max']:.{digits}f}]"
+
+
 if __name__ == "__main__":
-    main()
+    print(json.dumps(main(), indent=2))

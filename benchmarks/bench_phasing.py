@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import tempfile
 
-from harness import parse_args, run_child, summarise, write_result
+from harness import parse_args, run_child, summarise, summarise_run_ratios, write_result
 
 SETUP = """
 import numpy as np
@@ -120,6 +120,10 @@ def main(argv=None) -> dict:
         "model_rows_per_second": n_rows / seconds["model"]["median"],
         "ft_rows_per_second": n_rows / seconds["ft"]["median"],
         "model_speedup_over_ft": seconds["ft"]["median"] / seconds["model"]["median"],
+        "ranges": {
+            "check_over_bare_read": summarise_run_ratios(runs["ours"], runs["bare_read"]),
+            "per_spw_script_over_check": summarise_run_ratios(runs["per_spw_script"], runs["ours"]),
+        },
         "targets": {"check_over_bare_read": 1.5, "per_spw_script_over_check": 2.5, "peak_gb": 2.0},
     }
     print(

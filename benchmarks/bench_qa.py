@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 
-from harness import parse_args, run_child, summarise, write_result
+from harness import parse_args, run_child, summarise, summarise_run_ratios, write_result
 
 SETUP = """
 import numpy as np
@@ -136,6 +136,10 @@ def main(argv=None) -> dict:
         "per_spw_script_over_qa": seconds["per_spw_script"]["median"] / ours,
         "peak_2x_over_1x": peak["ours_2x"]["median"] / peak["ours"]["median"],
         "seconds_2x_over_1x": seconds["ours_2x"]["median"] / ours,
+        "ranges": {
+            "qa_over_bare_read": summarise_run_ratios(runs["ours"], runs["bare_read"]),
+            "per_spw_script_over_qa": summarise_run_ratios(runs["per_spw_script"], runs["ours"]),
+        },
         "targets": {"qa_over_bare_read": 1.5, "per_spw_script_over_qa": 2.5, "peak_gb": 2.0},
     }
     print(

@@ -7,7 +7,7 @@ straight line (cost = a + b x); the figure says how far the largest size
 lies from the line through the smaller ones (linear growth: near 0 %), and
 plots the points with the fits. Baseline in the same run: the smallest size.
 
-    python benchmarks/bench_scaling.py [--quick] [--repeat 1]
+    python benchmarks/bench_scaling.py [--quick] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition")
     args = parser.parse_args(argv)
 

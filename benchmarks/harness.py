@@ -57,6 +57,23 @@ def summarise(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def summarise_run_ratios(numerator_runs: list[dict], denominator_runs: list[dict]) -> dict:
+    """Median, min and max of per-repetition ratios of two contenders' ``seconds``.
+
+    Repetition i of one is divided by repetition i of the other (measured in
+    the same round), so slow drifts of the machine cancel.
+    """
+    return summarise(
+        [a["seconds"] / b["seconds"] for a, b in zip(numerator_runs, denominator_runs, strict=True)]
+    )
+
+
+def summarise_runs(runs: list[dict]) -> dict:
+    """Median/min/max of every number the repetitions of one contender reported."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
+    return {k: summarise([r[k] for r in runs]) for k in keys}
+
+
 def write_result(name: str, payload: dict) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}-{time.strftime('%Y-%m-%d')}.json"

@@ -3,10 +3,14 @@
 Each ``bench_*.py`` runs in its own process (as ``make bench`` does), compares
 against its baseline in the same run and prints its JSON payload last; this
 collects the payloads into ``benchmarks/results/<date>.json`` with the machine
-they ran on, and writes a Markdown table (``<date>.md``) of every ratio against
-its target, for the README.
+they ran on, writes a Markdown table (``<date>.md``) of every figure against
+its target (median of the repetitions, min-max in brackets) and puts the same
+table into the README between its ``benchmarks:start``/``benchmarks:end``
+markers. A run with ``--only`` adds its benchmarks to the day's file, so a
+day's table can be measured in parts.
 
     python benchmarks/run_all.py [--quick] [--only qa phasing ...] [--repeat N]
+                                 [--preset calibration=medium ...] [--readme PATH]
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RESULTS_DIR = HERE / "results"
-# Scripts that take --repeat (the others run their contenders once: see their docstrings).
-REPEATABLE = {"bench_simulate", "bench_phasing", "bench_qa"}
+README = HERE.parent / "README.md"
+README_START = "<!-- benchmarks:start -->"
+README_END = "<!-- benchmarks:end -->"
 
 
 def machine() -> dict:
@@ -57,20 +62,41 @@ def last_json_object(stdout: str) -> dict:
     return json.loads("\n".join(lines[starts[-1] :]))
 
 
-def run_script(script: Path, quick: bool, repeat: int | None) -> dict:
-    argv = [sys.executable, script.name]
+def script_arguments(quick: bool, repeat: int | None, preset: str | None) -> list[str]:
     if quick:
-        argv.append("--quick")
-    if repeat and script.stem in REPEATABLE and not quick:
-        argv += ["--repeat", str(repeat)]
+        return ["--quick"]
+    return [
+        *(["--repeat", str(repeat)] if repeat else []),
+        *(["--preset", preset] if preset else []),
+    ]
+
+
+def run_script(script: Path, arguments: list[str]) -> dict:
     started = time.perf_counter()
-    result = subprocess.run(argv, cwd=HERE, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, script.name, *arguments], cwd=HERE, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - started
+    entry = {"arguments": arguments, "finished": time.strftime("%Y-%m-%d %H:%M"),
+             "seconds": elapsed}  # fmt: skip
     if result.returncode != 0:
-        return {"status": "failed", "seconds": elapsed, "error": result.stderr[-2000:]}
+        return {**entry, "status": "failed", "error": result.stderr[-2000:]}
     summary = [line for line in result.stdout.splitlines() if line and line[0] not in '{} "']
-    return {"status": "ok", "seconds": elapsed, "summary": summary,
+    return {**entry, "status": "ok", "summary": summary,
             "payload": last_json_object(result.stdout)}  # fmt: skip
+
+
+def parse_presets(pairs: list[str], known: set[str]) -> dict[str, str]:
+    """``["calibration=medium"]`` -> ``{"calibration": "medium"}``, names checked."""
+    presets = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not value or name not in known:
+            raise ValueError(
+                f"--preset takes NAME=PRESET with NAME one of {sorted(known)}: {pair!r}"
+            )
+        presets[name] = value
+    return presets
 
 
 def _value(payload: dict, key: str):
@@ -89,74 +115,111 @@ def _meets(key: str, value: float, target: float) -> bool:
     return value >= target if higher_is_better else value <= target
 
 
+def _data(payload: dict) -> str:
+    """Which data a benchmark ran on and how often, e.g. ``full x3``."""
+    size = payload.get("preset") or payload.get("base") or "-"
+    return f"{size} x{payload.get('repeat', 1)}"
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
         f"Benchmarks of {results['date']} on {m['cpu']}, {m['cores']} cores, "
-        f"{m['memory_gb']} GB (Python {m['python']}, casatools {m['casatools']}); "
-        f"{'quick mode, tiny data' if results['quick'] else 'full-size data'}.",
+        f"{m['memory_gb']} GB (Python {m['python']}, casatools {m['casatools']}, dask "
+        f"{m['dask']}){'; quick mode, tiny data' if results['quick'] else ''}. Each figure is "
+        "the median of the repetitions (data: preset x repetitions), min-max in brackets; "
+        "ratios are taken within each repetition.",
         "",
-        "| benchmark | figure | measured | target | met |",
-        "| --- | --- | --- | --- | --- |",
+        "| benchmark | data | figure | measured | target | met |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, entry in results["benchmarks"].items():
         if entry["status"] != "ok":
-            lines.append(f"| {name} | - | failed | - | - |")
+            lines.append(f"| {name} | - | - | failed | - | - |")
             continue
         payload = entry["payload"]
-        targets = payload.get("targets") or {}
-        for key, target in targets.items():
+        data = _data(payload)
+        ranges = payload.get("ranges") or {}
+        for key, target in (payload.get("targets") or {}).items():
             value = _value(payload, key)
             if value is None:
                 continue
             met = "yes" if _meets(key, value, target) else "**no**"
-            lines.append(f"| {name} | {key} | {value:.3g} | {target:g} | {met} |")
+            spread = ranges.get(key)
+            shown = f"{value:.3g}" + (
+                f" [{spread['min']:.3g}-{spread['max']:.3g}]" if spread else ""
+            )
+            lines.append(f"| {name} | {data} | {key} | {shown} | {target:g} | {met} |")
         for contender, stats in (payload.get("seconds") or {}).items():
             if isinstance(stats, dict) and "median" in stats:
                 lines.append(
-                    f"| {name} | {contender} seconds (median [min-max]) | "
+                    f"| {name} | {data} | {contender} seconds | "
                     f"{stats['median']:.2f} [{stats['min']:.2f}-{stats['max']:.2f}] | - | - |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def update_readme(path: Path, table: str) -> bool:
+    """Replace the text between the README's benchmark markers; False if it has none."""
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    path.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+    return True
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every script on tiny data, once")
     parser.add_argument("--only", nargs="+", help="benchmark names, e.g. qa phasing")
-    parser.add_argument("--repeat", type=int, help="repetitions for the scripts that take it")
+    parser.add_argument("--repeat", type=int, help="repetitions for every script")
+    parser.add_argument("--preset", nargs="+", default=[], metavar="NAME=PRESET",
+                        help="data size for one benchmark, e.g. calibration=medium")  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results directory")
+    parser.add_argument("--readme", help="README whose benchmark table to replace "
+                        "(default: the project's, except in quick mode)")  # fmt: skip
     args = parser.parse_args(argv)
     scripts = sorted(HERE.glob("bench_*.py"))
+    names = {s.stem.removeprefix("bench_") for s in scripts}
+    try:
+        presets = parse_presets(args.preset, names)
+    except ValueError as error:
+        parser.error(str(error))
     if args.only:
-        wanted = {f"bench_{n.removeprefix('bench_')}" for n in args.only}
-        unknown = wanted - {s.stem for s in scripts}
-        if unknown:
-            parser.error(f"unknown benchmarks {sorted(unknown)}; have {[s.stem for s in scripts]}")
-        scripts = [s for s in scripts if s.stem in wanted]
-    results = {
-        "date": time.strftime("%Y-%m-%d"),
-        "quick": args.quick,
-        "machine": machine(),
-        "benchmarks": {},
-    }
-    for script in scripts:
-        name = script.stem.removeprefix("bench_")
-        print(f"running {script.name} ...", flush=True)
-        results["benchmarks"][name] = run_script(script, args.quick, args.repeat)
-        for line in results["benchmarks"][name].get("summary", []):
-            print(f"  {line}")
-        if results["benchmarks"][name]["status"] != "ok":
-            print(f"  FAILED: {results['benchmarks'][name]['error'][-500:]}")
+        wanted = {n.removeprefix("bench_") for n in args.only}
+        if wanted - names:
+            parser.error(f"unknown benchmarks {sorted(wanted - names)}; have {sorted(names)}")
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
-    json_path = out / f"{results['date']}{suffix}.json"
-    json_path.write_text(json.dumps(results, indent=2))
+    date = time.strftime("%Y-%m-%d")
+    json_path = out / f"{date}{'-quick' if args.quick else ''}.json"
+    results = {"date": date, "quick": args.quick, "machine": machine(), "benchmarks": {}}
+    if args.only and json_path.exists():  # add to the day's results
+        results["benchmarks"] = json.loads(json_path.read_text())["benchmarks"]
+    for script in scripts:
+        name = script.stem.removeprefix("bench_")
+        arguments = script_arguments(args.quick, args.repeat, presets.get(name))
+        print(f"running {script.name} {' '.join(arguments)} ...", flush=True)
+        entry = run_script(script, arguments)
+        results["benchmarks"][name] = entry
+        for line in entry.get("summary", []):
+            print(f"  {line}")
+        if entry["status"] != "ok":
+            print(f"  FAILED: {entry['error'][-500:]}")
+        json_path.write_text(json.dumps(results, indent=2))  # kept after every script
     table = markdown(results)
-    (out / f"{results['date']}{suffix}.md").write_text(table)
+    json_path.with_suffix(".md").write_text(table)
     print(table)
     print(f"written {json_path} and {json_path.with_suffix('.md')}")
+    readme = Path(args.readme) if args.readme else (None if args.quick else README)
+    if readme is not None:
+        if update_readme(readme, table):
+            print(f"table written into {readme}")
+        else:
+            print(f"{readme} has no {README_START} ... {README_END} block: not updated")
     return results
 
 

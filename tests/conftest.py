@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dsa110_contimg.cluster.client import CASA_WORKER_ENVIRON
 from dsa110_contimg.simulate import preset, simulate_observation
 
 
@@ -71,8 +72,9 @@ def scheduler(tmp_path_factory):
     def start(args, log_name):
         log = open(logs / log_name, "w")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ
-        )
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **CASA_WORKER_ENVIRON},  # as cluster/README.md asks
+        )  # fmt: skip
         processes.append((proc, log))
         return proc
 

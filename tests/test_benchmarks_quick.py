@@ -22,13 +22,24 @@ def test_benchmark_runs_quick(script):
     assert "ratio" in result.stdout or "x the" in result.stdout
 
 
-def test_run_all_gathers_results_and_a_markdown_table(tmp_path):
-    here = Path(__file__).parents[1] / "benchmarks"
-    result = subprocess.run(
-        [sys.executable, "run_all.py", "--quick", "--only", "simulate", "qa", "--out",
-         str(tmp_path)],
-        capture_output=True, text=True, cwd=here, timeout=900,
+def _run_all(*arguments, cwd):
+    return subprocess.run(
+        [sys.executable, "run_all.py", *arguments], capture_output=True, text=True, cwd=cwd,
+        timeout=900,
     )  # fmt: skip
+
+
+def test_run_all_gathers_results_a_markdown_table_and_the_readme_block(tmp_path):
+    here = Path(__file__).parents[1] / "benchmarks"
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# Project\n\n<!-- benchmarks:start -->\nold table\n<!-- benchmarks:end -->\n\nafter\n"
+    )
+    out = ["--out", str(tmp_path), "--readme", str(readme)]
+    result = _run_all("--quick", "--only", "simulate", *out, cwd=here)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # a second run with --only adds to the day's results instead of replacing them
+    result = _run_all("--quick", "--only", "qa", *out, cwd=here)
     assert result.returncode == 0, result.stderr[-3000:]
     (json_path,) = tmp_path.glob("*-quick.json")
     import json
@@ -38,6 +49,21 @@ def test_run_all_gathers_results_and_a_markdown_table(tmp_path):
     assert gathered["machine"]["cores"] >= 1 and gathered["machine"]["casatools"]
     qa = gathered["benchmarks"]["qa"]
     assert qa["status"] == "ok" and qa["payload"]["benchmark"] == "qa"
+    assert qa["arguments"] == ["--quick"]
+    spread = qa["payload"]["ranges"]["qa_over_bare_read"]
+    assert spread["min"] <= qa["payload"]["qa_over_bare_read"] <= spread["max"]
     table = json_path.with_suffix(".md").read_text()
-    assert "| qa | qa_over_bare_read |" in table
-    assert "| qa | ours seconds (median [min-max]) |" in table
+    assert "| qa | tiny x1 | qa_over_bare_read |" in table
+    assert "| qa | tiny x1 | ours seconds |" in table
+    assert "| simulate | tiny x1 |" in table
+    text = readme.read_text()
+    assert "old table" not in text and table in text and text.endswith("after\n")
+
+
+def test_run_all_refuses_an_unknown_benchmark_or_preset_name(tmp_path):
+    here = Path(__file__).parents[1] / "benchmarks"
+    for arguments in (["--only", "nosuch"], ["--preset", "nosuch=tiny"], ["--preset", "qa"]):
+        result = _run_all(*arguments, "--out", str(tmp_path), cwd=here)
+        assert result.returncode == 2, arguments
+        assert "nosuch" in result.stderr or "NAME=PRESET" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -96,8 +96,26 @@ def test_slurm_job_script_runs_single_threaded_workers(tmp_path, monkeypatch):
     assert "#SBATCH -p short" in script and "#SBATCH -A dsa110" in script
     assert "--nthreads 1" in script and "#SBATCH --cpus-per-task=1" in script
     assert "#SBATCH -t 04:00:00" in script
+    assert "export MALLOC_ARENA_MAX=1" in script  # one malloc arena for CASA in worker threads
     with pytest.raises(ContimgError, match="cores must equal processes"):
         slurm_cluster({**profile, "cores": 4})
+
+
+def _worker_allocator_state():
+    import os
+
+    from dsa110_contimg import casa_env
+
+    casa_env.casatools()
+    return os.environ.get("MALLOC_ARENA_MAX"), casa_env.keep_large_allocations()
+
+
+def test_local_workers_give_casa_one_malloc_arena_and_large_thresholds():
+    from dsa110_contimg.cluster.client import dask_client
+
+    with dask_client(n_workers=1) as client:
+        arena, tuned = client.submit(_worker_allocator_state, pure=False).result()
+    assert arena == "1" and tuned
 
 
 def test_refant_by_name_station_and_index(corrupted_small):

@@ -14,6 +14,28 @@ from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger(__name__)
 
+# Environment for worker processes that run CASA. Dask runs tasks in a thread
+# of the worker, so glibc gives CASA a secondary malloc arena made of 64 MiB
+# heaps that are mapped and unmapped as tclean's large arrays come and go
+# (measured: 3.8 million page faults for four images instead of 0.23 million,
+# each image about 8 % slower). One arena keeps them in the main heap.
+CASA_WORKER_ENVIRON = {"MALLOC_ARENA_MAX": "1"}
+
+
+@contextlib.contextmanager
+def casa_worker_environment():
+    """Dask config under which nannies started here (or over SSH) spawn CASA workers.
+
+    Nannies read ``distributed.nanny.pre-spawn-environ`` when they are created,
+    so create the cluster inside this context.
+    """
+    import dask
+    import distributed  # noqa: F401  (loads distributed's config defaults first)
+
+    key = "distributed.nanny.pre-spawn-environ"
+    with dask.config.set({f"{key}.{name}": value for name, value in CASA_WORKER_ENVIRON.items()}):
+        yield
+
 
 def default_n_workers() -> int:
     return max(
@@ -42,14 +64,15 @@ def dask_client(
         finally:
             client.close()
         return
-    cluster = LocalCluster(
-        n_workers=n_workers or default_n_workers(),
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=dashboard_address,
-        memory_limit=memory_limit,
-    )
+    with casa_worker_environment():
+        cluster = LocalCluster(
+            n_workers=n_workers or default_n_workers(),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=dashboard_address,
+            memory_limit=memory_limit,
+        )
     client = Client(cluster)
     log.info(
         "Dask LocalCluster: %d worker processes x 1 thread; dashboard %s",

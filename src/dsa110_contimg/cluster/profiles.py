@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from dsa110_contimg.cluster.client import CASA_WORKER_ENVIRON
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ def slurm_cluster(profile: dict):
             "CASA is not thread-safe)"
         )
     settings = {k: v for k, v in profile.items() if k not in ("kind", "jobs") and v is not None}
+    exports = [f"export {name}={value}" for name, value in CASA_WORKER_ENVIRON.items()]
+    settings["job_script_prologue"] = exports + list(settings.get("job_script_prologue") or [])
     return SLURMCluster(**settings)
 
 
@@ -125,7 +128,7 @@ def open_profile_client(profile: dict):
     """Yield a ``distributed.Client`` on the cluster the profile describes."""
     from distributed import Client
 
-    from dsa110_contimg.cluster.client import dask_client
+    from dsa110_contimg.cluster.client import casa_worker_environment, dask_client
 
     kind = profile["kind"]
     if kind == "local":
@@ -143,13 +146,14 @@ def open_profile_client(profile: dict):
             raise ContimgError(
                 "ssh profile: worker_options.nthreads must be 1 (CASA is not thread-safe)"
             )
-        cluster = SSHCluster(
-            profile["hosts"],
-            connect_options=profile.get("connect_options") or {},
-            worker_options=profile.get("worker_options") or {},
-            scheduler_options=profile.get("scheduler_options") or {},
-            remote_python=profile.get("remote_python"),
-        )
+        with casa_worker_environment():  # SSHCluster hands this config to the remote nannies
+            cluster = SSHCluster(
+                profile["hosts"],
+                connect_options=profile.get("connect_options") or {},
+                worker_options=profile.get("worker_options") or {},
+                scheduler_options=profile.get("scheduler_options") or {},
+                remote_python=profile.get("remote_python"),
+            )
     else:
         cluster = slurm_cluster(profile)
         cluster.scale(jobs=int(profile.get("jobs", 1)))
