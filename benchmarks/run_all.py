@@ -99,15 +99,20 @@ def parse_presets(pairs: list[str], known: set[str]) -> dict[str, str]:
     return presets
 
 
-def _value(payload: dict, key: str):
-    """A target's measured value: the payload's own key, or the ours/peak figures."""
-    if key in payload and not isinstance(payload[key], dict):
-        return payload[key]
+def _value(payload: dict, key: str) -> tuple[float | None, dict | None]:
+    """A target's measured value and its min-max over the repetitions (None if unknown).
+
+    The payload's own key (a number, or a median/min/max record), or for
+    ``peak_gb`` the peak memory of the ``ours`` contender.
+    """
+    value = payload.get(key)
     if key == "peak_gb":
-        peak = payload.get("peak_rss_gb", {})
-        ours = peak.get("ours") if isinstance(peak, dict) else None
-        return ours.get("median") if isinstance(ours, dict) else None
-    return None
+        value = (payload.get("peak_rss_gb") or {}).get("ours")
+    if isinstance(value, dict) and "median" in value:
+        return value["median"], value
+    if isinstance(value, int | float):
+        return value, (payload.get("ranges") or {}).get(key)
+    return None, None
 
 
 def _meets(key: str, value: float, target: float) -> bool:
@@ -139,13 +144,11 @@ def markdown(results: dict) -> str:
             continue
         payload = entry["payload"]
         data = _data(payload)
-        ranges = payload.get("ranges") or {}
         for key, target in (payload.get("targets") or {}).items():
-            value = _value(payload, key)
+            value, spread = _value(payload, key)
             if value is None:
                 continue
             met = "yes" if _meets(key, value, target) else "**no**"
-            spread = ranges.get(key)
             shown = f"{value:.3g}" + (
                 f" [{spread['min']:.3g}-{spread['max']:.3g}]" if spread else ""
             )
