@@ -33,9 +33,12 @@ bench-deps: $(STAMP)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q openmpi-bin libopenmpi-dev)
 	$(BIN)/python -m pip install --quiet -e '.[test,mpi]'
 
-# Every benchmark, each against its baseline; one results/<date>.json and .md.
+# Every benchmark, each against its baseline, 3 repetitions; one results/<date>.json
+# and .md, and the README's table. Full size takes hours (the calibration
+# benchmark about 37 min per repetition): e.g. BENCH_ARGS="--preset calibration=medium".
+BENCH_ARGS ?=
 bench: bench-deps
-	cd benchmarks && ../$(BIN)/python run_all.py
+	cd benchmarks && ../$(BIN)/python run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf demo_output contimg_runs .pytest_cache

@@ -2,8 +2,9 @@
 
 Each count is a fresh run on a 2-worker local cluster (every file solved,
 applied and QA'd). Reported per count: MS per hour, GB/s of visibilities
-(the DATA column), task seconds per file (should stay flat, within 10 %, as
-the count grows; baseline: one file in the same run) and the orchestration
+(the DATA column), task seconds per file (must not grow by more than 10 % as
+the count grows; baseline: one file in the same run; it may fall, as each
+worker's CASA start-up is shared by more files) and the orchestration
 overhead: the driver's CPU time (client, manifest, and the local scheduler,
 which lives in the driver) over the sum of task times (target < 5 %). Then a
 paper estimate for a 288-file night on 16 nodes x 32 cores from the measured
@@ -81,7 +82,9 @@ def main(argv=None) -> dict:
                 "orchestration_over_tasks": driver["median"] / tasks["median"],
             }
     base = results[counts[0]]["task_seconds_per_file"]
-    per_file_spread = max(abs(r["task_seconds_per_file"] / base - 1) for r in results.values())
+    per_file = [r["task_seconds_per_file"] / base for r in results.values()]
+    per_file_spread = max(abs(x - 1) for x in per_file)
+    per_file_growth = max(x - 1 for x in per_file)  # 0 when no count costs more than one file
     largest = results[counts[-1]]
     one_file_wall = results[counts[0]]["wall_seconds"]["median"]
     estimate = max(NIGHT_FILES * largest["task_seconds_per_file"] / CLUSTER_CORES, one_file_wall)
@@ -92,9 +95,10 @@ def main(argv=None) -> dict:
         "data_bytes_per_file": data_bytes,
         "counts": {str(n): r for n, r in results.items()},
         "task_seconds_per_file_spread": per_file_spread,
+        "task_seconds_per_file_growth": per_file_growth,
         "orchestration_over_tasks": max(r["orchestration_over_tasks"] for r in results.values()),
         "night_estimate_seconds": estimate,
-        "targets": {"task_seconds_per_file_spread": 0.10, "orchestration_over_tasks": 0.05},
+        "targets": {"task_seconds_per_file_growth": 0.10, "orchestration_over_tasks": 0.05},
     }
     for n, r in results.items():
         print(
@@ -105,7 +109,8 @@ def main(argv=None) -> dict:
             f"{r['orchestration_over_tasks']:.1%} of task time"
         )
     print(
-        f"per-file cost spread {per_file_spread:.1%} (target < 10 %); a {NIGHT_FILES}-file night "
+        f"per-file cost: grows at most {per_file_growth:.1%} over one file (target < 10 %), "
+        f"spread {per_file_spread:.1%}; a {NIGHT_FILES}-file night "
         f"on {CLUSTER_CORES} cores: about {estimate / 60:.1f} min ({NIGHT_FILES} x "
         f"{largest['task_seconds_per_file']:.1f} task s / {CLUSTER_CORES} cores, at least one "
         f"file's {one_file_wall:.0f} s critical path)"

@@ -69,8 +69,19 @@ def image_and_measure(job: ImageJob, sources, log_dir) -> dict:
     }
 
 
+def compare_field(data: dict, corrected: dict, png: str) -> dict:
+    """One Dask task per field: the DATA -> CORRECTED improvement and the side-by-side PNG."""
+    plot_comparison(data, corrected, png)
+    return {"ms": data["ms"], "field": data["field"], "png": png, **improvement(data, corrected)}
+
+
 def run_imaging(jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None) -> dict:
-    """Run every job on ``client``; write ``image_comparison.json`` and PNGs; return it."""
+    """Run every job on ``client``; write ``image_comparison.json`` and PNGs; return it.
+
+    One graph: a tclean task per job, and per field imaged from both columns a
+    comparison task that starts as soon as its two images exist (so plots are
+    drawn while other fields are still being imaged).
+    """
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     (Path(log_dir) / "casa").mkdir(parents=True, exist_ok=True)
@@ -78,29 +89,33 @@ def run_imaging(jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None)
     for job in jobs:
         if job.ms not in sources_by_ms:
             sources_by_ms[job.ms] = known_sources(job.ms, truth_path)
-    graph = [
-        dask.delayed(image_and_measure, pure=False)(
+    image_tasks = {
+        (job.ms, job.field, job.column): dask.delayed(image_and_measure, pure=False)(
             job,
             sources_by_ms[job.ms][0],
             str(log_dir),
             dask_key_name=f"tclean-{Path(job.output_dir).name}",
         )
         for job in jobs
-    ]
-    started = time.perf_counter()
-    images = client.gather(client.compute(graph))
-    wall = time.perf_counter() - started
-    comparisons = []
-    by_key = {(i["ms"], i["field"], i["column"]): i for i in images}
-    for (ms, field, column), data in by_key.items():
-        corrected = by_key.get((ms, field, "corrected"))
-        if column != "data" or corrected is None:
+    }
+    compare_tasks = []
+    for job in jobs:
+        corrected = image_tasks.get((job.ms, job.field, "corrected"))
+        if job.column != "data" or corrected is None:
             continue
-        png = out_dir / f"{Path(data['fits']).parent.name.removesuffix('_data')}_compare.png"
-        plot_comparison(data, corrected, png)
-        comparisons.append(
-            {"ms": ms, "field": field, "png": str(png), **improvement(data, corrected)}
+        name = Path(job.output_dir).name.removesuffix("_data")
+        compare_tasks.append(
+            dask.delayed(compare_field, pure=False)(
+                image_tasks[(job.ms, job.field, "data")],
+                corrected,
+                str(out_dir / f"{name}_compare.png"),
+                dask_key_name=f"compare-{name}",
+            )
         )
+    started = time.perf_counter()
+    finished = client.gather(client.compute([*image_tasks.values(), *compare_tasks]))
+    images, comparisons = finished[: len(image_tasks)], finished[len(image_tasks) :]
+    wall = time.perf_counter() - started
     result = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -141,7 +156,9 @@ def plot_comparison(data: dict, corrected: dict, png) -> None:
         axis.set_xticks([])
         axis.set_yticks([])
     figure.colorbar(shown, ax=axes, shrink=0.8, label="Jy/beam")
-    figure.savefig(png, dpi=90)
+    partial = Path(f"{png}.partial")  # renamed into place: no half-written PNG
+    figure.savefig(partial, dpi=90, format="png")
+    partial.replace(png)
     plt.close(figure)
 
 
