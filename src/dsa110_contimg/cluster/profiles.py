@@ -22,7 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from dsa110_contimg.cluster.client import CASA_WORKER_ENVIRON
+from dsa110_contimg.cluster.client import (
+    CASA_WORKER_ENVIRON,
+    casa_worker_environment,
+    dask_client,
+)
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger(__name__)
@@ -127,8 +131,6 @@ def slurm_cluster(profile: dict):
 def open_profile_client(profile: dict):
     """Yield a ``distributed.Client`` on the cluster the profile describes."""
     from distributed import Client
-
-    from dsa110_contimg.cluster.client import casa_worker_environment, dask_client
 
     kind = profile["kind"]
     if kind == "local":
