@@ -104,18 +104,22 @@ def test_slurm_job_script_runs_single_threaded_workers(tmp_path, monkeypatch):
 def _worker_allocator_state():
     import os
 
+    import dask
+
     from dsa110_contimg import casa_env
 
     casa_env.casatools()
-    return os.environ.get("MALLOC_ARENA_MAX"), casa_env.keep_large_allocations()
+    profiling = dask.config.get("distributed.worker.profile.enabled")
+    return os.environ.get("MALLOC_ARENA_MAX"), casa_env.keep_large_allocations(), profiling
 
 
 def test_local_workers_give_casa_one_malloc_arena_and_large_thresholds():
     from dsa110_contimg.cluster.client import dask_client
 
     with dask_client(n_workers=1) as client:
-        arena, tuned = client.submit(_worker_allocator_state, pure=False).result()
+        arena, tuned, profiling = client.submit(_worker_allocator_state, pure=False).result()
     assert arena == "1" and tuned
+    assert profiling is False  # no stack sampling of CASA tasks
 
 
 def test_refant_by_name_station_and_index(corrupted_small):
