@@ -97,29 +97,30 @@ def test_slurm_job_script_runs_single_threaded_workers(tmp_path, monkeypatch):
     assert "--nthreads 1" in script and "#SBATCH --cpus-per-task=1" in script
     assert "#SBATCH -t 04:00:00" in script
     assert "export MALLOC_ARENA_MAX=1" in script  # one malloc arena for CASA in worker threads
+    assert "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in script
     with pytest.raises(ContimgError, match="cores must equal processes"):
         slurm_cluster({**profile, "cores": 4})
 
 
-def _worker_allocator_state():
+def _worker_casa_state():
     import os
 
-    import dask
+    from distributed import get_worker
 
     from dsa110_contimg import casa_env
 
     casa_env.casatools()
-    profiling = dask.config.get("distributed.worker.profile.enabled")
+    profiling = "profile" in get_worker().periodic_callbacks
     return os.environ.get("MALLOC_ARENA_MAX"), casa_env.keep_large_allocations(), profiling
 
 
-def test_local_workers_give_casa_one_malloc_arena_and_large_thresholds():
+def test_local_workers_are_set_up_for_casa():
     from dsa110_contimg.cluster.client import dask_client
 
     with dask_client(n_workers=1) as client:
-        arena, tuned, profiling = client.submit(_worker_allocator_state, pure=False).result()
-    assert arena == "1" and tuned
-    assert profiling is False  # no stack sampling of CASA tasks
+        arena, tuned, profiling = client.submit(_worker_casa_state, pure=False).result()
+    assert arena == "1" and tuned  # one malloc arena, large mmap/trim thresholds
+    assert not profiling  # no stack sampling of CASA tasks
 
 
 def test_refant_by_name_station_and_index(corrupted_small):

@@ -34,6 +34,18 @@ CASA_CLUSTER_DASK_CONFIG = {
 }
 
 
+def casa_worker_exports() -> list[str]:
+    """Shell lines giving a worker started elsewhere (a SLURM job) the same set-up.
+
+    Dask reads ``DASK_SECTION__KEY`` environment variables as its config.
+    """
+    exports = [f"export {name}={value}" for name, value in CASA_WORKER_ENVIRON.items()]
+    for key, value in CASA_CLUSTER_DASK_CONFIG.items():
+        name = "DASK_" + key.upper().replace(".", "__").replace("-", "_")
+        exports.append(f"export {name}={value}")
+    return exports
+
+
 @contextlib.contextmanager
 def casa_worker_environment():
     """Dask config under which nannies started here (or over SSH) spawn CASA workers.

@@ -23,8 +23,8 @@ from pathlib import Path
 import yaml
 
 from dsa110_contimg.cluster.client import (
-    CASA_WORKER_ENVIRON,
     casa_worker_environment,
+    casa_worker_exports,
     dask_client,
 )
 from dsa110_contimg.errors import ContimgError
@@ -122,8 +122,8 @@ def slurm_cluster(profile: dict):
             "CASA is not thread-safe)"
         )
     settings = {k: v for k, v in profile.items() if k not in ("kind", "jobs") and v is not None}
-    exports = [f"export {name}={value}" for name, value in CASA_WORKER_ENVIRON.items()]
-    settings["job_script_prologue"] = exports + list(settings.get("job_script_prologue") or [])
+    prologue = list(settings.get("job_script_prologue") or [])
+    settings["job_script_prologue"] = casa_worker_exports() + prologue
     return SLURMCluster(**settings)
 
 
