@@ -6,9 +6,10 @@ collects the payloads into ``benchmarks/results/<date>.json`` with the machine
 they ran on, writes a Markdown table (``<date>.md``) of every figure against
 its target (median of the repetitions, min-max in brackets) and puts the same
 table into the README between its ``benchmarks:start``/``benchmarks:end``
-markers. A run with ``--only`` adds its benchmarks to the day's file, so a
-day's table can be measured in parts; a benchmark sized with ``--preset``
-is filed as ``NAME-PRESET`` beside the default-sized one.
+markers. A run with ``--only`` adds its benchmarks to the newest results
+file (today's or an earlier day's, copied to today's), so a table can be
+measured in parts and each row says when it was measured; a benchmark sized
+with ``--preset`` is filed as ``NAME-PRESET`` beside the default-sized one.
 
     python benchmarks/run_all.py [--quick] [--only qa phasing ...] [--repeat N]
                                  [--preset calibration=medium ...] [--readme PATH]
@@ -127,14 +128,22 @@ def _data(payload: dict) -> str:
     return f"{size} x{payload.get('repeat', 1)}"
 
 
+def newest_results(out: Path, quick: bool) -> Path | None:
+    """The newest ``<date>[-quick].json`` in ``out`` of the same kind, or None."""
+    pattern = "????-??-??-quick.json" if quick else "????-??-??.json"
+    found = sorted(out.glob(pattern))
+    return found[-1] if found else None
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
-        f"Benchmarks of {results['date']} on {m['cpu']}, {m['cores']} cores, "
+        f"Benchmarks gathered {results['date']} on {m['cpu']}, {m['cores']} cores, "
         f"{m['memory_gb']} GB (Python {m['python']}, casatools {m['casatools']}, dask "
         f"{m['dask']}){'; quick mode, tiny data' if results['quick'] else ''}. Each figure is "
         "the median of the repetitions (data: preset x repetitions), min-max in brackets; "
-        "ratios are taken within each repetition.",
+        "ratios are taken within each repetition; the data column says when each "
+        "benchmark ran.",
         "",
         "| benchmark | data | figure | measured | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -144,7 +153,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | - | - | failed | - | - |")
             continue
         payload = entry["payload"]
-        data = _data(payload)
+        data = f"{_data(payload)}, {entry['finished'][:10]}"
         for key, target in (payload.get("targets") or {}).items():
             value, spread = _value(payload, key)
             if value is None:
@@ -203,8 +212,9 @@ def main(argv=None) -> dict:
     date = time.strftime("%Y-%m-%d")
     json_path = out / f"{date}{'-quick' if args.quick else ''}.json"
     results = {"date": date, "quick": args.quick, "machine": machine(), "benchmarks": {}}
-    if args.only and json_path.exists():  # add to the day's results
-        results["benchmarks"] = json.loads(json_path.read_text())["benchmarks"]
+    newest = newest_results(out, args.quick)
+    if args.only and newest is not None:  # add to the newest results
+        results["benchmarks"] = json.loads(newest.read_text())["benchmarks"]
     for script in scripts:
         name = script.stem.removeprefix("bench_")
         arguments = script_arguments(args.quick, args.repeat, presets.get(name))

@@ -38,13 +38,18 @@ def test_run_all_gathers_results_a_markdown_table_and_the_readme_block(tmp_path)
     out = ["--out", str(tmp_path), "--readme", str(readme)]
     result = _run_all("--quick", "--only", "simulate", *out, cwd=here)
     assert result.returncode == 0, result.stderr[-3000:]
-    # a second run with --only adds to the day's results instead of replacing them
+    # filed as an earlier day's: a second run with --only adds to the newest
+    # results (copied to today's file) instead of starting an empty table
+    (first,) = tmp_path.glob("*-quick.json")
+    first.rename(tmp_path / "2000-01-01-quick.json")
     result = _run_all("--quick", "--only", "qa", *out, cwd=here)
     assert result.returncode == 0, result.stderr[-3000:]
-    (json_path,) = tmp_path.glob("*-quick.json")
+    json_path = max(tmp_path.glob("*-quick.json"))
     import json
 
     gathered = json.loads(json_path.read_text())
+    assert gathered["date"] > "2000-01-01"
+    today = gathered["date"]
     assert set(gathered["benchmarks"]) == {"simulate", "qa"}
     assert gathered["machine"]["cores"] >= 1 and gathered["machine"]["casatools"]
     qa = gathered["benchmarks"]["qa"]
@@ -53,9 +58,9 @@ def test_run_all_gathers_results_a_markdown_table_and_the_readme_block(tmp_path)
     spread = qa["payload"]["ranges"]["qa_over_bare_read"]
     assert spread["min"] <= qa["payload"]["qa_over_bare_read"] <= spread["max"]
     table = json_path.with_suffix(".md").read_text()
-    assert "| qa | tiny x1 | qa_over_bare_read |" in table
-    assert "| qa | tiny x1 | ours seconds |" in table
-    assert "| simulate | tiny x1 |" in table
+    assert f"| qa | tiny x1, {today} | qa_over_bare_read |" in table
+    assert f"| qa | tiny x1, {today} | ours seconds |" in table
+    assert f"| simulate | tiny x1, {today} |" in table
     text = readme.read_text()
     assert "old table" not in text and table in text and text.endswith("after\n")
 
