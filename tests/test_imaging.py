@@ -54,6 +54,26 @@ def test_robust_rms_ignores_sources_and_blank_pixels():
     assert np.std(image[np.isfinite(image)]) > 0.01  # a plain std would be fooled
 
 
+def test_block_maxima_keep_point_sources_and_blank_blocks():
+    rng = np.random.default_rng(2)
+    image = rng.normal(0, 0.01, (103, 97)).astype(np.float32)
+    image[50, 60] = 7.0  # one bright pixel
+    image[:8, :8] = np.nan  # a blank corner
+    image[20, 30] = np.inf
+    shrunk = k.block_maxima(image, 25)  # blocks of 5 x 5 (103 / 25 -> 5), edges dropped
+    assert shrunk.shape == (20, 19)
+    for by in range(20):
+        for bx in range(19):
+            block = image[5 * by : 5 * by + 5, 5 * bx : 5 * bx + 5]
+            finite = block[np.isfinite(block)]
+            expected = finite.max() if finite.size else np.nan
+            np.testing.assert_equal(shrunk[by, bx], expected)
+    assert shrunk[10, 12] == np.float32(7.0)
+    assert np.isnan(shrunk[0, 0])
+    unshrunk = k.block_maxima(image, 200)  # small enough already: finite pixels as they were
+    assert np.array_equal(unshrunk, np.where(np.isfinite(image), image, np.nan), equal_nan=True)
+
+
 def write_fits(path, data, beam_deg, cell_deg, centre=(150.0, 55.0), freq=1.4e9):
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]

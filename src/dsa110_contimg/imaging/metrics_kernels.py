@@ -75,3 +75,20 @@ def fitted_peak_near(image: np.ndarray, x: float, y: float, radius_px: float) ->
 
 def dynamic_range(peak: float, rms: float) -> float:
     return float(peak / rms) if rms > 0 else float("inf")
+
+
+def block_maxima(image: np.ndarray, target_px: int) -> np.ndarray:
+    """Shrink ``image`` (y, x) to at most ``target_px`` a side by maxima of square blocks.
+
+    Point sources stay visible at display size, which averaging would dilute.
+    Non-finite pixels are ignored; a block with no finite pixel is NaN. Edge
+    rows and columns that do not fill a block are dropped.
+    """
+    factor = max(1, int(np.ceil(max(image.shape) / target_px)))
+    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    trimmed = image[:ny, :nx]
+    finite_or_lowest = np.where(np.isfinite(trimmed), trimmed, -np.inf)
+    blocks = finite_or_lowest.reshape(ny // factor, factor, nx // factor, factor)
+    shrunk = blocks.max(axis=(1, 3))
+    shrunk[np.isneginf(shrunk)] = np.nan
+    return shrunk
