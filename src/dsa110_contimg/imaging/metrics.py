@@ -36,6 +36,14 @@ def known_sources(ms, truth_path=None) -> tuple[list[PointSource], str]:
     ], "catalog"
 
 
+def read_fits_pixels(path) -> np.ndarray:
+    """The image plane (y, x) of a FITS image in its stored precision, native byte order."""
+    from astropy.io import fits
+
+    pixels = np.squeeze(fits.getdata(path))
+    return pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
+
+
 def read_fits_image(path):
     """(image (y, x) Jy/beam, WCS (celestial), frequency Hz, beam major FWHM deg)."""
     import warnings
@@ -60,7 +68,7 @@ def image_metrics(
 ) -> dict:
     """Noise, peak, dynamic range and per-source fluxes of one restored image."""
     image, wcs, freq, beam_deg = read_fits_image(image_fits)
-    residual = read_fits_image(residual_fits)[0]
+    residual = read_fits_pixels(residual_fits)
     cell_deg = abs(wcs.wcs.cdelt[0])
     beam_px = beam_deg / cell_deg
     rows = []

@@ -17,7 +17,12 @@ import numpy as np
 
 from dsa110_contimg.casa import tasks
 from dsa110_contimg.imaging import metrics_kernels as k
-from dsa110_contimg.imaging.metrics import image_metrics, improvement, known_sources
+from dsa110_contimg.imaging.metrics import (
+    image_metrics,
+    improvement,
+    known_sources,
+    read_fits_pixels,
+)
 from dsa110_contimg.imaging.plan import ImageJob
 
 log = logging.getLogger(__name__)
@@ -141,13 +146,10 @@ def plot_comparison(data: dict, corrected: dict, png) -> None:
     manager, axis ticks and constrained layout cost more than the drawing.
     """
     import matplotlib
-    from astropy.io import fits
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    images = [
-        k.block_maxima(np.squeeze(fits.getdata(m["fits"])), DISPLAY_PX) for m in (data, corrected)
-    ]
+    images = [k.block_maxima(read_fits_pixels(m["fits"]), DISPLAY_PX) for m in (data, corrected)]
     vmax = 0.5 * max(data["peak_jy"], corrected["peak_jy"])
     norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax, clip=True)
     figure = Figure(figsize=(11, 5.2))
