@@ -145,13 +145,13 @@ def plot_comparison(data: dict, corrected: dict, png) -> None:
     Drawn on a bare Agg figure with fixed panel positions: pyplot's figure
     manager, axis ticks and constrained layout cost more than the drawing.
     """
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import PowerNorm
     from matplotlib.figure import Figure
 
     images = [k.block_maxima(read_fits_pixels(m["fits"]), DISPLAY_PX) for m in (data, corrected)]
     vmax = 0.5 * max(data["peak_jy"], corrected["peak_jy"])
-    norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax, clip=True)
+    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax, clip=True)
     figure = Figure(figsize=(11, 5.2))
     FigureCanvasAgg(figure)
     for left, image, m in zip((0.01, 0.455), images, (data, corrected), strict=True):
