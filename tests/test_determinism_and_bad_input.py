@@ -1,5 +1,7 @@
 """Same seed, same MS; bad input gives one clear line, exit 2, nothing left behind."""
 
+import os
+import socket
 import subprocess
 import sys
 
@@ -8,6 +10,7 @@ import pytest
 from casacore.tables import table
 
 from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms.publish import publish_directory
 from dsa110_contimg.simulate import load_truth, preset, simulate_observation
 from dsa110_contimg.simulate import observation as observation_module
 
@@ -109,3 +112,20 @@ def test_existing_non_ms_is_never_replaced(tmp_path):
     with pytest.raises(ContimgError, match="not a Measurement Set"):
         simulate_observation(victim, preset("tiny"), overwrite=True)
     assert (victim / "precious.txt").read_text() == "keep me"
+
+
+def test_publishing_removes_what_killed_writers_on_this_host_left(tmp_path):
+    final = tmp_path / "product"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is now free
+    host = socket.gethostname()
+    dead = tmp_path / f".product.partial-{host}-{child.pid}"
+    live = tmp_path / f".product.partial-{host}-{os.getppid()}"
+    elsewhere = tmp_path / ".product.partial-otherhost-1"
+    for leftover in (dead, live, elsewhere):
+        leftover.mkdir()
+    with publish_directory(final) as partial:
+        partial.mkdir()
+    assert final.is_dir()
+    assert not dead.exists()
+    assert live.exists() and elsewhere.exists()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +16,7 @@ from astropy.wcs import WCS
 
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
+from dsa110_contimg.casa import tasks
 from dsa110_contimg.cluster import dask_client
 from dsa110_contimg.imaging import metrics_kernels as k
 from dsa110_contimg.imaging.metrics import image_metrics
@@ -217,6 +221,7 @@ def test_image_without_corrected_data_images_data_only(corrupted_small, tmp_path
         (["--field", "99"], "out of range"),
         (["--cell", "0.5"], "pixels of 0.50 arcsec"),
         (["--deconvolver", "clark"], "invalid choice"),
+        (["--robust", "5"], "robust must be in [-2, 2]"),
     ],
 )
 def test_image_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
@@ -225,3 +230,84 @@ def test_image_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def one_error_line(result) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def spoil_field(ms, field, how):
+    from casacore.tables import table
+
+    with table(str(ms), readonly=False, ack=False) as main:
+        in_field = main.getcol("FIELD_ID") == field
+        if how == "flag":
+            flags = main.getcol("FLAG")
+            flags[in_field] = True
+            main.putcol("FLAG", flags)
+        else:
+            data = main.getcol("DATA")
+            data[in_field & (main.getcol("ANTENNA1") == 2)] = np.nan
+            main.putcol("DATA", data)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("flag", "every cross-correlation in field 3 is flagged"),
+        ("nan", "unflagged DATA values that are NaN or infinite"),
+    ],
+)
+def test_fully_flagged_or_nan_field_is_refused(corrupted_small, tmp_path, how, message):
+    ms = tmp_path / "spoiled.ms"
+    shutil.copytree(corrupted_small, ms)
+    spoil_field(ms, 3, how)
+    result = run_image_cli(ms, "--field", "3", "--out", tmp_path / "images")
+    assert result.returncode == 2
+    assert message in one_error_line(result)
+    assert not (tmp_path / "images").exists()
+
+
+def test_output_below_a_file_is_one_line(corrupted_small, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = run_image_cli(corrupted_small, "--field", "3", "--out", tmp_path / "notes.txt" / "im")
+    assert result.returncode == 1
+    assert "Not a directory" in one_error_line(result)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_casa_task_failure_names_task_and_ms_and_leaves_nothing(corrupted_small, tmp_path):
+    with pytest.raises(tasks.CasaTaskError, match=r"tclean failed on .*small\.ms: .*robust"):
+        tasks.run_tclean(str(corrupted_small), str(tmp_path / "im"), None, robust=5.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_worker_killed_mid_image_is_one_line_and_the_next_run_cleans_up(corrupted_small, tmp_path):
+    """tclean dies writing a 1280-pixel image past a 4 MB file-size limit."""
+    limit = 4 * 1024**2
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = [corrupted_small, "--field", "3", "--imsize", "1280", "--niter", "0"]
+    args += ["--out", tmp_path, "--n-workers", "1"]
+    killed = subprocess.run(
+        [sys.executable, "-m", "dsa110_contimg", "image", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=small_files,
+        env={**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"},
+    )
+    assert killed.returncode == 1
+    assert "worker process died running tclean-small_field03_data" in one_error_line(killed)
+    final = tmp_path / "small_field03_data"
+    assert not final.exists()
+    assert list(tmp_path.glob(".small_field03_data.partial-*")), "the killed worker left none"
+    result = run_image_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert (final / "image.image.fits").exists()
+    assert not list(tmp_path.glob(".*partial-*"))

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.errors import CasaTaskError, ContimgError
 
 log = logging.getLogger("dsa110_contimg.cli")
 
@@ -247,6 +247,7 @@ def _cmd_image(args) -> int:
         if getattr(args, name) is not None
     }  # fmt: skip
     jobs = plan_imaging(args.ms, args.field, args.datacolumn, ImagingConfig(**settings), args.out)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     log.info(
         "%d image(s) of %d x %d pixels, %.2f arcsec cells",
         len(jobs),
@@ -657,7 +658,12 @@ def main(argv=None) -> int:
 
 
 def run_command(parser, argv=None) -> int:
-    """Parse, start the run's logs, run the command; user errors -> one line, exit 2."""
+    """Parse, start the run's logs, run the command; failures -> one line.
+
+    Exit status 2 for input the user can fix, 1 when a CASA task or a file
+    operation fails (disk full, unwritable output); the traceback goes to
+    the run's ``contimg.log``.
+    """
     from dsa110_contimg.runlog import start_run_logging
 
     args = parser.parse_args(argv)
@@ -667,9 +673,35 @@ def run_command(parser, argv=None) -> int:
     except ContimgError as err:
         print(f"contimg: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        message = _run_failure(err, getattr(args, "run_dir", None))
+        if message is None:
+            raise
+        log.debug("%s failed", args.command, exc_info=True)
+        print(f"contimg: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("contimg: interrupted", file=sys.stderr)
         return 130
+
+
+def _run_failure(err: Exception, run_dir) -> str | None:
+    """One line for a failure outside the program's control; None for anything else."""
+    if isinstance(err, CasaTaskError):
+        return " ".join(str(err).split())
+    if isinstance(err, OSError):
+        if err.strerror and err.filename:
+            return f"{err.strerror}: {err.filename}"
+        return " ".join(str(err).split()) or type(err).__name__
+    distributed = sys.modules.get("distributed")
+    if distributed is not None and isinstance(err, distributed.KilledWorker):
+        tries = err.allowed_failures + 1
+        return (
+            f"a Dask worker process died running {err.task} ({tries} "
+            f"{'try' if tries == 1 else 'tries'}): out of memory, a full disk or a CASA crash; "
+            f"the task's CASA log is under {run_dir}"
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -1,8 +1,17 @@
-"""The one exception type for failures a user can cause and fix."""
+"""The exception types the command line turns into one line and an exit status."""
 
 
 class ContimgError(Exception):
     """A problem with the user's input or environment, stated so they can fix it.
 
     The CLI prints the message on one line and exits with status 2.
+    """
+
+
+class CasaTaskError(RuntimeError):
+    """A CASA task failed or did not produce what was asked for.
+
+    The message names the task, the MS and the CASA log. Calibration steps
+    record it per SPW and retry; the CLI prints it on one line and exits
+    with status 1.
     """

@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsa110_contimg import casa_env
+from dsa110_contimg.errors import CasaTaskError
 from dsa110_contimg.ms.publish import publish_directory
-
-
-class CasaTaskError(RuntimeError):
-    """A CASA task ran but did not produce what was asked for."""
 
 
 @dataclass(frozen=True)
@@ -33,11 +30,18 @@ class CasaCall:
 
 
 def _call(task_name: str, log_file, **parameters):
+    """Run one CASA task; whatever it raises becomes a CasaTaskError saying where."""
     if log_file:
         casa_env.set_casa_logfile(log_file)
     tasks = casa_env.casatasks()
-    with casa_env.casa_output_to_log():
-        return getattr(tasks, task_name)(**parameters)
+    try:
+        with casa_env.casa_output_to_log():
+            return getattr(tasks, task_name)(**parameters)
+    except Exception as err:  # noqa: BLE001 - CASA raises RuntimeError, AssertionError, ...
+        target = parameters.get("vis") or parameters.get("imagename") or ""
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        where = f" (CASA log {log_file})" if log_file else ""
+        raise CasaTaskError(f"{task_name} failed on {target}: {reason}{where}") from err
 
 
 def _timed(task_name, vis, output, log_file, **parameters) -> CasaCall:

@@ -55,6 +55,8 @@ class ImagingConfig:
             (self.cells_per_beam >= 1, "cells_per_beam must be at least 1"),
             (self.cell_arcsec is None or self.cell_arcsec > 0, "cell must be positive"),
             (self.imsize is None or self.imsize >= 16, "imsize must be at least 16"),
+            (-2 <= self.robust <= 2, "robust must be in [-2, 2]"),
+            (self.nsigma >= 0, "nsigma must not be negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -106,24 +108,43 @@ def beam_radius_rad(freq_hz: float, response: float) -> float:
     return lo
 
 
-def _longest_baseline_m(ms, fields) -> dict[int, float]:
-    """Longest unflagged cross-correlation baseline (m) of each field; refuses empty fields."""
+def _longest_baseline_m(ms, fields, columns) -> dict[int, float]:
+    """Longest usable cross-correlation baseline (m) of each field.
+
+    Refuses a field with no unflagged visibility and one whose unflagged
+    visibilities in an imaged column hold NaN or infinity (tclean would
+    return a blank or NaN image without complaint).
+    """
     from casacore.tables import table, taql
 
+    non_finite = " + ".join(
+        f"ntrue((isnan({COLUMNS[c]}) || isinf({COLUMNS[c]})) && !FLAG)" for c in columns
+    )
     with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
         rows = taql(
-            "select UVW, FIELD_ID from $main where ANTENNA1 != ANTENNA2 && !FLAG_ROW "
+            f"select UVW, FIELD_ID, {non_finite} as NON_FINITE from $main "
+            "where ANTENNA1 != ANTENNA2 && !FLAG_ROW && !all(FLAG) "
             f"&& FIELD_ID IN [{','.join(map(str, fields))}]"
         )
-        uvw = rows.getcol("UVW") if rows.nrows() else np.zeros((0, 3))
-        field_ids = rows.getcol("FIELD_ID") if rows.nrows() else np.zeros(0, dtype=int)
+        if rows.nrows():
+            uvw, field_ids = rows.getcol("UVW"), rows.getcol("FIELD_ID")
+            bad = rows.getcol("NON_FINITE")
+        else:
+            uvw, field_ids, bad = np.zeros((0, 3)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     length = np.hypot(uvw[:, 0], uvw[:, 1])
     longest = {}
     for f in fields:
-        selected = length[field_ids == f]
-        if selected.size == 0:
-            raise ContimgError(f"{ms}: no unflagged cross-correlations in field {f}")
-        longest[f] = float(selected.max())
+        in_field = field_ids == f
+        if not in_field.any():
+            raise ContimgError(f"{ms}: every cross-correlation in field {f} is flagged")
+        n_bad = int(bad[in_field].sum())
+        if n_bad:
+            names = " or ".join(COLUMNS[c] for c in columns)
+            raise ContimgError(
+                f"{ms}: field {f} has {n_bad} unflagged {names} values that are NaN or "
+                "infinite; flag them first (CASA flagdata mode='clip' flags them)"
+            )
+        longest[f] = float(length[in_field].max())
     return longest
 
 
@@ -138,7 +159,7 @@ def plan_imaging(
     columns = ["data", "corrected"] if datacolumn == "both" else [datacolumn]
     present = set(main_columns(ms))
     if "corrected" in columns and "CORRECTED_DATA" not in present:
-        log.warning("%s has no CORRECTED_DATA (not calibrated?): imaging DATA only", ms)
+        log.debug("%s has no CORRECTED_DATA: imaging DATA only", ms)
         print(f"{ms} has no CORRECTED_DATA: imaging DATA only")
         columns = ["data"]
     if "DATA" not in present:
@@ -147,7 +168,7 @@ def plan_imaging(
     n_fields = field_table.sizes["row"]
     chosen = parse_index_selection(fields, "field", n_fields) if fields else list(range(n_fields))
     freqs = np.concatenate(chan_freq_hz(ms))
-    longest = _longest_baseline_m(ms, chosen)
+    longest = _longest_baseline_m(ms, chosen, columns)
     if config.cell_arcsec:
         cell = config.cell_arcsec
     else:

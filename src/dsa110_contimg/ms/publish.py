@@ -1,11 +1,46 @@
-"""Publish a directory product (an MS) only when it is complete."""
+"""Publish a directory product (an MS, an image set) only when it is complete.
+
+Products are built under a hidden name beside the final one,
+``.<name>.partial-<host>-<pid>``, and renamed into place. A writer that is
+killed (out of memory, a signal) cannot clean up; the next writer of the
+same product on the same host removes what it left.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 from pathlib import Path
+
+
+def _partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.partial-{socket.gethostname()}-{os.getpid()}")
+
+
+def remove_stale_partials(final: str | os.PathLike) -> None:
+    """Remove partial copies of ``final`` left by writers on this host that are gone."""
+    final = Path(final)
+    prefix = f".{final.name}.partial-{socket.gethostname()}-"
+    for leftover in final.parent.glob(glob.escape(prefix) + "*"):
+        pid = leftover.name[len(prefix) :]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -16,7 +51,8 @@ def publish_directory(final: str | os.PathLike):
     on any failure (or interruption) the partial directory is removed.
     """
     final = Path(final)
-    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    remove_stale_partials(final)
+    partial = _partial_path(final)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         yield partial
@@ -33,7 +69,7 @@ def publish_directory(final: str | os.PathLike):
 def publish_file(final: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to a hidden partial file beside ``final``, then rename it into place."""
     final = Path(final)
-    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    partial = _partial_path(final)
     try:
         partial.write_text(text)
         os.replace(partial, final)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -52,7 +51,6 @@ def simulate_observation(
     out_path = Path(out_path).absolute()
     plan = plan_observation(config)
     _check_output(out_path, overwrite)
-    _remove_stale_partials(out_path)
     with publish_directory(out_path) as partial:
         log.info(
             "simulating %s: %d antennas, %d SPW x %d channels, %d integrations from %s",
@@ -86,24 +84,6 @@ def _check_output(out_path: Path, overwrite: bool) -> None:
         raise ContimgError(
             f"{out_path} exists and is not a Measurement Set; refusing to replace it"
         )
-
-
-def _remove_stale_partials(out_path: Path) -> None:
-    """Clear leftovers of an earlier run on the same output that was killed."""
-    for leftover in out_path.parent.glob(f".{out_path.name}.partial-*"):
-        pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def draw_truth(config: SimulationConfig, plan: ObservationPlan) -> SimulationTruth:
