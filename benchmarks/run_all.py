@@ -8,8 +8,9 @@ its target (median of the repetitions, min-max in brackets) and puts the same
 table into the README between its ``benchmarks:start``/``benchmarks:end``
 markers. A run with ``--only`` adds its benchmarks to the newest results
 file (today's or an earlier day's, copied to today's), so a table can be
-measured in parts and each row says when it was measured; a benchmark sized
-with ``--preset`` is filed as ``NAME-PRESET`` beside the default-sized one.
+measured in parts and each row says when it was measured; a benchmark that
+fails there keeps its last successful run beside the failure. A benchmark
+sized with ``--preset`` is filed as ``NAME-PRESET`` beside the default-sized one.
 
     python benchmarks/run_all.py [--quick] [--only qa phasing ...] [--repeat N]
                                  [--preset calibration=medium ...] [--readme PATH]
@@ -149,27 +150,44 @@ def markdown(results: dict) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, entry in results["benchmarks"].items():
-        if entry["status"] != "ok":
-            lines.append(f"| {name} | - | - | failed | - | - |")
+        if entry["status"] == "ok":
+            lines += _rows(name, entry)
             continue
-        payload = entry["payload"]
-        data = f"{_data(payload)}, {entry['finished'][:10]}"
-        for key, target in (payload.get("targets") or {}).items():
-            value, spread = _value(payload, key)
-            if value is None:
-                continue
-            met = "yes" if _meets(key, value, target) else "**no**"
-            shown = f"{value:.3g}" + (
-                f" [{spread['min']:.3g}-{spread['max']:.3g}]" if spread else ""
-            )
-            lines.append(f"| {name} | {data} | {key} | {shown} | {target:g} | {met} |")
-        for contender, stats in (payload.get("seconds") or {}).items():
-            if isinstance(stats, dict) and "median" in stats:
-                lines.append(
-                    f"| {name} | {data} | {contender} seconds | "
-                    f"{stats['median']:.2f} [{stats['min']:.2f}-{stats['max']:.2f}] | - | - |"
-                )
+        lines.append(f"| {name} | - | - | failed {entry['finished']} | - | - |")
+        if entry.get("last_good"):
+            lines += _rows(name, entry["last_good"], " (last good run)")
     return "\n".join(lines) + "\n"
+
+
+def _rows(name: str, entry: dict, note: str = "") -> list[str]:
+    """The table rows of one successful benchmark entry: its targets, then its timings."""
+    rows = []
+    payload = entry["payload"]
+    data = f"{_data(payload)}, {entry['finished'][:10]}{note}"
+    for key, target in (payload.get("targets") or {}).items():
+        value, spread = _value(payload, key)
+        if value is None:
+            continue
+        met = "yes" if _meets(key, value, target) else "**no**"
+        shown = f"{value:.3g}" + (f" [{spread['min']:.3g}-{spread['max']:.3g}]" if spread else "")
+        rows.append(f"| {name} | {data} | {key} | {shown} | {target:g} | {met} |")
+    for contender, stats in (payload.get("seconds") or {}).items():
+        if isinstance(stats, dict) and "median" in stats:
+            rows.append(
+                f"| {name} | {data} | {contender} seconds | "
+                f"{stats['median']:.2f} [{stats['min']:.2f}-{stats['max']:.2f}] | - | - |"
+            )
+    return rows
+
+
+def file_entry(benchmarks: dict, key: str, entry: dict) -> None:
+    """File a benchmark's new entry; a failed one keeps the last successful run beside it."""
+    previous = benchmarks.get(key)
+    if entry["status"] != "ok" and previous is not None:
+        good = previous if previous["status"] == "ok" else previous.get("last_good")
+        if good is not None:
+            entry = {**entry, "last_good": good}
+    benchmarks[key] = entry
 
 
 def update_readme(path: Path, table: str) -> bool:
@@ -221,7 +239,8 @@ def main(argv=None) -> dict:
         print(f"running {script.name} {' '.join(arguments)} ...", flush=True)
         entry = run_script(script, arguments)
         # a benchmark sized by --preset keeps its own row beside the default-sized one
-        results["benchmarks"][f"{name}-{presets[name]}" if name in presets else name] = entry
+        key = f"{name}-{presets[name]}" if name in presets else name
+        file_entry(results["benchmarks"], key, entry)
         for line in entry.get("summary", []):
             print(f"  {line}")
         if entry["status"] != "ok":

@@ -72,3 +72,32 @@ def test_run_all_refuses_an_unknown_benchmark_or_preset_name(tmp_path):
         assert result.returncode == 2, arguments
         assert "nosuch" in result.stderr or "NAME=PRESET" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_rerun_keeps_the_last_good_run_beside_the_failure():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import run_all
+    finally:
+        sys.path.pop(0)
+    payload = {"benchmark": "imaging", "preset": "small", "repeat": 3,
+               "targets": {"ratio": 0.6}, "ratio": 0.64,
+               "ranges": {"ratio": {"min": 0.59, "max": 0.65}}}  # fmt: skip
+    good = {"status": "ok", "finished": "2026-11-22 05:36", "payload": payload}
+    benchmarks = {"imaging": good}
+    run_all.file_entry(benchmarks, "imaging", {"status": "failed", "finished": "2026-11-22 06:16"})
+    run_all.file_entry(benchmarks, "imaging", {"status": "failed", "finished": "2026-11-22 07:00"})
+    entry = benchmarks["imaging"]
+    assert entry["status"] == "failed" and entry["finished"] == "2026-11-22 07:00"
+    assert entry["last_good"] == good
+    run_all.file_entry(benchmarks, "qa", {"status": "failed", "finished": "2026-11-22 07:00"})
+    assert "last_good" not in benchmarks["qa"]
+    machine = {"cpu": "x", "cores": 2, "memory_gb": 23.5, "python": "3.11",
+               "casatools": "6.7", "dask": "2026.8.0"}  # fmt: skip
+    table = run_all.markdown(
+        {"date": "2026-11-22", "quick": False, "machine": machine, "benchmarks": benchmarks}
+    )
+    assert "| imaging | - | - | failed 2026-11-22 07:00 | - | - |" in table
+    assert "| imaging | small x3, 2026-11-22 (last good run) | ratio | 0.64 [0.59-0.65] |" in table
+    run_all.file_entry(benchmarks, "imaging", good)
+    assert benchmarks["imaging"] == good
