@@ -173,7 +173,36 @@ def test_corrected_image_recovers_fluxes_and_beats_data(calibrated_target):
     assert data["coherence"] == comparison["coherence_before"]
     saved = json.loads(open(result["json_path"]).read())
     assert saved["schema"] == "dsa110_contimg.image_comparison"
-    assert open(comparison["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    check_comparison_png(comparison["png"])
+
+
+def check_comparison_png(png):
+    """DATA left, CORRECTED right on one colour scale: sources brighter, background darker.
+
+    Each pixel of a panel is mapped back to its place on the colour map
+    (0 = zero flux, 1 = the top of the shared scale).
+    """
+    from matplotlib import colormaps
+    from matplotlib.image import imread
+
+    pixels = imread(png)[::-1, :, :3]  # rows from the bottom, as figure fractions count
+    height, width, _ = pixels.shape
+    assert (width, height) == (990, 468)  # 11 x 5.2 inches at 90 dpi
+    lut = colormaps["inferno"](np.linspace(0, 1, 256))[:, :3]
+    scale_positions = []
+    for left in (0.01, 0.455):  # the panels' figure positions
+        rows = slice(int(0.05 * height), int(0.85 * height))
+        panel = pixels[rows, int((left + 0.03) * width) : int((left + 0.4) * width)]
+        distance = np.abs(panel.reshape(-1, 3)[:, None, :] - lut[None]).max(axis=2)
+        on_map = distance.min(axis=1) < 0.03  # not the white outside the primary beam
+        assert on_map.mean() > 0.5, "a blank panel"
+        scale_positions.append(distance.argmin(axis=1)[on_map] / 255)
+        title = pixels[int(0.89 * height) :, int(left * width) : int((left + 0.43) * width)]
+        assert (title < 0.5).any(), "no title text above the panel"
+    data, corrected = scale_positions
+    assert np.median(data) > np.median(corrected)  # the noisier background before calibration
+    assert (corrected > 0.5).sum() > (data > 0.5).sum() >= 1  # point sources regain their peak
+    assert corrected.max() == 1.0  # the brightest calibrated source reaches the top
 
 
 def test_natural_weighting_noise_matches_the_radiometer_equation(calibrated_target):

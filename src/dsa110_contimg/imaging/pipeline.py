@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "dsa110_contimg.image_comparison"
 VERSION = 1
-# Longest side of each panel of the comparison PNG, in pixels (block maxima).
-DISPLAY_PX = 600
+# Longest side of each panel of the comparison PNG, in pixels: block maxima
+# no larger than the panel drawn (0.86 x 5.2 inches at 90 dpi), shown without
+# interpolation, so a point source keeps its peak instead of being averaged
+# away when the figure is resampled.
+DISPLAY_PX = 400
 
 
 def tclean_parameters(job: ImageJob) -> dict:
@@ -156,7 +159,9 @@ def plot_comparison(data: dict, corrected: dict, png) -> None:
     FigureCanvasAgg(figure)
     for left, image, m in zip((0.01, 0.455), images, (data, corrected), strict=True):
         axis = figure.add_axes((left, 0.02, 0.43, 0.86))
-        shown = axis.imshow(image, origin="lower", cmap="inferno", norm=norm)
+        shown = axis.imshow(
+            image, origin="lower", cmap="inferno", norm=norm, interpolation="nearest"
+        )
         coherence = "" if m["coherence"] is None else f", coherence {m['coherence']:.2f}"
         axis.set_title(
             f"{m['column'].upper()} field {m['field']}\n"
