@@ -205,6 +205,19 @@ def check_comparison_png(png):
     assert corrected.max() == 1.0  # the brightest calibrated source reaches the top
 
 
+def test_data_images_start_before_corrected_ones(calibrated_target, tmp_path):
+    """Longest first: with one worker, every DATA tclean starts before any CORRECTED one."""
+    _, mms, _, _ = calibrated_target
+    jobs = plan_imaging(mms, "11~12", "both", ImagingConfig(imsize=128, niter=10), tmp_path)
+    with dask_client(n_workers=1) as client:
+        result = run_imaging(jobs, client, tmp_path, tmp_path / "run")
+    starts = {c: [i["started_unix"] for i in result["images"] if i["column"] == c]
+              for c in ("data", "corrected")}  # fmt: skip
+    assert len(starts["data"]) == len(starts["corrected"]) == 2
+    assert max(starts["data"]) < min(starts["corrected"])
+    assert len(result["comparisons"]) == 2
+
+
 def test_natural_weighting_noise_matches_the_radiometer_equation(calibrated_target):
     from casacore.tables import table, taql
 

@@ -34,6 +34,11 @@ VERSION = 1
 # interpolation, so a point source keeps its peak instead of being averaged
 # away when the figure is resampled.
 DISPLAY_PX = 400
+# Dask priorities (higher first). Longest first: DATA images, whose CLEAN
+# usually runs to niter on uncalibrated sidelobes, start before the CORRECTED
+# ones, so the shorter tasks fill the end and no worker idles long while the
+# other finishes; a field's comparison (under a second) runs as soon as it can.
+TASK_PRIORITY = {"compare": 2, "data": 1, "corrected": 0}
 
 
 def tclean_parameters(job: ImageJob) -> dict:
@@ -61,6 +66,7 @@ def tclean_parameters(job: ImageJob) -> dict:
 def image_and_measure(job: ImageJob, sources, log_dir) -> dict:
     """One Dask task: tclean (and FITS export), then the image metrics."""
     log_file = str(Path(log_dir) / "casa" / f"{Path(job.output_dir).name}.log")
+    started_unix = time.time()
     call = tasks.run_tclean(job.ms, job.output_dir, log_file, **tclean_parameters(job))
     metrics = image_metrics(
         f"{job.imagename}.image.fits",
@@ -76,6 +82,7 @@ def image_and_measure(job: ImageJob, sources, log_dir) -> dict:
         "image": f"{job.imagename}.image",
         "fits": f"{job.imagename}.image.fits",
         "imsize": job.imsize,
+        "started_unix": started_unix,
         "tclean_seconds": call.seconds,
         **metrics,
     }
@@ -90,9 +97,9 @@ def compare_field(data: dict, corrected: dict, png: str) -> dict:
 def run_imaging(jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None) -> dict:
     """Run every job on ``client``; write ``image_comparison.json`` and PNGs; return it.
 
-    One graph: a tclean task per job, and per field imaged from both columns a
-    comparison task that starts as soon as its two images exist (so plots are
-    drawn while other fields are still being imaged).
+    One graph: a tclean task per job (DATA images first), and per field imaged
+    from both columns a comparison task that runs as soon as its two images
+    exist (so plots are drawn while other fields are still being imaged).
     """
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,29 +108,31 @@ def run_imaging(jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None)
     for job in jobs:
         if job.ms not in sources_by_ms:
             sources_by_ms[job.ms] = known_sources(job.ms, truth_path)
-    image_tasks = {
-        (job.ms, job.field, job.column): dask.delayed(image_and_measure, pure=False)(
-            job,
-            sources_by_ms[job.ms][0],
-            str(log_dir),
-            dask_key_name=f"tclean-{Path(job.output_dir).name}",
-        )
-        for job in jobs
-    }
+    image_and_measure_task = dask.delayed(image_and_measure, pure=False)
+    image_tasks = {}
+    for job in jobs:
+        with dask.annotate(priority=TASK_PRIORITY[job.column]):
+            image_tasks[(job.ms, job.field, job.column)] = image_and_measure_task(
+                job,
+                sources_by_ms[job.ms][0],
+                str(log_dir),
+                dask_key_name=f"tclean-{Path(job.output_dir).name}",
+            )
     compare_tasks = []
     for job in jobs:
         corrected = image_tasks.get((job.ms, job.field, "corrected"))
         if job.column != "data" or corrected is None:
             continue
         name = Path(job.output_dir).name.removesuffix("_data")
-        compare_tasks.append(
-            dask.delayed(compare_field, pure=False)(
-                image_tasks[(job.ms, job.field, "data")],
-                corrected,
-                str(out_dir / f"{name}_compare.png"),
-                dask_key_name=f"compare-{name}",
+        with dask.annotate(priority=TASK_PRIORITY["compare"]):
+            compare_tasks.append(
+                dask.delayed(compare_field, pure=False)(
+                    image_tasks[(job.ms, job.field, "data")],
+                    corrected,
+                    str(out_dir / f"{name}_compare.png"),
+                    dask_key_name=f"compare-{name}",
+                )
             )
-        )
     started = time.perf_counter()
     finished = client.gather(client.compute([*image_tasks.values(), *compare_tasks]))
     images, comparisons = finished[: len(image_tasks)], finished[len(image_tasks) :]
