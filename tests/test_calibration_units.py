@@ -119,6 +119,10 @@ def test_local_workers_are_set_up_for_casa():
 
     with dask_client(n_workers=1) as client:
         arena, tuned, profiling = client.submit(_worker_casa_state, pure=False).result()
+        saturation = client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.WORKER_SATURATION
+        )
+    assert saturation == 1.0  # no second CASA task queued behind a running one
     assert arena == "1" and tuned  # one malloc arena, large mmap/trim thresholds
     assert not profiling  # no stack sampling of CASA tasks
 

@@ -31,6 +31,10 @@ CASA_CLUSTER_DASK_CONFIG = {
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.tick.interval": "200ms",
+    # One task at a time per single-thread worker: a CASA task takes seconds to
+    # minutes, and a second one queued on a busy worker (the default 1.1 rounds
+    # up to 2) can leave the other worker idle at the end of a run.
+    "distributed.scheduler.worker-saturation": 1.0,
 }
 
 
