@@ -10,7 +10,7 @@ import pytest
 from casacore.tables import table
 
 from dsa110_contimg.errors import ContimgError
-from dsa110_contimg.ms.publish import publish_directory
+from dsa110_contimg.ms.publish import publish_directory, publish_file
 from dsa110_contimg.simulate import load_truth, preset, simulate_observation
 from dsa110_contimg.simulate import observation as observation_module
 
@@ -129,3 +129,7 @@ def test_publishing_removes_what_killed_writers_on_this_host_left(tmp_path):
     assert final.is_dir()
     assert not dead.exists()
     assert live.exists() and elsewhere.exists()
+    stale_file = tmp_path / f".report.json.partial-{host}-{child.pid}"
+    stale_file.write_text("{")
+    publish_file(tmp_path / "report.json", "{}")
+    assert (tmp_path / "report.json").read_text() == "{}" and not stale_file.exists()

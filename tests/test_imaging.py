@@ -269,9 +269,7 @@ def test_image_without_corrected_data_images_data_only(corrupted_small, tmp_path
 def test_image_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
     result = run_image_cli(corrupted_small, "--out", tmp_path, *args)
     assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and message in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+    assert message in one_error_line(result)
 
 
 def one_error_line(result) -> str:

@@ -1,4 +1,4 @@
-"""Publish a directory product (an MS, an image set) only when it is complete.
+"""Publish a product (an MS, an image set, a report) only when it is complete.
 
 Products are built under a hidden name beside the final one,
 ``.<name>.partial-<host>-<pid>``, and renamed into place. A writer that is
@@ -69,6 +69,7 @@ def publish_directory(final: str | os.PathLike):
 def publish_file(final: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to a hidden partial file beside ``final``, then rename it into place."""
     final = Path(final)
+    remove_stale_partials(final)
     partial = _partial_path(final)
     try:
         partial.write_text(text)
