@@ -160,17 +160,21 @@ def markdown(results: dict) -> str:
 
 
 def _rows(name: str, entry: dict, note: str = "") -> list[str]:
-    """The table rows of one successful benchmark entry: its targets, then its timings."""
+    """Table rows of one successful benchmark entry: targets, reported figures, timings."""
     rows = []
     payload = entry["payload"]
     data = f"{_data(payload)}, {entry['finished'][:10]}{note}"
-    for key, target in (payload.get("targets") or {}).items():
+    targets = payload.get("targets") or {}
+    for key in [*targets, *(payload.get("reported") or [])]:
         value, spread = _value(payload, key)
         if value is None:
             continue
-        met = "yes" if _meets(key, value, target) else "**no**"
         shown = f"{value:.3g}" + (f" [{spread['min']:.3g}-{spread['max']:.3g}]" if spread else "")
-        rows.append(f"| {name} | {data} | {key} | {shown} | {target:g} | {met} |")
+        if key in targets:
+            met = "yes" if _meets(key, value, targets[key]) else "**no**"
+            rows.append(f"| {name} | {data} | {key} | {shown} | {targets[key]:g} | {met} |")
+        else:
+            rows.append(f"| {name} | {data} | {key} | {shown} | - | - |")
     for contender, stats in (payload.get("seconds") or {}).items():
         if isinstance(stats, dict) and "median" in stats:
             rows.append(
