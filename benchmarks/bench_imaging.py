@@ -161,16 +161,16 @@ def main(argv=None) -> dict:
     for contender, label in LABELS.items():
         figures = stats[contender]
         lines.append(
-            f"  {label:15s} {_fmt(figures['seconds'])} s (cpu "
+            f"{label:15s} {_fmt(figures['seconds'])} s (cpu "
             f"{figures['cpu_seconds']['median']:.1f} s, tclean "
             f"{figures['tclean_seconds']['median']:.1f} s summed, peak "
             f"{figures['peak_rss_gb']['median']:.2f} GB)"
         )
     lines += [
-        f"  ours / serial {_fmt(ratios['ours_over_serial'], 2)}x (target <= 0.6x)",
-        f"  two processes / serial {_fmt(ratios['two_processes_over_serial'], 2)}x "
+        f"ratio ours / serial {_fmt(ratios['ours_over_serial'], 2)}x (target <= 0.6x)",
+        f"ratio two processes / serial {_fmt(ratios['two_processes_over_serial'], 2)}x "
         "(what two plain processes reach here)",
-        f"  ours / two processes {_fmt(ratios['ours_over_two_processes'], 2)}x "
+        f"ratio ours / two processes {_fmt(ratios['ours_over_two_processes'], 2)}x "
         "(Dask, metrics and plots)",
     ]
     print("\n".join(lines))

@@ -16,6 +16,14 @@ from dsa110_contimg.cluster.client import CASA_WORKER_ENVIRON
 from dsa110_contimg.simulate import preset, simulate_observation
 
 
+def one_error_line(result) -> str:
+    """The one line of a failed command's stderr that says what went wrong; no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _run_logs_in_tmp(tmp_path_factory):
     os.environ["CONTIMG_RUN_ROOT"] = str(tmp_path_factory.mktemp("runs"))

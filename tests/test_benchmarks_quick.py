@@ -74,12 +74,17 @@ def test_run_all_refuses_an_unknown_benchmark_or_preset_name(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_a_failed_rerun_keeps_the_last_good_run_beside_the_failure():
+def _import_run_all():
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     try:
         import run_all
     finally:
         sys.path.pop(0)
+    return run_all
+
+
+def test_a_failed_rerun_keeps_the_last_good_run_beside_the_failure():
+    run_all = _import_run_all()
     payload = {"benchmark": "imaging", "preset": "small", "repeat": 3,
                "targets": {"ratio": 0.6}, "ratio": 0.64,
                "ranges": {"ratio": {"min": 0.59, "max": 0.65}}}  # fmt: skip
@@ -101,3 +106,21 @@ def test_a_failed_rerun_keeps_the_last_good_run_beside_the_failure():
     assert "| imaging | small x3, 2026-11-22 (last good run) | ratio | 0.64 [0.59-0.65] |" in table
     run_all.file_entry(benchmarks, "imaging", good)
     assert benchmarks["imaging"] == good
+
+
+def test_reported_figures_are_table_rows_without_a_target():
+    run_all = _import_run_all()
+    payload = {"benchmark": "imaging", "preset": "small", "repeat": 3,
+               "targets": {"ours_over_serial": 0.6}, "ours_over_serial": 0.62,
+               "two_processes_over_serial": 0.57,
+               "ranges": {"two_processes_over_serial": {"min": 0.55, "max": 0.6}},
+               "reported": ["two_processes_over_serial", "not_measured"],
+               "seconds": {"serial": {"median": 200.0, "min": 190.0, "max": 210.0}}}  # fmt: skip
+    entry = {"status": "ok", "finished": "2026-11-22 11:00", "payload": payload}
+    rows = run_all._rows("imaging", entry)
+    data = "| imaging | small x3, 2026-11-22 |"
+    assert rows == [
+        f"{data} ours_over_serial | 0.62 | 0.6 | **no** |",
+        f"{data} two_processes_over_serial | 0.57 [0.55-0.6] | - | - |",
+        f"{data} serial seconds | 200.00 [190.00-210.00] | - | - |",
+    ]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from casacore.tables import table
 
+from conftest import one_error_line
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms.publish import publish_directory, publish_file
 from dsa110_contimg.simulate import load_truth, preset, simulate_observation
@@ -44,10 +45,8 @@ def _contimg(*args, cwd):
 
 def _assert_one_line_error(result):
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("contimg") and "error:" in lines[0]
-    assert "Traceback" not in result.stderr
+    line = one_error_line(result)
+    assert result.stderr.strip() == line and line.startswith("contimg")
 
 
 @pytest.mark.parametrize(

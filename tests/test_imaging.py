@@ -14,6 +14,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from conftest import one_error_line
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
 from dsa110_contimg.casa import tasks
@@ -270,13 +271,6 @@ def test_image_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
     result = run_image_cli(corrupted_small, "--out", tmp_path, *args)
     assert result.returncode == 2
     assert message in one_error_line(result)
-
-
-def one_error_line(result) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def spoil_field(ms, field, how):
