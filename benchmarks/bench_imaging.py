@@ -117,8 +117,8 @@ def main(argv=None) -> dict:
                      "--n-workers", "2"]  # fmt: skip
         run_tree_measured(calibrate)
         mms = str(scratch / "obs.cal.mms")
-        scripts = {"serial": SERIAL_CHILD, "two_processes": TWO_PROCESS_CHILD}
-        for contender, text in scripts.items():
+        scripts = {}
+        for contender, text in (("serial", SERIAL_CHILD), ("two_processes", TWO_PROCESS_CHILD)):
             scripts[contender] = scratch / f"{contender}_child.py"
             scripts[contender].write_text(text)
         for repetition in range(args.repeat):
