@@ -27,25 +27,11 @@ from pathlib import Path
 
 from harness import run_tree_measured, summarise_run_ratios, summarise_runs, write_result
 
-SERIAL_CHILD = """
-import json, sys, time
-from dsa110_contimg.casa import tasks
-from dsa110_contimg.imaging.pipeline import tclean_parameters
-from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
-
-ms, fields, out = sys.argv[1], sys.argv[2], sys.argv[3]
-seconds = []
-for job in plan_imaging(ms, fields, "both", ImagingConfig(), out):
-    started = time.perf_counter()
-    tasks.run_tclean(job.ms, job.output_dir, out + "/casa.log", **tclean_parameters(job))
-    seconds.append(time.perf_counter() - started)
-print("BENCH_STEPS " + json.dumps(seconds))
-"""
-
-TWO_PROCESS_CHILD = """
+# The serial and two-process contenders: the same tclean calls, timed the same
+# way, either one after another in this process (1) or shared by a pool of
+# plain single-threaded processes with a Dask worker's environment (2).
+PLAIN_CHILD = """
 import json, os, sys, time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 
 def image(job, log_file):
     from dsa110_contimg.casa import tasks
@@ -55,29 +41,39 @@ def image(job, log_file):
     return time.perf_counter() - started
 
 if __name__ == "__main__":
-    import dask
-    from dsa110_contimg.cluster.client import casa_worker_environment
-    from dsa110_contimg.imaging.pipeline import TASK_PRIORITY
     from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
 
-    with casa_worker_environment():  # what a Dask worker process gets
-        environ = dask.config.get("distributed.nanny.pre-spawn-environ")
-    os.environ.update({name: str(value) for name, value in environ.items()})
-    ms, fields, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    ms, fields, out, processes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     jobs = plan_imaging(ms, fields, "both", ImagingConfig(), out)
-    jobs.sort(key=lambda job: -TASK_PRIORITY[job.column])
-    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-        seconds = list(pool.map(image, jobs, [out + "/casa.log"] * len(jobs)))
+    log_files = [out + "/casa.log"] * len(jobs)
+    if processes == 1:
+        seconds = list(map(image, jobs, log_files))
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        import dask
+        from dsa110_contimg.cluster.client import casa_worker_environment
+        from dsa110_contimg.imaging.pipeline import TASK_PRIORITY
+
+        with casa_worker_environment():  # what a Dask worker process gets
+            environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+        os.environ.update({name: str(value) for name, value in environ.items()})
+        jobs.sort(key=lambda job: -TASK_PRIORITY[job.column])
+        with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+            seconds = list(pool.map(image, jobs, log_files))
     print("BENCH_STEPS " + json.dumps(seconds))
 """
+PLAIN_PROCESSES = {"serial": 1, "two_processes": 2}
 
 LABELS = {"serial": "serial", "two_processes": "two processes", "ours": "Dask 2 workers"}
 CONTENDERS = tuple(LABELS)
 
 
-def run_script(script: Path, mms: str, fields: str, out: Path) -> dict:
-    """A contender script's run: process-tree figures and its summed tclean time."""
-    measured = run_tree_measured([sys.executable, str(script), mms, fields, str(out)])
+def run_plain(script: Path, processes: int, mms: str, fields: str, out: Path) -> dict:
+    """A plain-process contender's run: process-tree figures and its summed tclean time."""
+    argv = [sys.executable, str(script), mms, fields, str(out), str(processes)]
+    measured = run_tree_measured(argv)
     stdout = measured.pop("stdout")
     line = [x for x in stdout.splitlines() if x.startswith("BENCH_STEPS ")][-1]
     return {**measured, "tclean_seconds": sum(json.loads(line.split(" ", 1)[1]))}
@@ -117,10 +113,8 @@ def main(argv=None) -> dict:
                      "--n-workers", "2"]  # fmt: skip
         run_tree_measured(calibrate)
         mms = str(scratch / "obs.cal.mms")
-        scripts = {}
-        for contender, text in (("serial", SERIAL_CHILD), ("two_processes", TWO_PROCESS_CHILD)):
-            scripts[contender] = scratch / f"{contender}_child.py"
-            scripts[contender].write_text(text)
+        script = scratch / "plain_child.py"
+        script.write_text(PLAIN_CHILD)
         for repetition in range(args.repeat):
             # rotate which contender goes first, so none always meets a warm cache
             first = repetition % len(CONTENDERS)
@@ -129,7 +123,8 @@ def main(argv=None) -> dict:
                 if contender == "ours":
                     measured, result = run_ours(mms, args.fields, out)
                 else:
-                    measured = run_script(scripts[contender], mms, args.fields, out)
+                    processes = PLAIN_PROCESSES[contender]
+                    measured = run_plain(script, processes, mms, args.fields, out)
                 runs[contender].append(measured)
     ratios = {
         "ours_over_serial": summarise_run_ratios(runs["ours"], runs["serial"]),
