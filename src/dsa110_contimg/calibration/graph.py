@@ -1,10 +1,12 @@
 """The calibration plan as one Dask graph: a task per (MS, SPW, step).
 
 Dependencies carry the order (prepare -> assemble -> flag -> model ->
-prebp -> [kcal] -> bpcal -> gains -> apply -> publish) per SPW; SPWs and
-observations are independent chains, so they run side by side. Solves
-combined over SPWs join the chains of one MS. Targets' applies depend on the
-calibrator's solves of the same SPW. Task keys name the step, MS and SPW so
+prebp -> [kcal] -> bpcal -> gains -> apply) per SPW; SPWs and observations
+are independent chains, so they run side by side. Solves combined over SPWs
+join the chains of one MS. Targets' applies depend on the calibrator's solves
+of the same SPW and read its tables where they are built. Each MS's publish
+waits for every other task of that MS (and a calibrator's for its targets'
+applies), then renames all its products into place together. Task keys name the step, MS and SPW so
 the dashboard shows what runs, plus a token of the graph: two plans of the
 same MS (other outputs, other SPWs) on one cluster must never share a key, or
 Dask would hand one plan the other's results.
@@ -49,8 +51,9 @@ def add_calibration_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
 
 def _build_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
     config = plan.config
-    by_ms = {}
-    solved_tables = {}  # calibrator MS -> {spw: {step: (table, outcome)}}
+    by_ms, assembled_of = {}, {}
+    solved_tables = {}  # calibrator MS -> {spw: {step: (staged table, outcome)}}
+    readers = {}  # calibrator MS -> target tasks that read its staged tables
     for obs in sorted(plan.observations, key=lambda o: o.role != "calibrator"):
         prepared = {
             p.spw: _task(steps.prepare, _key("prepare", obs, p.spw), obs, p, config, log_dir)
@@ -104,15 +107,16 @@ def _build_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
                 )
             )
         outcomes += applied
+        if obs.solutions_from is not None:
+            readers.setdefault(obs.solutions_from, []).extend(applied)
+        by_ms[obs.stem] = {"outcomes": outcomes}
+        assembled_of[obs.stem] = assembled
+    for obs in plan.observations:
+        finished = by_ms[obs.stem]["outcomes"] + readers.get(obs.ms, [])
         published = _task(
-            steps.publish,
-            _key("publish", obs),
-            obs,
-            config,
-            assembled,
-            applied or list(flagged.values()),
+            steps.publish, _key("publish", obs), obs, config, assembled_of[obs.stem], finished
         )
-        by_ms[obs.stem] = {"outcomes": outcomes + [published]}
+        by_ms[obs.stem]["outcomes"].append(published)
     return by_ms
 
 
@@ -139,13 +143,13 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
             solve_vis[p.spw] = p.averaged_ms
             outcomes.append(ready[p.spw])
     tables = {p.spw: {} for p in obs.pieces}
-    combined = dict(obs.combined_tables)
+    combined = {step: obs.staged(table) for step, table in obs.combined_tables}
     merged = {}  # step -> (merged table, merge task)
 
     def merged_table(step):
         if step not in merged:
             solved = [o for entry in tables.values() for s, (_, o) in entry.items() if s == step]
-            target = obs.merged(step)
+            target = obs.staged(obs.merged(step))
             merged[step] = (
                 target,
                 _task(steps.merge, _key(f"merge-{step}", obs), obs, config, step, target, solved),
@@ -190,12 +194,12 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
                 log_dir,
                 solve_vis[p.spw],
                 p.spw,
-                p.table(step),
+                obs.staged(p.table(step)),
                 {s: t for s, (t, _) in entry.items()},
                 [ready[p.spw]] + [o for _, o in entry.values()],
             )
             outcomes.append(task)
-            entry[step] = (p.table(step), task)
+            entry[step] = (obs.staged(p.table(step)), task)
     for step, _ in solve_steps(config):
         if step in combined:
             solved = [tables[obs.spws[0]][step][1]]
@@ -206,7 +210,7 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
                     obs,
                     config,
                     step,
-                    obs.merged(step),
+                    obs.staged(obs.merged(step)),
                     solved,
                 )
             )

@@ -13,7 +13,7 @@ from pathlib import Path
 from dsa110_contimg.calibration.config import CalibrationConfig
 from dsa110_contimg.calibration.graph import add_calibration_graph
 from dsa110_contimg.calibration.plan import CalibrationPlan, plan_observation
-from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED
+from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED, product_input
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables
 from dsa110_contimg.ms.antennas import antenna_names, resolve_refant
@@ -129,6 +129,7 @@ def _check_same_setup(ms, reference) -> None:
 
 
 def _refuse_duplicate_outputs(observations) -> None:
+    """Two inputs never share products, in one run or across runs into one directory."""
     seen = {}
     for obs in observations:
         if obs.output_mms in seen:
@@ -137,6 +138,12 @@ def _refuse_duplicate_outputs(observations) -> None:
                 "rename one or use separate --out directories"
             )
         seen[obs.output_mms] = obs.ms
+        made_from = product_input(obs.output_mms)
+        if made_from is not None and made_from != obs.ms:
+            raise ContimgError(
+                f"{obs.output_mms} holds the calibration of {made_from}; {obs.ms} has the same "
+                "name and would replace it: use another --out (or remove the old products)"
+            )
 
 
 def plan_apply(
@@ -259,14 +266,16 @@ def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict
         for o in outcomes:
             timings[o.step] += o.seconds
         published = next((o for o in outcomes if o.step == "publish"), None)
-        merged = {
-            o.step.removeprefix("merge-"): o.detail["table"]
+        merged = {} if not published.ok else {
+            o.step.removeprefix("merge-"): obs.published(o.detail["table"])
             for o in outcomes
             if o.step.startswith("merge-") and o.ok
         }
         solutions = {
             f"{o.step}/spw{o.spw}" if o.spw >= 0 else f"{o.step}/allspw": {
-                k: v for k, v in o.detail.items() if k != "casa_seconds"
+                k: obs.published(v) if k == "table" else v
+                for k, v in o.detail.items()
+                if k != "casa_seconds"
             }
             for o in outcomes
             if o.ok and "table" in o.detail and not o.step.startswith("merge-")

@@ -11,8 +11,11 @@ for an MS ``<stem>.ms`` and output directory ``OUT``
   is ``prebp``, ``kcal``, ``bpcal``, ``gpcal`` (first gain interval, default
   ``inf``), ``2gcal`` (second, default 60 s), ...
 
-Work in progress lives in ``OUT/.<stem>.cal.work`` and is renamed into place
-when complete, so an interrupted run leaves no half-written product.
+Every product is built in ``OUT/.<stem>.cal.work`` (tables under its
+``products/`` folder, at the same relative path they are published to) and all
+of one MS's products are renamed into place together, the Multi-MS last, once
+every step of that MS has finished: an interrupted or failed run leaves no
+product under a final name.
 """
 
 from __future__ import annotations
@@ -66,6 +69,33 @@ class ObservationPlan:
 
     def merged(self, step: str) -> str | None:
         return dict(self.merged_tables).get(step)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output_mms).parent
+
+    @property
+    def products_dir(self) -> Path:
+        """Where tables are built before publishing (mirrors the output directory)."""
+        return Path(self.work_dir) / "products"
+
+    def staged(self, final: str | None) -> str | None:
+        """The path ``final`` (a product of this MS) is built at before publishing."""
+        if final is None:
+            return None
+        return str(self.products_dir / Path(final).relative_to(self.output_dir))
+
+    def published(self, path: str) -> str:
+        """The final path of a product built at ``path`` (other paths pass unchanged)."""
+        try:
+            relative = Path(path).relative_to(self.products_dir)
+        except ValueError:
+            return path
+        return str(self.output_dir / relative)
+
+    @property
+    def table_dir(self) -> Path:
+        return self.output_dir / f"{self.stem}.caltables"
 
 
 @dataclass(frozen=True)

@@ -436,14 +436,29 @@ def merge(obs: ObservationPlan, config, step: str, target: str, solved):
     return run_step(f"merge-{step}", obs, -1, [], body, config.retries)
 
 
-def publish(obs: ObservationPlan, config, assembled, applied):
-    """Rename the finished Multi-MS into place and remove the work directory."""
+def publish(obs: ObservationPlan, config, assembled, finished):
+    """Rename every product of this MS into place, the Multi-MS last; remove the work directory.
+
+    ``finished`` holds every other task of this MS (and the targets' applies that
+    read its tables), so nothing is still writing or reading the work copies.
+    """
 
     def body():
-        calibrated = [o.spw for o in applied if o.ok and o.step == "apply"]
+        calibrated = [o.spw for o in finished if o.ok and o.step == "apply" and o.ms == obs.ms]
         if not calibrated and config.apply.enabled:
             raise ContimgError(f"no SPW of {obs.stem} was calibrated: nothing published")
+        products = obs.products_dir
+        staged_tables = products / obs.table_dir.name
+        if staged_tables.exists():
+            with publish_directory(obs.table_dir) as partial:
+                staged_tables.rename(partial)
+        for _, final in obs.merged_tables:
+            staged = Path(obs.staged(final))
+            if staged.exists():
+                with publish_directory(final) as partial:
+                    staged.rename(partial)
         source = work_mms(obs)
+        write_provenance(source, obs.ms)
         with publish_directory(obs.output_mms) as partial:
             source.rename(partial)
         shutil.rmtree(obs.work_dir, ignore_errors=True)
@@ -453,3 +468,23 @@ def publish(obs: ObservationPlan, config, assembled, applied):
         }
 
     return run_step("publish", obs, -1, [assembled], body, config.retries)
+
+
+PROVENANCE_FILE = ".contimg_input.json"
+
+
+def write_provenance(product, input_ms) -> None:
+    """Record inside ``product`` which input it was made from (checked before overwriting)."""
+    import json
+
+    (Path(product) / PROVENANCE_FILE).write_text(json.dumps({"input": str(input_ms)}))
+
+
+def product_input(product) -> str | None:
+    """The input ``product`` was made from, or None when it does not say."""
+    import json
+
+    try:
+        return json.loads((Path(product) / PROVENANCE_FILE).read_text())["input"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
