@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -667,9 +668,16 @@ def run_command(parser, argv=None) -> int:
     from dsa110_contimg.runlog import start_run_logging
 
     args = parser.parse_args(argv)
+    previous_sigterm = _raise_on_sigterm()
     try:
         args.run_dir = start_run_logging(args.command, args.log_dir, args.verbose)
         return args.func(args)
+    except Terminated:
+        print("contimg: terminated (SIGTERM); nothing was published", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("contimg: interrupted; nothing was published", file=sys.stderr)
+        return 130
     except ContimgError as err:
         print(f"contimg: error: {err}", file=sys.stderr)
         return 2
@@ -680,9 +688,26 @@ def run_command(parser, argv=None) -> int:
         log.debug("%s failed", args.command, exc_info=True)
         print(f"contimg: error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("contimg: interrupted", file=sys.stderr)
-        return 130
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, so every product in progress is dropped."""
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` in the main thread; the previous handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def _run_failure(err: Exception, run_dir) -> str | None:

@@ -231,20 +231,32 @@ def _sole_writer(obs):
     """Hold an exclusive lock on the observation's outputs for the whole run.
 
     A second run writing the same products at once is refused; the lock
-    dies with its process, so a killed run never blocks the next one.
+    dies with its process, so a killed run never blocks the next one. The
+    lock file is removed when the run ends (a killed run's is reused).
     """
     import fcntl
+    import os
 
     lock_path = Path(obs.work_dir).with_name(f".{obs.stem}.cal.lock")
-    with open(lock_path, "w") as lock:
+    while True:
+        lock = open(lock_path, "a")  # noqa: SIM115 - closed below
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.close()
             raise ContimgError(
                 f"another calibration of {obs.stem} is writing to {lock_path.parent}; "
                 "wait for it or choose another --out"
             ) from None
+        # The previous holder may have removed the file between our open and lock.
+        if lock_path.exists() and os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino:
+            break
+        lock.close()
+    try:
         yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        lock.close()
 
 
 def _remove_leftovers_of_killed_runs(obs) -> None:

@@ -2,34 +2,96 @@
 
 Each sub-MS is written by one process only, so applies to different SPWs
 run in parallel without two writers on one table; the Multi-MS is a
-reference concatenation of them (CASA's own ``partition`` layout).
+reference concatenation of them (CASA's own ``partition`` layout). The
+layout is made here rather than by CASA's ``makeMMS`` helper, which splits
+paths on spaces and deletes files through the shell: any legal path works
+(spaces, unicode, symlinks) and no path reaches a shell.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from dsa110_contimg import casa_env
 
+# Subtables every sub-MS keeps its own copy of (CASA's layout).
+_OWN_SUBTABLES = ("SOURCE", "HISTORY")
 
-def assemble_mms(sub_ms_paths, output_mms) -> str:
+
+def assemble_mms(sub_ms_paths, output_mms, parallel_axis: str = "spw") -> str:
     """Move ``sub_ms_paths`` into ``output_mms/SUBMSS`` and make the Multi-MS.
 
     The sub-MSs must share their subtables (same FIELD, SPECTRAL_WINDOW, ...)
     and columns; their subtables become links to the first one's.
     """
-    casa_env.casatasks()
-    from casatasks.private.partitionhelper import makeMMS
+    from casacore.tables import table
 
     output_mms = Path(output_mms).absolute()
-    with casa_env.casa_output_to_log():
-        makeMMS(
-            str(output_mms),
-            [str(Path(p).absolute()) for p in sub_ms_paths],
-            parallelaxis="spw",
+    sub_ms_paths = [Path(p).absolute() for p in sub_ms_paths]
+    if output_mms.exists():
+        raise FileExistsError(f"{output_mms} already exists")
+    if not sub_ms_paths:
+        raise ValueError("no sub-MS to assemble")
+    ms_tool = casa_env.casatools().ms()
+    try:
+        with casa_env.casa_output_to_log():
+            ms_tool.createmultims(
+                str(output_mms), [str(p) for p in sub_ms_paths], [], True, False, False, []
+            )
+    finally:
+        ms_tool.close()
+    sub_dir = output_mms / "SUBMSS"
+    members = [sub_dir / p.name for p in sub_ms_paths]
+    for member in [output_mms, *members]:
+        _drop_sorted_table(member)
+    master = members[0]
+    subtables = _subtable_names(master)
+    for name in subtables:
+        os.symlink(Path("SUBMSS") / master.name / name, output_mms / name)
+    shared = [name for name in subtables if name not in _OWN_SUBTABLES]
+    for member in members[1:]:
+        for name in shared:
+            own = member / name
+            if own.is_symlink() or own.is_file():
+                own.unlink()
+            elif own.exists():
+                shutil.rmtree(own)
+            os.symlink(Path("..") / master.name / name, own)
+    with table(str(output_mms), readonly=False, ack=False) as main:
+        info = main.info()
+        readme = "\n".join(
+            line for line in info.get("readme", "").splitlines() if "AxisType" not in line
         )
+        main.putinfo({**info, "readme": f"AxisType = {parallel_axis}\n{readme}".rstrip()})
     return os.fspath(output_mms)
+
+
+def _drop_sorted_table(path: Path) -> None:
+    """Remove the SORTED_TABLE keyword (and the sorted copy it names) of a table."""
+    from casacore.tables import table
+
+    with table(str(path), readonly=False, ack=False) as main:
+        if "SORTED_TABLE" not in main.keywordnames():
+            return
+        sorted_copy = str(main.getkeyword("SORTED_TABLE")).removeprefix("Table: ")
+        main.removekeyword("SORTED_TABLE")
+    if sorted_copy and Path(sorted_copy).is_dir() and Path(sorted_copy).parent == path:
+        shutil.rmtree(sorted_copy)
+
+
+def _subtable_names(ms: Path) -> list[str]:
+    """Names of the subtables an MS's keywords point to."""
+    from casacore.tables import table
+
+    with table(str(ms), ack=False) as main:
+        keywords = main.getkeywords()
+    return [
+        Path(value.removeprefix("Table: ")).name
+        for name, value in keywords.items()
+        if isinstance(value, str) and value.startswith("Table: ") and name != "SORTED_TABLE"
+    ]
 
 
 def sub_ms_paths(mms) -> list[Path]:
