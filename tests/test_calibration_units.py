@@ -131,7 +131,9 @@ def test_refant_by_name_station_and_index(corrupted_small):
     assert resolve_refant(corrupted_small, "DSA103") == "DSA103"
     assert resolve_refant(corrupted_small, "103") == "DSA103"
     assert resolve_refant(corrupted_small, "1") == "DSA001"
-    assert resolve_refant(corrupted_small, "2") == "DSA012"  # index 2: no station DSA002
+    # On DSA-110 data a number is a station, never an index: no DSA002 here.
+    with pytest.raises(ContimgError, match=r"'2' \(a DSA-110 station number\)"):
+        resolve_refant(corrupted_small, "2")
     with pytest.raises(ContimgError, match="try --refant DSA"):
         resolve_refant(corrupted_small, "DSA999")
 

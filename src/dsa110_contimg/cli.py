@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from dsa110_contimg.errors import CasaTaskError, ContimgError
+from dsa110_contimg.outputs import check_output_dir, check_output_file
 
 log = logging.getLogger("dsa110_contimg.cli")
 
@@ -22,6 +23,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _add_simulation_options(parser) -> None:
@@ -247,6 +259,7 @@ def _cmd_image(args) -> int:
         )
         if getattr(args, name) is not None
     }  # fmt: skip
+    check_output_dir(args.out, "--out")
     jobs = plan_imaging(args.ms, args.field, args.datacolumn, ImagingConfig(**settings), args.out)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     log.info(
@@ -272,6 +285,7 @@ def _cmd_qa(args) -> int:
     from dsa110_contimg.ms.reads import require_ms
     from dsa110_contimg.phasing.geometry import brightest_calibrator_in_beam
     from dsa110_contimg.qa.runner import default_truth, qa_report
+    from dsa110_contimg.qa.scores import resolve_thresholds
     from dsa110_contimg.sky.calibrators import load_catalog, lookup_calibrator
 
     ms = require_ms(args.ms)
@@ -285,8 +299,10 @@ def _cmd_qa(args) -> int:
         if args.thresholds
         else None
     )
-    images = json.loads(Path(args.images).read_text()) if args.images else None
+    resolve_thresholds(thresholds)
+    images = _read_image_comparison(args.images) if args.images else None
     out = Path(args.out) if args.out else Path("qa") / ms.name.removesuffix(".ms")
+    check_output_dir(out, "--out")
     report = qa_report(
         ms, out, args.caltables or (), calibrator, truth=args.truth or default_truth(ms),
         thresholds=thresholds, images=images,
@@ -300,10 +316,26 @@ def _cmd_qa(args) -> int:
     return 0
 
 
+def _read_image_comparison(path) -> dict:
+    """The image_comparison.json of `contimg image`, or one clear error."""
+    path = Path(path)
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ContimgError(f"--images {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise ContimgError(
+            f"--images {path} is not the JSON `contimg image` writes (image_comparison.json)"
+        ) from None
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("comparisons"), list):
+        raise ContimgError(f"--images {path} holds no image comparisons (`contimg image` JSON)")
+    return loaded
+
+
 def _cmd_reprocess(args) -> int:
     from dsa110_contimg.archive.manifest import Manifest
     from dsa110_contimg.archive.runner import format_status, plan_archive, run_archive
-    from dsa110_contimg.calibration.cli import _client_context
+    from dsa110_contimg.calibration.cli import _client_context, cluster_profile
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.sky.calibrators import load_catalog
 
@@ -311,21 +343,27 @@ def _cmd_reprocess(args) -> int:
         raise ContimgError("--validity-hours must be positive")
     config = resolve_config(args.preset, args.config)
     catalog = load_catalog(args.catalog)
-    out = Path(args.out).absolute()
-    with Manifest(out) as manifest:
+    out = check_output_dir(args.out, "--out")
+    if args.performance_report:
+        check_output_file(args.performance_report, "--performance-report")
+    cluster_profile(args)
+    # Planning reads the manifest without creating one: a dry run or a refused
+    # plan leaves nothing on disk.
+    with Manifest(out, create=False) as existing:
         archive = plan_archive(
-            args.inputs, out, manifest, config, args.refant, catalog, args.validity_hours
+            args.inputs, out, existing, config, args.refant, catalog, args.validity_hours
         )
-        n_run = sum(len(p.observations) for p in archive.plans)
-        print(
-            f"{n_run} MS to process ({len(archive.calibrations)} calibrator file(s) to solve), "
-            f"{len(archive.skipped)} done and unchanged, {len(archive.failed)} refused",
-            flush=True,
-        )
-        for path, reason in archive.failed:
-            print(f"  refused {path}: {reason}")
-        if args.dry_run:
-            return 0
+    n_run = sum(len(p.observations) for p in archive.plans)
+    print(
+        f"{n_run} MS to process ({len(archive.calibrations)} calibrator file(s) to solve), "
+        f"{len(archive.skipped)} done and unchanged, {len(archive.failed)} refused",
+        flush=True,
+    )
+    for path, reason in archive.failed:
+        print(f"  refused {path}: {reason}")
+    if args.dry_run:
+        return 0
+    with Manifest(out) as manifest:
         report = (
             __import__("distributed").performance_report(filename=args.performance_report)
             if args.performance_report
@@ -347,15 +385,14 @@ def _cmd_reprocess(args) -> int:
 
 def _cmd_status(args) -> int:
     from dsa110_contimg.archive.manifest import Manifest
-    from dsa110_contimg.archive.runner import format_status
+    from dsa110_contimg.archive.runner import format_status, status_of
 
     path = Path(args.out) / Manifest.FILENAME
     if not path.exists():
         raise ContimgError(f"no manifest in {args.out} (run `contimg reprocess ... --out DIR`)")
     with Manifest(args.out) as manifest:
         if args.json:
-            print(json.dumps({"manifest": str(manifest.path), "counts": manifest.counts(),
-                              "observations": manifest.all()}, indent=2))  # fmt: skip
+            print(json.dumps(status_of(manifest), indent=2))
         else:
             print(format_status(manifest))
     return 0
@@ -410,6 +447,9 @@ def _resolve_calibrator(args):
     )
 
     catalog = load_catalog(args.catalog)
+    if args.calibrator and (args.cal_ra is not None or args.cal_dec is not None):
+        raise ContimgError("give the calibrator by --calibrator NAME or by --cal-ra/--cal-dec, "
+                           "not both")  # fmt: skip
     if args.calibrator:
         return lookup_calibrator(args.calibrator, catalog)
     if args.cal_ra is None or args.cal_dec is None:
@@ -435,6 +475,8 @@ def _resolve_fields(args, ms, calibrator, required: bool):
     """Field ids from --field or --auto-fields; None means all fields."""
     from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
 
+    if args.auto_fields and args.field:
+        raise ContimgError("give the fields by --field or choose them with --auto-fields, not both")
     geometry = field_geometry(ms, calibrator)
     best = max(g.pb_response for g in geometry)
     if best < MIN_VISIBLE_RESPONSE:
@@ -443,8 +485,6 @@ def _resolve_fields(args, ms, calibrator, required: bool):
             f"(best response {best:.2g} < {MIN_VISIBLE_RESPONSE})"
         )
     if args.auto_fields:
-        if args.field:
-            log.info("--auto-fields chooses the fields: --field %s is not used", args.field)
         fields = select_auto_fields(geometry, args.field_window, args.min_pb_response)
         if not fields:
             raise ContimgError(
@@ -603,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--weighting", choices=["briggs", "natural", "uniform"])
     image.add_argument("--robust", type=float, help="Briggs robust (default 0)")
     image.add_argument("--scheduler", help="existing Dask scheduler, tcp://HOST:PORT")
-    image.add_argument("--n-workers", type=int, help="local cluster worker processes")
+    image.add_argument("--n-workers", type=positive_int, help="local cluster worker processes")
     image.add_argument("--json", action="store_true", help="print the comparison JSON")
     image.set_defaults(func=_cmd_image)
 
@@ -639,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument("--scheduler", help="existing Dask scheduler, tcp://HOST:PORT")
     reprocess.add_argument("--cluster", help="cluster profile: local, ssh, slurm or a YAML file")
     reprocess.add_argument("--cluster-option", action="append", metavar="KEY=VALUE")
-    reprocess.add_argument("--n-workers", type=int, help="local cluster: worker processes")
+    reprocess.add_argument("--n-workers", type=positive_int, help="local cluster: worker processes")
     reprocess.add_argument("--performance-report", metavar="FILE.html")
     reprocess.set_defaults(func=_cmd_reprocess)
 

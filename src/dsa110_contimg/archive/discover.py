@@ -55,7 +55,7 @@ def expand_inputs(inputs) -> list[Path]:
                     found.append(candidate)
         elif path.is_file():
             base = path.parent
-            for line in path.read_text().splitlines():
+            for line in _list_file_lines(path):
                 line = line.split("#", 1)[0].strip()
                 if line:
                     listed = Path(line) if Path(line).is_absolute() else base / line
@@ -72,6 +72,22 @@ def expand_inputs(inputs) -> list[Path]:
     if not unique:
         raise ContimgError(f"no Measurement Sets found in {', '.join(map(str, inputs))}")
     return unique
+
+
+def _list_file_lines(path: Path) -> list[str]:
+    """The lines of a text file listing MS paths; one clear error for anything else."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ContimgError(f"{path} cannot be read: {err.strerror}") from None
+    if b"\0" in data:
+        raise ContimgError(
+            f"{path} is neither an MS, a directory nor a text list of MS paths (binary file)"
+        )
+    try:
+        return data.decode().splitlines()
+    except UnicodeDecodeError:
+        raise ContimgError(f"{path} is not a UTF-8 text list of MS paths") from None
 
 
 def fingerprint(ms) -> str:

@@ -14,10 +14,15 @@ consistent file: whatever was ``running`` is redone on the next run.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
+import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
+
+from dsa110_contimg.errors import ContimgError
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 STATES = (PENDING, RUNNING, DONE, FAILED)
@@ -37,10 +42,17 @@ CREATE TABLE IF NOT EXISTS observations (
     seconds REAL,
     qa_score REAL,
     qa_verdict TEXT,
-    error TEXT
+    error TEXT,
+    run_host TEXT,
+    run_pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+# Columns added after the first schema; older manifests gain them on open.
+_ADDED_COLUMNS = {"run_host": "TEXT", "run_pid": "INTEGER"}
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# A run that is no longer alive left these entries ``running``: shown as interrupted.
+INTERRUPTED = "interrupted"
 
 
 def _now() -> str:
@@ -48,21 +60,48 @@ def _now() -> str:
 
 
 class Manifest:
-    """The manifest of one output directory (``<out>/manifest.sqlite``)."""
+    """The manifest of one output directory (``<out>/manifest.sqlite``).
+
+    With ``create=False`` a directory without a manifest reads as an empty one
+    and nothing is written to disk (a dry run, a plan that is refused).
+    An existing file that is not this manifest is never overwritten.
+    """
 
     FILENAME = "manifest.sqlite"
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, create: bool = True):
         self.path = Path(out_dir) / self.FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        self.in_memory = not create and not self.path.exists()
+        if self.in_memory:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            _refuse_foreign_file(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
-        with self._lock, self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        try:
+            with self._lock, self._db:
+                if not self.in_memory:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+                present = {r[1] for r in self._db.execute("PRAGMA table_info(observations)")}
+                for column, kind in _ADDED_COLUMNS.items():
+                    if column not in present:
+                        self._db.execute(f"ALTER TABLE observations ADD COLUMN {column} {kind}")
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise _database_error(self.path, err) from None
+        if check != "ok":
+            self._db.close()
+            raise ContimgError(
+                f"{self.path} is damaged ({check}); it was left as it is: move it aside "
+                "to start a new manifest"
             )
 
     def close(self) -> None:
@@ -75,28 +114,31 @@ class Manifest:
         self.close()
 
     def _write(self, sql: str, parameters) -> None:
-        with self._lock, self._db:
-            self._db.execute(sql, parameters)
+        try:
+            with self._lock, self._db:
+                self._db.execute(sql, parameters)
+        except sqlite3.DatabaseError as err:
+            raise _database_error(self.path, err) from None
+
+    def _read(self, sql: str, parameters=()) -> list:
+        try:
+            with self._lock:
+                return self._db.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as err:
+            raise _database_error(self.path, err) from None
 
     def get(self, path) -> dict | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM observations WHERE path = ?", (str(path),)
-            ).fetchone()
-        return None if row is None else _as_dict(row)
+        rows = self._read("SELECT * FROM observations WHERE path = ?", (str(path),))
+        return _as_dict(rows[0], self.path) if rows else None
 
     def all(self) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM observations ORDER BY path").fetchall()
-        return [_as_dict(r) for r in rows]
+        rows = self._read("SELECT * FROM observations ORDER BY path")
+        return [_as_dict(r, self.path) for r in rows]
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
-        with self._lock:
-            for state, n in self._db.execute(
-                "SELECT state, COUNT(*) FROM observations GROUP BY state"
-            ):
-                counts[state] = n
+        for state, n in self._read("SELECT state, COUNT(*) FROM observations GROUP BY state"):
+            counts[state] = n
         return counts
 
     def register(self, path, role: str, fingerprint: str, solutions_from=None) -> None:
@@ -111,8 +153,9 @@ class Manifest:
 
     def mark_running(self, path) -> None:
         self._write(
-            "UPDATE observations SET state = 'running', started = ?, error = NULL WHERE path = ?",
-            (_now(), str(path)),
+            "UPDATE observations SET state = 'running', started = ?, error = NULL, "
+            "run_host = ?, run_pid = ? WHERE path = ?",
+            (_now(), socket.gethostname(), os.getpid(), str(path)),
         )
 
     def mark_done(self, path, outputs, caltables, seconds, qa_score=None, qa_verdict=None):
@@ -131,8 +174,65 @@ class Manifest:
         )
 
 
-def _as_dict(row: sqlite3.Row) -> dict:
+def shown_state(record: dict) -> str:
+    """The state to show: ``running`` entries of a run that is gone are ``interrupted``."""
+    if record["state"] != RUNNING:
+        return record["state"]
+    if record.get("run_host") == socket.gethostname() and record.get("run_pid"):
+        try:
+            os.kill(int(record["run_pid"]), 0)
+        except ProcessLookupError:
+            return INTERRUPTED
+        except PermissionError:
+            return RUNNING
+    return RUNNING
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """Refuse a manifest path holding something else, or an empty file among products."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise ContimgError(f"{path} is a directory, not a manifest")
+    size = path.stat().st_size
+    if size == 0:
+        siblings = [p for p in path.parent.iterdir() if not p.name.startswith(path.name)]
+        if siblings:
+            raise ContimgError(
+                f"{path} is empty but {path.parent} holds products: the manifest was lost or "
+                "truncated; it was left as it is (move the products or the file aside)"
+            )
+        return
+    with open(path, "rb") as handle:
+        header = handle.read(len(_SQLITE_HEADER))
+    if header != _SQLITE_HEADER:
+        raise ContimgError(
+            f"{path} is not a manifest (not an SQLite database); it was left as it is: "
+            "use another --out or move the file aside"
+        )
+
+
+def _database_error(path: Path, err: sqlite3.DatabaseError) -> Exception:
+    """A disk-full or I/O failure as OSError (exit 1); a damaged file as ContimgError."""
+    message = str(err)
+    if "full" in message:
+        return OSError(errno.ENOSPC, f"manifest not updated ({message})", str(path))
+    if isinstance(err, sqlite3.OperationalError):
+        return OSError(errno.EIO, f"manifest not updated ({message})", str(path))
+    return ContimgError(
+        f"{path} is damaged or not a manifest ({message}); it was left as it is: "
+        "move it aside to start a new manifest"
+    )
+
+
+def _as_dict(row: sqlite3.Row, path: Path) -> dict:
     record = dict(row)
-    record["outputs"] = json.loads(record["outputs"])
-    record["caltables"] = json.loads(record["caltables"])
+    try:
+        record["outputs"] = json.loads(record["outputs"])
+        record["caltables"] = json.loads(record["caltables"])
+    except (TypeError, ValueError):
+        raise ContimgError(
+            f"{path} is damaged (entry {record.get('path')!r} holds invalid JSON); "
+            "it was left as it is: move it aside to start a new manifest"
+        ) from None
     return record

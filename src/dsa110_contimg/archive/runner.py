@@ -23,7 +23,14 @@ from pathlib import Path
 import dask
 
 from dsa110_contimg.archive import discover
-from dsa110_contimg.archive.manifest import DONE, FAILED, Manifest
+from dsa110_contimg.archive.manifest import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    STATES,
+    Manifest,
+    shown_state,
+)
 from dsa110_contimg.calibration.graph import add_calibration_graph
 from dsa110_contimg.calibration.pipeline import (
     claimed_outputs,
@@ -97,7 +104,25 @@ def plan_archive(inputs, out_dir, manifest: Manifest, config, refant: str, catal
         roles[entry.path] = ("target", entry.fingerprint, nearest.path)
         targets_of[nearest.path].append(entry)
 
-    skipped = tuple(e.path for e in entries if _unchanged_and_done(manifest, e))
+    done = {e.path for e in entries if _unchanged_and_done(manifest, e)}
+    fingerprints = {e.path: e.fingerprint for e in entries}
+
+    def solutions_current(target) -> bool:
+        """The target's calibrator is the same file, with the input its tables came from."""
+        calibrator = roles[target][2]
+        used = manifest.get(target)["solutions_from"]
+        record = manifest.get(calibrator) if calibrator else None
+        return (
+            calibrator is not None
+            and used == calibrator
+            and record is not None
+            and record["fingerprint"] == fingerprints[calibrator]
+        )
+
+    skipped = tuple(
+        e.path for e in entries
+        if e.path in done and (e.role == "calibrator" or solutions_current(e.path))
+    )  # fmt: skip
     calibrations, applies = [], []
     for cal in calibrators:
         targets = [t.path for t in targets_of[cal.path] if t.path not in skipped]
@@ -278,19 +303,28 @@ def _draw_bar(client, task_keys, files_done, files_total, files_failed) -> None:
     sys.stderr.flush()
 
 
+def status_of(manifest: Manifest) -> dict:
+    """Every MS with the state to show (a dead run's ``running`` is ``interrupted``), counts."""
+    records = [{**r, "state": shown_state(r)} for r in manifest.all()]
+    counts = dict.fromkeys((*STATES, INTERRUPTED), 0)
+    for r in records:
+        counts[r["state"]] += 1
+    return {"manifest": str(manifest.path), "counts": counts, "observations": records}
+
+
 def format_status(manifest: Manifest) -> str:
-    records = manifest.all()
-    counts = manifest.counts()
+    status = status_of(manifest)
+    records = status["observations"]
     lines = [
         f"{len(records)} MS in {manifest.path}: "
-        + ", ".join(f"{n} {state}" for state, n in counts.items()),
-        " state    role        QA          seconds  MS",
+        + ", ".join(f"{n} {state}" for state, n in status["counts"].items()),
+        " state       role        QA          seconds  MS",
     ]
     for r in records:
         qa = "-" if r["qa_verdict"] is None else f"{r['qa_verdict']} {r['qa_score']:.2f}"
         seconds = "-" if r["seconds"] is None else f"{r['seconds']:.1f}"
         lines.append(
-            f" {r['state']:8s} {r['role']:10s} {qa:11s} {seconds:>8s}  {r['path']}"
+            f" {r['state']:11s} {r['role']:10s} {qa:11s} {seconds:>8s}  {r['path']}"
             + (f"\n          error: {r['error']}" if r["error"] else "")
         )
     return "\n".join(lines)

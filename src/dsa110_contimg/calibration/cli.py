@@ -17,9 +17,21 @@ import logging
 import sys
 from pathlib import Path
 
+from dsa110_contimg.cli import positive_int
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger("dsa110_contimg.calibration.cli")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
 
 
 def _add_input_options(parser) -> None:
@@ -31,7 +43,9 @@ def _add_input_options(parser) -> None:
         "--preset", default="default", help="recipe preset: default, fast, thorough"
     )
     parser.add_argument("--config", help="YAML file of recipe settings (sections as in README)")
-    parser.add_argument("--retries", type=int, help="retries of a failing task (default 1)")
+    parser.add_argument(
+        "--retries", type=non_negative_int, help="retries of a failing task (default 1)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan; touch nothing")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,7 +66,7 @@ def _add_input_options(parser) -> None:
         metavar="KEY=VALUE",
         help="override a profile setting, e.g. memory=16GB (repeatable)",
     )
-    cluster.add_argument("--n-workers", type=int, help="local cluster: worker processes")
+    cluster.add_argument("--n-workers", type=positive_int, help="local cluster: worker processes")
     cluster.add_argument(
         "--performance-report", metavar="FILE.html", help="write Dask's performance report"
     )
@@ -202,7 +216,15 @@ def _ms_list(args) -> list[str]:
 
 
 def _out_dir(args, ms_list) -> Path:
-    return Path(args.out) if args.out else Path(ms_list[0]).absolute().parent
+    """The output directory, checked writable (with the other outputs) before any work."""
+    from dsa110_contimg.outputs import check_output_dir, check_output_file
+
+    out = Path(args.out) if args.out else Path(ms_list[0]).absolute().parent
+    check_output_dir(out, "--out" if args.out else "output directory (beside the MS)")
+    if args.performance_report:
+        check_output_file(args.performance_report, "--performance-report")
+    cluster_profile(args)
+    return out
 
 
 def _calibrator_fields(args, ms_list, calibrator) -> dict:
@@ -229,9 +251,13 @@ def _calibrator_fields(args, ms_list, calibrator) -> dict:
 def cmd_calibrate(args) -> int:
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.calibration.pipeline import plan_calibration
+    from dsa110_contimg.ms.reads import require_ms
 
     config = resolve_config(args.preset, args.config, _overrides(args))
     ms_list = _ms_list(args)
+    out = _out_dir(args, ms_list)
+    for target in args.targets:
+        require_ms(target)
     calibrator = _calibrator_for(args, ms_list[0])
     cal_fields = _calibrator_fields(args, ms_list, calibrator)
     plan = plan_calibration(
@@ -240,7 +266,7 @@ def cmd_calibrate(args) -> int:
         cal_fields,
         args.refant,
         config,
-        _out_dir(args, ms_list),
+        out,
         spw_selection=args.spw,
         targets=args.targets,
     )
@@ -289,22 +315,33 @@ def cmd_bench_spw(args) -> int:
     return 0 if all(r["status"] == "ok" for r in result["selections"]) else 1
 
 
-def _client_context(args):
-    """The Dask client: --scheduler, else the --cluster profile (local by default)."""
-    from dsa110_contimg.cluster.profiles import (
-        load_profile,
-        open_profile_client,
-        parse_cluster_options,
-    )
+def cluster_profile(args) -> dict | None:
+    """The checked --cluster profile with its options; None with --scheduler."""
+    from dsa110_contimg.cluster.profiles import load_profile, parse_cluster_options
 
     if args.scheduler:
-        from dsa110_contimg.cluster.client import dask_client
-
-        return dask_client(scheduler_address=args.scheduler)
+        if args.cluster or args.cluster_option or args.n_workers:
+            raise ContimgError(
+                "--scheduler uses a running cluster: --cluster, --cluster-option and "
+                "--n-workers do not apply to it"
+            )
+        return None
     overrides = parse_cluster_options(args.cluster_option)
     if args.n_workers:
         overrides["n_workers"] = args.n_workers
-    return open_profile_client(load_profile(args.cluster or "local", overrides))
+    return load_profile(args.cluster or "local", overrides)
+
+
+def _client_context(args):
+    """The Dask client: --scheduler, else the --cluster profile (local by default)."""
+    from dsa110_contimg.cluster.profiles import open_profile_client
+
+    profile = cluster_profile(args)
+    if profile is None:
+        from dsa110_contimg.cluster.client import dask_client
+
+        return dask_client(scheduler_address=args.scheduler)
+    return open_profile_client(profile)
 
 
 def cmd_apply(args) -> int:
@@ -313,11 +350,12 @@ def cmd_apply(args) -> int:
 
     config = resolve_config(args.preset, args.config, _overrides(args))
     ms_list = _ms_list(args)
+    out = _out_dir(args, ms_list)
     plan = plan_apply(
         ms_list,
         args.tables,
         config,
-        _out_dir(args, ms_list),
+        out,
         fields=args.field,
         spw_selection=args.spw,
     )

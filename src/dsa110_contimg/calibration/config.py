@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,27 @@ class CalibrationConfig:
             ),
             (self.fast.chanbin >= 1, "fast.chanbin must be at least 1"),
             (self.retries >= 0, "retries must not be negative"),
+            (self.retries <= 10, "retries must be at most 10"),
+            (self.bandpass.fillgaps >= 0, "bandpass.fillgaps must not be negative"),
+            (not self.fast.timebin or _is_interval(self.fast.timebin),
+             f"fast.timebin {self.fast.timebin!r} is not a time like 30s"),
+        ]  # fmt: skip
+        for section in ("prebp", "delay", "bandpass", "gains"):
+            c = getattr(self, section)
+            checks.append((0 <= c.minsnr < 1e6, f"{section}.minsnr must be >= 0, not {c.minsnr}"))
+            if hasattr(c, "minblperant"):
+                checks.append((c.minblperant >= 1, f"{section}.minblperant must be at least 1"))
+            if hasattr(c, "solint"):
+                checks.append((_is_interval(c.solint), f"{section}.solint {c.solint!r} is not "
+                               "inf, int or a time like 30s"))  # fmt: skip
+            if getattr(c, "uvrange", ""):
+                checks.append((_is_uvrange(c.uvrange), f"{section}.uvrange {c.uvrange!r} is not "
+                               "a range like >1klambda or 0~500m"))  # fmt: skip
+        for solint in self.gains.solints:
+            checks.append(
+                (_is_interval(solint), f"gains.solints: {solint!r} is not inf, int or a time")
+            )
+        checks += [
             (
                 not self.apply.enabled or self.bandpass.enabled or self.gains.enabled,
                 "nothing to apply: bandpass and gains are both switched off",
@@ -156,6 +178,22 @@ class CalibrationConfig:
         for ok, message in checks:
             if not ok:
                 raise ContimgError(f"invalid calibration config: {message}")
+
+
+_INTERVAL = re.compile(r"^(inf|int|\d+(\.\d*)?\s*(s|min|h)?)$")
+_UVRANGE = re.compile(
+    r"^\s*(<|>)?\s*\d+(\.\d*)?\s*(~\s*\d+(\.\d*)?)?\s*(m|km|lambda|klambda|Mlambda)?\s*$"
+)
+
+
+def _is_interval(text: str) -> bool:
+    """A CASA solution interval: inf, int, or a number with s, min or h."""
+    return bool(_INTERVAL.match(text.strip()))
+
+
+def _is_uvrange(text: str) -> bool:
+    """A CASA uvrange: [<|>]number[~number][unit]."""
+    return bool(_UVRANGE.match(text))
 
 
 PRESETS: dict[str, dict] = {
@@ -184,10 +222,26 @@ def _merge_section(section, overrides: dict, where: str):
                 raise ContimgError(f"{where}.{name} must be a mapping")
             changes[name] = _merge_section(current, value, f"{where}.{name}")
         elif isinstance(current, tuple):
-            changes[name] = tuple(value if isinstance(value, list | tuple) else [value])
+            items = value if isinstance(value, list | tuple) else [value]
+            for item in items:
+                _check_type(f"{where}.{name}", item, "")
+            changes[name] = tuple(items)
         else:
-            changes[name] = value
+            changes[name] = _check_type(f"{where}.{name}", value, current)
     return dataclasses.replace(section, **changes)
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def _check_type(where: str, value, default):
+    """``value`` if it has the type of ``default`` (ints pass as floats); else one clear error."""
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise ContimgError(f"{where} must be {_TYPE_WORDS[kind]}, not {value!r}")
+    return value
 
 
 def read_yaml_mapping(path, what: str) -> dict:

@@ -278,11 +278,15 @@ def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict
         for o in outcomes:
             timings[o.step] += o.seconds
         published = next((o for o in outcomes if o.step == "publish"), None)
-        merged = {} if not published.ok else {
-            o.step.removeprefix("merge-"): obs.published(o.detail["table"])
-            for o in outcomes
-            if o.step.startswith("merge-") and o.ok
-        }
+        merged = (
+            {}
+            if not published.ok
+            else {
+                o.step.removeprefix("merge-"): obs.published(o.detail["table"])
+                for o in outcomes
+                if o.step.startswith("merge-") and o.ok
+            }
+        )
         solutions = {
             f"{o.step}/spw{o.spw}" if o.spw >= 0 else f"{o.step}/allspw": {
                 k: obs.published(v) if k == "table" else v

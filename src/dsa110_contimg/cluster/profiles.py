@@ -93,7 +93,32 @@ def load_profile(name: str = "local", overrides: dict | None = None) -> dict:
         raise ContimgError(
             f"cluster profile kind must be one of {KINDS}, not {profile.get('kind')!r}"
         )
+    known = _known_settings(profile["kind"], packaged)
+    unknown = sorted(set(user) - known - {"kind"}) + sorted(set(overrides or {}) - known)
+    if unknown:
+        raise ContimgError(
+            f"unknown {profile['kind']} cluster setting(s) {unknown}; known: {sorted(known)}"
+        )
+    n_workers = profile.get("n_workers")
+    if n_workers is not None and (
+        isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1
+    ):
+        raise ContimgError(f"cluster setting n_workers must be at least 1, not {n_workers!r}")
     return profile
+
+
+def _known_settings(kind: str, packaged: dict) -> set[str]:
+    """Settings a profile of ``kind`` takes: the packaged ones, and dask-jobqueue's for SLURM."""
+    known = set(packaged)
+    if kind == "slurm":
+        import inspect
+
+        from dask_jobqueue.core import Job, JobQueueCluster
+        from dask_jobqueue.slurm import SLURMJob
+
+        for function in (SLURMJob.__init__, Job.__init__, JobQueueCluster.__init__):
+            known |= set(inspect.signature(function).parameters) - {"self", "args", "kwargs"}
+    return known
 
 
 def parse_cluster_options(items) -> dict:

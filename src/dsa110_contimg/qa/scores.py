@@ -139,18 +139,41 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
 def resolve_thresholds(overrides: dict | None = None) -> dict[str, Threshold]:
     """Defaults with ``{name: {anchor: value}}`` overrides (from the QA config YAML)."""
     thresholds = dict(DEFAULT_THRESHOLDS)
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ContimgError("QA thresholds must be a mapping {name: {anchor: value}}")
     for name, changes in (overrides or {}).items():
         if name not in thresholds:
             raise ContimgError(
                 f"unknown QA threshold {name!r}; known: {', '.join(sorted(thresholds))}"
             )
+        if not isinstance(changes, dict):
+            raise ContimgError(f"QA threshold {name} must be a mapping {{anchor: value}}")
         allowed = {"best", "good", "warning", "error", "worst"}
         unknown = set(changes) - allowed
         if unknown:
             raise ContimgError(
                 f"QA threshold {name}: unknown keys {sorted(unknown)}; use {sorted(allowed)}"
             )
-        thresholds[name] = dataclasses.replace(
-            thresholds[name], **{k: float(v) for k, v in changes.items()}
-        )
+        for key, value in changes.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ContimgError(f"QA threshold {name}.{key} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ContimgError(f"QA threshold {name}.{key} must be finite, not {value!r}")
+        changed = dataclasses.replace(thresholds[name], **{k: float(v) for k, v in changes.items()})
+        _check_anchor_order(name, changed)
+        thresholds[name] = changed
     return thresholds
+
+
+def _check_anchor_order(name: str, threshold: Threshold) -> None:
+    """Anchors best, good, warning, error, worst must run one way (ratios: positive)."""
+    values = (threshold.best, threshold.good, threshold.warning, threshold.error, threshold.worst)
+    if threshold.ratio and min(values) <= 0:
+        raise ContimgError(f"QA threshold {name}: ratio anchors must be positive, got {values}")
+    xs = threshold.anchors()
+    steps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    if not (all(d >= 0 for d in steps) or all(d <= 0 for d in steps)) or xs[0] == xs[-1]:
+        raise ContimgError(
+            f"QA threshold {name}: anchors best, good, warning, error, worst must run in one "
+            f"direction, got {values}"
+        )
