@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import json
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
@@ -132,7 +135,7 @@ def _cmd_inspect(args) -> int:
 
     summary = summarise_ms(args.ms)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print_json(summary.to_dict())
     else:
         print(format_summary(summary))
     return 0
@@ -273,7 +276,7 @@ def _cmd_image(args) -> int:
         print(f"Dask dashboard: {client.dashboard_link}", flush=True)
         result = run_imaging(jobs, client, args.out, args.run_dir, truth_path=args.truth)
     if args.json:
-        print(json.dumps(result, indent=2, default=float))
+        print_json(result)
     else:
         print(format_comparison(result))
         print(f"comparison: {result['json_path']}")
@@ -308,7 +311,7 @@ def _cmd_qa(args) -> int:
         thresholds=thresholds, images=images,
     )  # fmt: skip
     if args.json:
-        print(json.dumps(report["summary"], indent=2, default=float))
+        print_json(report["summary"])
     else:
         print(report["text"])
         print(f"qa.json: {report['qa_json']}")
@@ -349,7 +352,7 @@ def _cmd_reprocess(args) -> int:
     cluster_profile(args)
     # Planning reads the manifest without creating one: a dry run or a refused
     # plan leaves nothing on disk.
-    with Manifest(out, create=False) as existing:
+    with Manifest(out, writable=False) as existing:
         archive = plan_archive(
             args.inputs, out, existing, config, args.refant, catalog, args.validity_hours
         )
@@ -390,9 +393,9 @@ def _cmd_status(args) -> int:
     path = Path(args.out) / Manifest.FILENAME
     if not path.exists():
         raise ContimgError(f"no manifest in {args.out} (run `contimg reprocess ... --out DIR`)")
-    with Manifest(args.out) as manifest:
+    with Manifest(args.out, writable=False) as manifest:
         if args.json:
-            print(json.dumps(status_of(manifest), indent=2))
+            print_json(status_of(manifest))
         else:
             print(format_status(manifest))
     return 0
@@ -516,7 +519,7 @@ def _cmd_check_phasing(args) -> int:
         visibilities=not args.geometry_only,
     )
     if args.json:
-        print(json.dumps(report.to_json_dict(), indent=2, allow_nan=True))
+        print_json(report.to_json_dict())
     else:
         print(format_report(report))
     return 0
@@ -709,9 +712,15 @@ def run_command(parser, argv=None) -> int:
 
     args = parser.parse_args(argv)
     previous_sigterm = _raise_on_sigterm()
+    # With --json, stdout carries the one JSON document only; every other line
+    # (dashboard address, progress) goes to stderr.
+    json_mode = getattr(args, "json", False)
+    _json_stream.set(sys.stdout if json_mode else None)
+    other_output = contextlib.redirect_stdout(sys.stderr) if json_mode else contextlib.nullcontext()
     try:
         args.run_dir = start_run_logging(args.command, args.log_dir, args.verbose)
-        return args.func(args)
+        with other_output:
+            return args.func(args)
     except Terminated:
         print("contimg: terminated (SIGTERM); nothing was published", file=sys.stderr)
         return 143
@@ -720,6 +729,23 @@ def run_command(parser, argv=None) -> int:
         return 130
     except ContimgError as err:
         print(f"contimg: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from dsa110_contimg.ms.reads import table_failure_text
+
+        failure = table_failure_text(err) if not isinstance(err, CasaTaskError) else None
+        if failure is None:
+            message = _run_failure(err, getattr(args, "run_dir", None))
+            if message is None:
+                raise
+            print(f"contimg: error: {message}", file=sys.stderr)
+            return 1
+        log.debug("%s failed", args.command, exc_info=True)
+        print(
+            f"contimg: error: a table could not be read ({failure}): the input is damaged or "
+            "truncated",
+            file=sys.stderr,
+        )
         return 2
     except Exception as err:
         message = _run_failure(err, getattr(args, "run_dir", None))
@@ -731,6 +757,35 @@ def run_command(parser, argv=None) -> int:
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+_json_stream: contextvars.ContextVar = contextvars.ContextVar("json_stream", default=None)
+
+
+def print_json(document) -> None:
+    """Write ``document`` as the command's one JSON document (strict: NaN and inf as null)."""
+    stream = _json_stream.get() or sys.stdout
+    stream.write(json.dumps(_strict(document), indent=2, default=_plain, allow_nan=False) + "\n")
+    stream.flush()
+
+
+def _plain(value):
+    """JSON for numpy scalars and arrays, paths and anything else printable."""
+    if hasattr(value, "tolist"):
+        return _strict(value.tolist())
+    return str(value)
+
+
+def _strict(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):
+        return _strict(value.tolist())
+    return value
 
 
 class Terminated(BaseException):

@@ -20,6 +20,7 @@ import os
 import socket
 import sqlite3
 import threading
+import urllib.parse
 from pathlib import Path
 
 from dsa110_contimg.errors import ContimgError
@@ -62,46 +63,53 @@ def _now() -> str:
 class Manifest:
     """The manifest of one output directory (``<out>/manifest.sqlite``).
 
-    With ``create=False`` a directory without a manifest reads as an empty one
-    and nothing is written to disk (a dry run, a plan that is refused).
-    An existing file that is not this manifest is never overwritten.
+    With ``writable=False`` the file is only read (``status``, planning), and a
+    directory without a manifest reads as an empty one: nothing is written to
+    disk. An existing file that is not this manifest is never changed.
     """
 
     FILENAME = "manifest.sqlite"
 
-    def __init__(self, out_dir, create: bool = True):
+    def __init__(self, out_dir, writable: bool = True):
         self.path = Path(out_dir) / self.FILENAME
         self._lock = threading.Lock()
-        self.in_memory = not create and not self.path.exists()
-        if self.in_memory:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        else:
-            _refuse_foreign_file(self.path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
+        self.writable = writable
+        _refuse_foreign_file(self.path)
         try:
-            with self._lock, self._db:
-                if not self.in_memory:
-                    self._db.execute("PRAGMA journal_mode=WAL")
+            if not writable and (not self.path.exists() or self.path.stat().st_size == 0):
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
                 self._db.executescript(_SCHEMA)
-                present = {r[1] for r in self._db.execute("PRAGMA table_info(observations)")}
-                for column, kind in _ADDED_COLUMNS.items():
-                    if column not in present:
-                        self._db.execute(f"ALTER TABLE observations ADD COLUMN {column} {kind}")
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            elif not writable:
+                uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check}")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            if tables and "observations" not in tables:
+                raise sqlite3.DatabaseError("it has no observations table")
+            if writable:
+                self._upgrade()
         except sqlite3.DatabaseError as err:
-            self._db.close()
+            if hasattr(self, "_db"):
+                self._db.close()
             raise _database_error(self.path, err) from None
-        if check != "ok":
-            self._db.close()
-            raise ContimgError(
-                f"{self.path} is damaged ({check}); it was left as it is: move it aside "
-                "to start a new manifest"
+
+    def _upgrade(self) -> None:
+        """Create the tables, or add the columns newer runs record (writable only)."""
+        with self._lock, self._db:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            present = {r[1] for r in self._db.execute("PRAGMA table_info(observations)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE observations ADD COLUMN {column} {kind}")
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from dsa110_contimg.cli import positive_int
+from dsa110_contimg.cli import positive_int, print_json
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger("dsa110_contimg.calibration.cli")
@@ -308,7 +308,7 @@ def cmd_bench_spw(args) -> int:
     result["plot"] = plot_spw_bench(result, out / "spw_bench.png")
     result["json_path"] = str(publish_file(out / "spw_bench.json", json.dumps(result, indent=2)))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
     else:
         print(format_spw_bench(result))
         print(f"JSON: {result['json_path']}\nplot: {result['plot']}")
@@ -387,7 +387,10 @@ def _run(args, plan, calibrator) -> int:
 
     log.debug("resolved config: %s", json.dumps(plan.config.to_dict()))
     if args.dry_run:
-        print(format_plan(plan))
+        if args.json:
+            print_json(plan.to_dict())
+        else:
+            print(format_plan(plan))
         return 0
     print(format_plan(plan) if args.verbose else f"plan: {len(plan.observations)} MS")
     with _client_context(args) as client:
@@ -404,7 +407,7 @@ def _run(args, plan, calibrator) -> int:
 
     reports = qa_of_calibration_run(summary, calibrator, args.run_dir)
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        print_json(summary)
     else:
         print(format_summary(summary))
         for report in reports:

@@ -251,8 +251,9 @@ def read_yaml_mapping(path, what: str) -> dict:
         raise ContimgError(f"config file {path} does not exist")
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ContimgError(f"config file {path} is not valid YAML: {err}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise ContimgError(f"config file {path} is not valid YAML: {reason}") from None
     if not isinstance(loaded, dict):
         raise ContimgError(f"config file {path} must hold a mapping of {what}")
     return loaded

@@ -156,8 +156,11 @@ def plan_apply(
     for ms in ms_list:
         spws, n_spw = _checked_input(ms, spw_selection)
         n_ant = len(antenna_names(ms))
+        freqs = chan_freq_hz(ms)
         for table in tables:
-            caltables.check_caltable_matches(caltables.caltable_info(table), n_ant, n_spw, spws)
+            info = caltables.caltable_info(table)
+            caltables.check_caltable_matches(info, n_ant, n_spw, spws)
+            caltables.check_bandpass_channels(info, freqs, spws)
         observations.append(
             plan_observation(
                 ms,

@@ -69,6 +69,55 @@ def check_caltable_matches(info: CaltableInfo, n_antennas: int, n_spw: int, spws
         )
 
 
+def caltable_chan_freq_hz(path) -> dict[int, np.ndarray]:
+    """Channel frequencies (Hz) of each SPW row of a caltable's SPECTRAL_WINDOW, read per row.
+
+    Rows may differ in shape, so cells are read one at a time.
+    """
+    from casacore.tables import table
+
+    with table(str(Path(path) / "SPECTRAL_WINDOW"), ack=False) as spw:
+        return {row: np.atleast_1d(spw.getcell("CHAN_FREQ", row)) for row in range(spw.nrows())}
+
+
+def check_bandpass_channels(info: CaltableInfo, ms_chan_freq_hz, spws) -> None:
+    """Refuse a bandpass whose channels are not the MS's for the SPWs applied.
+
+    ``ms_chan_freq_hz``: the MS's channel frequencies per SPW (Hz). A table's
+    SPW matches when it has the MS's channels (frequencies within 1 % of a
+    channel), or when each of its channels is the mean of an equal group of
+    the MS's (a bandpass solved on channel-averaged data, as ``--fast`` makes:
+    applied by interpolation in frequency). Anything else was solved on
+    another spectral setup.
+    """
+    if info.kind != "B":
+        return
+    table_freqs = caltable_chan_freq_hz(info.path)
+    for spw in spws:
+        ms_freq = np.asarray(ms_chan_freq_hz[spw], dtype=float)
+        cal_freq = np.asarray(table_freqs.get(spw, np.empty(0)), dtype=float)
+        n_ms, n_cal = ms_freq.size, cal_freq.size
+        width = abs(ms_freq[-1] - ms_freq[0]) / (n_ms - 1) if n_ms > 1 else 1e3
+        tolerance = 0.01 * width
+        expected = None
+        if n_cal == n_ms:
+            expected = ms_freq
+        elif 0 < n_cal < n_ms and n_ms % n_cal == 0:
+            expected = ms_freq.reshape(n_cal, -1).mean(axis=1)
+        if expected is not None and np.max(np.abs(cal_freq - expected)) <= tolerance:
+            continue
+        shown = (
+            f"{n_cal} channel(s) at {cal_freq.min() / 1e6:.4f}-{cal_freq.max() / 1e6:.4f} MHz"
+            if n_cal
+            else "no channels"
+        )
+        raise ContimgError(
+            f"bandpass {info.path} has {shown} for SPW {spw}, but the MS has {n_ms} channel(s) "
+            f"at {ms_freq.min() / 1e6:.4f}-{ms_freq.max() / 1e6:.4f} MHz: it was solved on "
+            "another spectral setup"
+        )
+
+
 def spwmap_for(info: CaltableInfo, n_spw: int) -> list[int]:
     """Map every SPW to the one holding solutions when they were combined over SPWs."""
     if len(info.spws) == 1 and n_spw > 1 and info.kind != "B":

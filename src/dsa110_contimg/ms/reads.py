@@ -30,7 +30,30 @@ def require_ms(path: str | os.PathLike) -> Path:
     for sub in ("ANTENNA", "SPECTRAL_WINDOW", "FIELD", "DATA_DESCRIPTION", "POLARIZATION"):
         if not (path / sub / "table.dat").exists():
             raise ContimgError(f"{path} is not a Measurement Set (no {sub} subtable)")
+    _require_readable_description(path)
     return path
+
+
+def _require_readable_description(path: Path) -> None:
+    """The main table's description opens (a cut ``table.dat`` is refused here, in one line)."""
+    from casacore.tables import table
+
+    try:
+        table(str(path), ack=False).close()
+    except RuntimeError as err:
+        raise ContimgError(
+            f"{path} cannot be opened ({table_failure_text(err)}): the MS is damaged or truncated"
+        ) from None
+
+
+def table_failure_text(err: BaseException) -> str | None:
+    """The line of a casacore error that says what failed; None if it is not a table error."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    markers = ("FilebufIO", "BucketFile", "readBlock", "Table", "table", "StMan", "TaQL")
+    relevant = [line for line in lines if "::" in line or any(m in line for m in markers)]
+    if not relevant:
+        return None
+    return relevant[-1]
 
 
 def main_columns(path: str | os.PathLike) -> list[str]:
