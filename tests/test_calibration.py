@@ -385,3 +385,70 @@ def test_killed_run_leaves_no_product_and_a_rerun_completes(corrupted_small, tmp
     assert (out / f"{corrupted_small.stem}.cal.mms").exists()
     assert not work.exists()
     assert not list(out.glob("**/.*partial-*")), "partial products of the killed run remain"
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupted_run_is_one_line_and_publishes_nothing(
+    corrupted_small, tmp_path, signal_name, status
+):
+    """Ctrl-C (to the whole process group, as a terminal sends it) or SIGTERM to the driver."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "dsa110_contimg", "calibrate", str(corrupted_small),
+            "--auto-fields", "--out", str(out), "--n-workers", "2", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    work = out / f".{corrupted_small.stem}.cal.work"
+    deadline = time.time() + 120
+    while not list(work.glob("products/*")) and time.time() < deadline:
+        time.sleep(0.1)  # interrupted while solving: tables exist, unpublished
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    if signal_name == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == status, stderr
+    assert "Traceback" not in stderr
+    contimg_lines = [line for line in stderr.splitlines() if line.startswith("contimg:")]
+    assert len(contimg_lines) == 1 and "nothing was published" in contimg_lines[0], stderr
+    assert len(stderr.splitlines()) <= 6, stderr
+    published = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    assert published == [], f"products under final names after {signal_name}: {published}"
+    assert not list(out.glob(".*.lock"))
+
+
+def test_no_process_listens_beyond_loopback(corrupted_small, tmp_path):
+    """Driver, scheduler, dashboard, workers and CASA inside them: 127.0.0.1 only."""
+    import time
+
+    import psutil
+
+    argv = [sys.executable, "-m", "dsa110_contimg", "calibrate", str(corrupted_small),
+            "--auto-fields", "--out", str(tmp_path / "out"), "--n-workers", "2",
+            "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver = psutil.Process(proc.pid)
+    listening, casa_workers = set(), set()
+    while proc.poll() is None:
+        try:
+            family = [driver, *driver.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for member in family:
+            try:
+                for c in member.net_connections(kind="inet"):
+                    if c.status == psutil.CONN_LISTEN:
+                        listening.add((member.pid, c.laddr.ip))
+                if any("casatools" in m.path for m in member.memory_maps()):
+                    casa_workers.add(member.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        time.sleep(0.2)
+    assert proc.wait() == 0, proc.stderr.read()
+    assert casa_workers, "no process with CASA loaded was seen during the run"
+    assert listening, "no listening socket seen: the sampling missed the run"
+    assert {ip for _, ip in listening} <= {"127.0.0.1", "::1"}, listening

@@ -281,3 +281,35 @@ def test_simulate_on_a_full_disk_is_one_line(tmp_path):
         assert list(mount.iterdir()) == []
     finally:
         subprocess.run(["umount", mount], check=True)
+
+
+def test_disk_full_during_reprocess_is_one_line_and_a_rerun_finishes(workspace, tmp_path):
+    """--out on a 600 kB tmpfs: the run stops in one line (exit 1); with space, a rerun ends."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", mount],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    out = mount / "reprocessed"
+    before = _content_hash(workspace / "in" / "tiny.ms")
+    try:
+        full = _contimg(["reprocess", "in", "--out", out, "--n-workers", "1"], workspace)
+        assert full.returncode == 1, full.stderr
+        assert "Traceback" not in full.stderr
+        # Where the disk fills decides who reports it: the manifest write (one line)
+        # or the MS's own steps (recorded as its failure).
+        status = _contimg(["status", out, "--json"], workspace)
+        states = [r["state"] for r in json.loads(status.stdout)["observations"]]
+        assert states and set(states) <= {"interrupted", "failed"}, status.stdout
+        if "interrupted" in states:
+            assert "disk is full" in one_error_line(full)
+        subprocess.run(["mount", "-o", "remount,size=64m", mount], check=True)
+        again = _contimg(["reprocess", "in", "--out", out, "--n-workers", "1"], workspace)
+        assert again.returncode == 0, again.stderr
+        done = json.loads(_contimg(["status", out, "--json"], workspace).stdout)
+        assert done["counts"]["done"] == 1 and (out / "tiny.cal.mms" / "table.dat").exists()
+        assert not list(out.glob(".*"))
+    finally:
+        subprocess.run(["umount", "-l", mount], check=True)
+    assert _content_hash(workspace / "in" / "tiny.ms") == before

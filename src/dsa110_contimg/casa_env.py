@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -180,6 +181,7 @@ def casatools():
     """
     configure_casa()
     keep_large_allocations()
+    listening_before = _listening_sockets()
     with casa_output_to_log():
         import casatools as module
 
@@ -191,7 +193,42 @@ def casatools():
         measures = module.measures()
         measures.measure(measures.epoch("UTC", "today"), "TAI")
         measures.done()
+    _close_wildcard_listeners(listening_before)
     return module
+
+
+def _listening_sockets() -> dict[int, tuple[str, int]]:
+    """{fd: (address, port)} of this process's listening TCP sockets."""
+    import psutil
+
+    return {
+        c.fd: (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process().net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.fd >= 0
+    }
+
+
+def _close_wildcard_listeners(before: dict[int, tuple[str, int]]) -> None:
+    """Take down the service registry casatools opened on every interface.
+
+    casatools starts a gRPC registry for CASA's GUI viewers, listening on
+    0.0.0.0 at a random port, and has no setting to bind it to loopback or
+    leave it off (stopping it with ``ctsys.shutdown`` breaks later tasks).
+    Its socket's descriptor is replaced by a fresh socket that listens
+    nowhere: the registry never hears from anyone, and every task, table and
+    measure works as before.
+    """
+    import socket
+
+    for fd, (address, port) in _listening_sockets().items():
+        if fd in before or address in ("127.0.0.1", "::1"):
+            continue
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as replacement:
+            os.dup2(replacement.fileno(), fd)
+        logging.getLogger(__name__).debug(
+            "closed casatools' registry listener on %s:%d (fd %d)", address, port, fd
+        )
 
 
 @functools.cache

@@ -447,6 +447,14 @@ def publish(obs: ObservationPlan, config, assembled, finished):
         calibrated = [o.spw for o in finished if o.ok and o.step == "apply" and o.ms == obs.ms]
         if not calibrated and config.apply.enabled:
             raise ContimgError(f"no SPW of {obs.stem} was calibrated: nothing published")
+        failed_solves = sorted(
+            {f"{o.step} spw {o.spw}" for o in finished if o.ms == obs.ms and o.status == FAILED}
+        )
+        if failed_solves and not config.apply.enabled:
+            raise ContimgError(
+                f"solve-only run of {obs.stem} failed ({', '.join(failed_solves)}): "
+                "no table published"
+            )
         products = obs.products_dir
         staged_tables = products / obs.table_dir.name
         if staged_tables.exists():

@@ -144,6 +144,26 @@ def spw_of_ddid(path) -> np.ndarray:
     return read_subtable(path, "DATA_DESCRIPTION").SPECTRAL_WINDOW_ID.values
 
 
+# CORR_TYPE codes (casacore Stokes enum) that hold Stokes I for an unpolarised
+# source: I itself and the parallel hands RR, LL, XX, YY.
+PARALLEL_HAND_CODES = frozenset({1, 5, 8, 9, 12})
+
+
+def corr_types_of_ddid(path) -> list[np.ndarray]:
+    """CORR_TYPE codes of each DATA_DESC_ID row, read row by row.
+
+    POLARIZATION rows may differ in shape (one row with 2 correlations,
+    another with 4), which a whole-column read refuses.
+    """
+    from casacore.tables import table
+
+    path = require_ms(path)
+    with table(str(path / "DATA_DESCRIPTION"), ack=False) as ddid:
+        pol_ids = ddid.getcol("POLARIZATION_ID")
+    with table(str(path / "POLARIZATION"), ack=False) as pol:
+        return [np.asarray(pol.getcell("CORR_TYPE", int(i)), dtype=int) for i in pol_ids]
+
+
 def chan_freq_hz(path) -> list[np.ndarray]:
     """Channel frequencies (Hz) of each SPW, as a list indexed by SPW id."""
     spw = read_subtable(path, "SPECTRAL_WINDOW", columns=["CHAN_FREQ", "NUM_CHAN"])

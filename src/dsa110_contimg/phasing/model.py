@@ -20,9 +20,18 @@ from dsa110_contimg.sky.coordinates import angular_separation, direction_cosines
 from dsa110_contimg.sky.predict_kernels import point_source_visibilities
 
 
-def _predict_block(uvw, lmn, freq_hz, flux_jy, n_corr):
+def _predict_block(uvw, lmn, freq_hz, flux_jy, corr_weights):
     vis = point_source_visibilities(uvw, lmn, freq_hz, flux_jy)
-    return np.repeat(vis[:, :, None], n_corr, axis=2).astype(np.complex64)
+    return (vis[:, :, None] * corr_weights[None, None, :]).astype(np.complex64)
+
+
+def stokes_i_weights(corr_types) -> np.ndarray:
+    """(corr,) float: 1 for correlations that see Stokes I (I, RR, LL, XX, YY), 0 else.
+
+    As CASA's setjy writes an unpolarised source: the parallel hands hold the
+    flux, the cross-hands (RL, LR, XY, YX) zero.
+    """
+    return np.array([1.0 if int(c) in reads.PARALLEL_HAND_CODES else 0.0 for c in corr_types])
 
 
 def apparent_flux(calibrator: Calibrator, freq_hz, pointing_rad, primary_beam: bool):
@@ -42,13 +51,14 @@ def predict_dataset(
     phase_dir_rad,
     pointing_rad,
     freq_hz,
-    n_corr,
+    corr_weights,
     primary_beam,
     at_phase_centre: bool = False,
 ):
     """Lazy (row, chan, corr) complex64 model for rows sharing one field and SPW.
 
-    ``uvw`` is the dataset's (row, 3) dask array in metres; ``freq_hz`` (chan,).
+    ``uvw`` is the dataset's (row, 3) dask array in metres; ``freq_hz`` (chan,);
+    ``corr_weights`` (corr,) the share of Stokes I in each correlation.
     ``at_phase_centre`` places the source at the field's phase centre instead
     of its true position: right only when the field was rephased to it.
     """
@@ -65,13 +75,13 @@ def predict_dataset(
         "rfc",
         uvw,
         "rx",
-        new_axes={"f": len(freq_hz), "c": n_corr},
+        new_axes={"f": len(freq_hz), "c": len(corr_weights)},
         concatenate=True,
         dtype=np.complex64,
         lmn=lmn,
         freq_hz=np.asarray(freq_hz, dtype=float),
         flux_jy=flux,
-        n_corr=n_corr,
+        corr_weights=np.asarray(corr_weights, dtype=float),
     )
 
 
@@ -84,19 +94,20 @@ class ModelContext:
         self.pointing_rad = field.REFERENCE_DIR.values[:, 0, :]
         self.freq_hz = reads.chan_freq_hz(ms)
         self.ddid_spw = reads.spw_of_ddid(ms)
+        self.corr_weights = [stokes_i_weights(c) for c in reads.corr_types_of_ddid(ms)]
 
     def predict(self, ds, calibrator, primary_beam, at_phase_centre=False):
         """Lazy model for dataset ``ds`` (needs UVW)."""
         field_id = ds.attrs["FIELD_ID"]
-        freq = self.freq_hz[int(self.ddid_spw[ds.attrs["DATA_DESC_ID"]])]
-        n_corr = ds.sizes["corr"] if "corr" in ds.sizes else 2
+        ddid = int(ds.attrs["DATA_DESC_ID"])
+        freq = self.freq_hz[int(self.ddid_spw[ddid])]
         return predict_dataset(
             ds.UVW.data,
             calibrator,
             self.phase_dir_rad[field_id],
             self.pointing_rad[field_id],
             freq,
-            n_corr,
+            self.corr_weights[ddid],
             primary_beam,
             at_phase_centre,
         )
