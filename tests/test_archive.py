@@ -92,6 +92,14 @@ def test_every_file_processed_with_its_own_nights_solutions(archive, tmp_path):
         record = manifest.get(changed)
     assert record["state"] == "done"
     assert record["caltables"][0].endswith("night0_00_calibrator_bpcal")
+    # A calibrator whose input changed is solved again, and so are the targets
+    # that used its tables; the other night stays done.
+    calibrator = source / "night1_00_calibrator.ms"
+    os.utime(calibrator / "table.dat", ns=(time.time_ns(), time.time_ns()))
+    fourth = run_cli("--log-dir", tmp_path / "run4", "reprocess", source, "--out", out,
+                     "--n-workers", "2")  # fmt: skip
+    assert "3 MS to process (1 calibrator file(s) to solve)" in fourth.stdout, fourth.stdout
+    assert "3 done and unchanged" in fourth.stdout
 
 
 def test_killed_runner_resumes_and_ends_like_an_undisturbed_run(archive, tmp_path):
@@ -122,6 +130,8 @@ def test_killed_runner_resumes_and_ends_like_an_undisturbed_run(archive, tmp_pat
     with Manifest(out) as manifest:
         interrupted = manifest.counts()
     assert interrupted["done"] >= 1 and interrupted["done"] < 6
+    shown = json.loads(run_cli("status", out, "--json").stdout)["counts"]
+    assert shown["running"] == 0 and shown["interrupted"] == interrupted["running"] > 0
     report = tmp_path / "dask-report.html"
     result = run_cli("--log-dir", tmp_path / "run2", "reprocess", source, "--out", out,
                      "--n-workers", "2", "--performance-report", report)  # fmt: skip

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import one_error_line
@@ -62,8 +63,28 @@ def workspace(tmp_path_factory):
     # Solve-only runs: the tables the apply cases use, and a published product
     # of in/tiny.ms that other/tiny.ms must not replace.
     for ms, out in (("in/tiny.ms", "solved"), ("chan3/tiny3.ms", "solved3")):
-        result = _contimg(["calibrate", ms, "--out", out, "--no-apply", "--no-progress"], ws)
+        result = _contimg(
+            ["calibrate", ms, "--out", out, "--no-apply", "--no-progress", "--json"], ws
+        )
         assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)  # --json: one document, nothing else on stdout
+        assert summary["status"] == "ok" and summary["observations"][0]["output_mms"]
+    flagged = ws / "flagged"
+    flagged.mkdir()
+    subprocess.run(["cp", "-r", ws / "in" / "tiny.ms", flagged / "flagged.ms"], check=True)
+    from casacore.tables import table
+
+    with table(str(flagged / "flagged.ms"), readonly=False, ack=False) as main:
+        main.putcol("FLAG", np.ones_like(main.getcol("FLAG")))
+    cut_data = ws / "cut_data.ms"
+    subprocess.run(["cp", "-r", ws / "in" / "tiny.ms", cut_data], check=True)
+    # The storage-manager files of the visibilities and of the per-row scalars.
+    # (A cut StandardStMan file makes casacore itself crash: not covered.)
+    os.truncate(cut_data / "table.f0", 5000)
+    cut_vis = ws / "cut_vis.ms"
+    subprocess.run(["cp", "-r", ws / "in" / "tiny.ms", cut_vis], check=True)
+    data_file = max(cut_vis.glob("table.f*_TSM*"), key=lambda f: f.stat().st_size)
+    os.truncate(data_file, 1000)
     (ws / "binary.bin").write_bytes(bytes(range(256)) * 8)
     (ws / "notes.txt").write_text("not a Measurement Set\n")
     cut = ws / "cut_description.ms"
@@ -115,6 +136,11 @@ CASES = [
     ("inspect-file", ["inspect", "notes.txt"], 2, "not a Measurement Set"),
     ("inspect-directory", ["inspect", "empty_dir"], 2, "not a Measurement Set"),
     ("inspect-cut-description", ["inspect", "cut_description.ms"], 2, "damaged or truncated"),
+    ("inspect-cut-data", ["inspect", "cut_data.ms"], 2, "damaged or truncated"),
+    ("phasing-cut-data", ["check-phasing", "cut_data.ms", "--calibrator", "0834+555"], 2,
+     "damaged or truncated"),
+    ("inspect-cut-visibilities", ["inspect", "cut_vis.ms"], 2, "damaged or truncated"),
+    ("qa-cut-visibilities", ["qa", "cut_vis.ms", "--out", "qa_out"], 2, "damaged or truncated"),
     ("phasing-unknown-calibrator", ["check-phasing", "in/tiny.ms", "--calibrator", "NOPE"], 2,
      "NOPE"),
     ("phasing-name-and-position", ["check-phasing", "in/tiny.ms", "--calibrator", "0834+555",
@@ -241,6 +267,19 @@ def test_solve_only_publishes_every_table_of_every_spw(workspace):
     assert not list(solved.glob(".*")), "work directories, partials or lock files left behind"
 
 
+def test_fully_flagged_ms_is_one_line_and_publishes_nothing(workspace, tmp_path):
+    """Every SPW fully flagged: nothing to calibrate, exit 1 as the README says, no product."""
+    out = tmp_path / "out"
+    before = _content_hash(workspace / "flagged" / "flagged.ms")
+    result = _contimg(["calibrate", "flagged/flagged.ms", "--field", "2~3", "--out", out,
+                       "--no-progress", "--n-workers", "2"], workspace)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "nothing published" in one_error_line(result)
+    assert "fully flagged" in result.stdout
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+    assert _content_hash(workspace / "flagged" / "flagged.ms") == before
+
+
 def test_dry_runs_leave_nothing_on_disk(workspace):
     before = _snapshot(workspace)
     for args in (
@@ -252,18 +291,29 @@ def test_dry_runs_leave_nothing_on_disk(workspace):
     assert _snapshot(workspace) == before
 
 
-def test_json_output_is_one_document(workspace):
+def test_json_output_is_one_document(workspace, tmp_path):
+    """Every command's --json: stdout is one JSON document (the dashboard line on stderr)."""
+    out = tmp_path / "json_runs"
     for args in (
         ["inspect", "in/tiny.ms", "--json"],
         ["check-phasing", "in/tiny.ms", "--calibrator", "0834+555", "--json"],
-        ["calibrate", "in/tiny.ms", "--out", "json_dry", "--dry-run", "--json"],
+        ["calibrate", "in/tiny.ms", "--out", out / "dry", "--dry-run", "--json"],
+        ["apply", "in/tiny.ms", "--tables", "solved/tiny_bpcal", "--out", out / "applied",
+         "--json", "--no-progress", "--n-workers", "1"],
+        ["bench-spw", "in/tiny.ms", "--selections", "0~1", "--out", out / "bench", "--json",
+         "--no-progress", "--n-workers", "1"],
+        ["qa", "solved/tiny.cal.mms", "--out", out / "qa", "--json"],
+        ["image", "in/tiny.ms", "--field", "3", "--datacolumn", "data", "--niter", "10",
+         "--out", out / "images", "--n-workers", "1", "--json"],
         ["status", "bad_json_manifest", "--json"],
-    ):
+    ):  # fmt: skip
         result = _contimg(args, workspace)
         if result.returncode == 0:
-            assert isinstance(json.loads(result.stdout), dict), args
+            assert isinstance(json.loads(result.stdout), dict), (args, result.stdout[:500])
+            if "--dry-run" not in args and args[0] in ("apply", "bench-spw", "image"):
+                assert "Dask dashboard" in result.stderr
         else:
-            assert result.stdout == "", args
+            assert args[0] == "status" and result.stdout == "", (args, result.stderr)
 
 
 def test_simulate_on_a_full_disk_is_one_line(tmp_path):
@@ -313,3 +363,22 @@ def test_disk_full_during_reprocess_is_one_line_and_a_rerun_finishes(workspace, 
     finally:
         subprocess.run(["umount", "-l", mount], check=True)
     assert _content_hash(workspace / "in" / "tiny.ms") == before
+
+
+def test_any_legal_path_works(workspace, tmp_path):
+    """Spaces, unicode and a symlinked parent, in the MS path and in --out (no shell)."""
+    odd = tmp_path / "night of 15 Jan é"
+    odd.mkdir()
+    subprocess.run(["cp", "-r", workspace / "in" / "tiny.ms", odd / "my obs é.ms"], check=True)
+    link = tmp_path / "linked dir"
+    link.symlink_to(odd, target_is_directory=True)
+    out = tmp_path / "out put ü"
+    result = _contimg(["calibrate", link / "my obs é.ms", "--out", out, "--no-progress",
+                       "--n-workers", "2"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    from casacore.tables import table
+
+    with table(str(out / "my obs é.cal.mms"), ack=False) as mms:
+        assert mms.nrows() > 0 and "CORRECTED_DATA" in mms.colnames()
+    assert (out / "my obs é_bpcal" / "table.dat").exists()
+    assert not list(out.glob(".*"))

@@ -415,7 +415,18 @@ def _run(args, plan, calibrator) -> int:
             print(f"QA report: {report['report_html']}")
         print(f"summary: {summary['summary_path']}")
     if summary["status"] != "ok":
-        print("contimg: some steps failed (see above and the summary)", file=sys.stderr)
+        failures = [
+            f"{Path(obs['ms']).name} {f['step']}"
+            + (f" spw {f['spw']}" if f["spw"] >= 0 else "")
+            + f": {f['error']}"
+            for obs in summary["observations"]
+            for f in obs["failed"]
+        ]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        print(
+            f"contimg: error: {' '.join(failures[0].split())}{more}; see {summary['summary_path']}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -147,7 +147,7 @@ def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
         missing = [s.name for s in staged if not s.exists()]
         if missing:
             raise RuntimeError(f"prepared sub-MSs missing from the work directory: {missing}")
-        # makeMMS moves its inputs: give it hard-linked copies, so the staged sub-MSs
+        # Assembly moves its inputs: give it hard-linked copies, so the staged sub-MSs
         # survive a worker killed mid-assembly and the retry finds them.
         linked_dir = Path(obs.work_dir) / f"linked-{os.getpid()}"
         shutil.rmtree(linked_dir, ignore_errors=True)

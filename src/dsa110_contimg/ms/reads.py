@@ -82,12 +82,20 @@ def read_visibility_datasets(
     """
     path = require_ms(path)
     require_columns(path, columns)
-    return xds_from_ms(
+    xds_list = xds_from_ms(
         str(path),
         columns=list(columns),
         group_cols=list(group_cols),
         chunks={"row": row_chunk},
     )
+    # dask-ms leaves out a column whose first cell it cannot read.
+    unreadable = sorted({c for ds in xds_list for c in columns if c not in ds.data_vars})
+    if unreadable:
+        raise ContimgError(
+            f"{path}: column(s) {', '.join(unreadable)} exist but cannot be read: "
+            "the MS is damaged or truncated"
+        )
+    return xds_list
 
 
 def balanced_row_chunk(path, target: int = BALANCED_ROW_CHUNK_TARGET) -> int:
