@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from daskms import xds_from_ms, xds_from_table
+from daskms import xds_from_ms
 
 from dsa110_contimg.errors import ContimgError
 
@@ -141,10 +141,52 @@ def _has_client() -> bool:
 
 
 def read_subtable(path, name: str, columns=None):
-    """A subtable as one xarray dataset (computed: subtables are small)."""
+    """A subtable as one xarray dataset (computed: subtables are small).
+
+    Columns are read whole where their cells share a shape, else row by row:
+    a valid MS may hold rows of different shapes (two POLARIZATION rows with
+    2 and 4 correlations, SPWs of different widths). Such a column becomes an
+    object array of per-row arrays (dims ``row`` only).
+    """
+    import xarray as xr
+    from casacore.tables import table
+
     path = require_ms(path)
-    (dataset,) = xds_from_table(f"{path}::{name}", columns=columns)
-    return dataset.compute()
+    try:
+        sub = table(str(path / name), ack=False)
+    except RuntimeError as err:
+        raise ContimgError(f"{path}: the {name} subtable cannot be opened ({err})") from None
+    with sub:
+        names = list(columns) if columns else list(sub.colnames())
+        missing = [c for c in names if c not in sub.colnames()]
+        if missing:
+            raise ContimgError(f"{path}: the {name} subtable has no {', '.join(missing)} column")
+        variables = {}
+        for column in names:
+            values = _read_whole_or_per_row(sub, column)
+            dims = ("row",) + tuple(f"{column}-{i}" for i in range(1, values.ndim))
+            variables[column] = (dims, values)
+        return xr.Dataset(variables)
+
+
+def _read_whole_or_per_row(sub, column: str) -> np.ndarray:
+    n_rows = sub.nrows()
+    if n_rows == 0:
+        return np.empty(0)
+    try:
+        return np.asarray(sub.getcol(column))
+    except RuntimeError:
+        pass
+    cells = [
+        np.asarray(sub.getcell(column, row)) if sub.iscelldefined(column, row) else np.empty(0)
+        for row in range(n_rows)
+    ]
+    if len({c.shape for c in cells}) == 1:
+        return np.stack(cells)
+    ragged = np.empty(n_rows, dtype=object)
+    for row, cell in enumerate(cells):
+        ragged[row] = cell
+    return ragged
 
 
 def spw_of_ddid(path) -> np.ndarray:
