@@ -266,7 +266,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(corrupted_small, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--refant", "DSA999"], "reference antenna 'DSA999' is not in"),
+        (["--refant", "DSA999"], "reference antenna 'DSA999' (a name) is not in"),
         (["--spw", "7"], "SPW selection '7' is out of range"),
         (["--field", "40"], "out of range"),
         (["--calibrator", "NOPE"], "NOPE"),
