@@ -19,10 +19,12 @@ log = logging.getLogger(__name__)
 # heaps that are mapped and unmapped as tclean's large arrays come and go
 # (measured: 3.8 million page faults for four images instead of 0.23 million,
 # each image about 8 % slower). One arena keeps them in the main heap.
-# Workers log Dask's own messages at ERROR and above: their stderr is the
-# user's terminal, which carries this project's lines only (an interrupted
-# run would otherwise print every cancelled task).
-CASA_WORKER_ENVIRON = {"MALLOC_ARENA_MAX": "1", "DASK_LOGGING__DISTRIBUTED": "error"}
+CASA_WORKER_ENVIRON = {"MALLOC_ARENA_MAX": "1"}
+
+# Local workers log Dask's own messages at ERROR and above: their stderr is
+# the user's terminal, which carries this project's lines only (an
+# interrupted run would otherwise print every cancelled task).
+LOCAL_WORKER_QUIET_ENVIRON = {"DASK_LOGGING__DISTRIBUTED": "error"}
 
 # Dask's background work in clusters started here. The statistical profiler
 # samples the task thread every 10 ms, but a CASA task is one Python call into
@@ -106,6 +108,7 @@ def dask_client(
     dashboard_address: str = "127.0.0.1:0",
 ):
     """Yield a ``distributed.Client``; a LocalCluster is closed on exit."""
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler_address:
@@ -119,7 +122,11 @@ def dask_client(
         finally:
             client.close()
         return
-    with casa_worker_environment(), _workers_ignore_interrupts():
+    quiet = {
+        f"distributed.nanny.pre-spawn-environ.{name}": value
+        for name, value in LOCAL_WORKER_QUIET_ENVIRON.items()
+    }
+    with casa_worker_environment(), dask.config.set(quiet), _workers_ignore_interrupts():
         cluster = LocalCluster(
             n_workers=n_workers or default_n_workers(),
             threads_per_worker=1,
