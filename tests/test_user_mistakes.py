@@ -235,13 +235,46 @@ CASES = [
 ]  # fmt: skip
 
 
+def _contimg_in_this_process(args, cwd, monkeypatch, capsys):
+    """``contimg ARGS`` run by its own entry point here (what ``sys.exit(main())`` returns).
+
+    The same code path as the installed command, without a new interpreter
+    and CASA start-up per case; an uncaught exception fails the test.
+    """
+    import logging
+
+    from dsa110_contimg.cli import main
+
+    monkeypatch.chdir(cwd)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    capsys.readouterr()
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as stop:  # argparse's usage errors
+        status = stop.code
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, out, err)
+
+
 @pytest.mark.parametrize(("args", "status", "fragment"), [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])  # fmt: skip
-def test_mistake_is_one_line_and_leaves_nothing(workspace, args, status, fragment):
+def test_mistake_is_one_line_and_leaves_nothing(
+    workspace, monkeypatch, capsys, args, status, fragment
+):
     inputs = sorted(workspace.glob("*/*.ms"))
     before_inputs = {p: _content_hash(p) for p in inputs}
     before = _snapshot(workspace)
-    result = _contimg(args, workspace)
+    result = _contimg_in_this_process(args, workspace, monkeypatch, capsys)
     assert result.returncode == status, result.stderr
     line = one_error_line(result)
     assert fragment in line, line

@@ -479,7 +479,12 @@ def _resolve_fields(args, ms, calibrator, required: bool):
     from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
 
     if args.auto_fields and args.field:
-        raise ContimgError("give the fields by --field or choose them with --auto-fields, not both")
+        if not getattr(args, "original_spelling", False):
+            raise ContimgError(
+                "give the fields by --field or choose them with --auto-fields, not both"
+            )
+        # The original pipeline's command lines pass both; there --auto-fields chose.
+        log.info("--auto-fields chooses the fields: --field %s is not used", args.field)
     geometry = field_geometry(ms, calibrator)
     best = max(g.pb_response for g in geometry)
     if best < MIN_VISIBLE_RESPONSE:

@@ -436,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser, commands = command_parser("python -m dsa110_contimg.calibration.cli", __doc__)
     add_calibration_commands(commands)
+    parser.set_defaults(original_spelling=True)
     return parser
 
 

@@ -10,6 +10,8 @@ import contextlib
 import logging
 import os
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger(__name__)
@@ -20,11 +22,6 @@ log = logging.getLogger(__name__)
 # (measured: 3.8 million page faults for four images instead of 0.23 million,
 # each image about 8 % slower). One arena keeps them in the main heap.
 CASA_WORKER_ENVIRON = {"MALLOC_ARENA_MAX": "1"}
-
-# Local workers log Dask's own messages at ERROR and above: their stderr is
-# the user's terminal, which carries this project's lines only (an
-# interrupted run would otherwise print every cancelled task).
-LOCAL_WORKER_QUIET_ENVIRON = {"DASK_LOGGING__DISTRIBUTED": "error"}
 
 # Dask's background work in clusters started here. The statistical profiler
 # samples the task thread every 10 ms, but a CASA task is one Python call into
@@ -73,6 +70,18 @@ def casa_worker_environment():
         yield
 
 
+class QuietDaskLogging(WorkerPlugin):
+    """Worker plugin: Dask's own log messages at ERROR and above only.
+
+    A local worker's stderr is the user's terminal, which carries this
+    project's lines only (an interrupted run would otherwise print every
+    cancelled task). Workers a nanny restarts get it too.
+    """
+
+    def setup(self, worker):
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def _workers_ignore_interrupts():
     """Worker processes started in this context ignore SIGINT.
@@ -108,7 +117,6 @@ def dask_client(
     dashboard_address: str = "127.0.0.1:0",
 ):
     """Yield a ``distributed.Client``; a LocalCluster is closed on exit."""
-    import dask
     from distributed import Client, LocalCluster
 
     if scheduler_address:
@@ -122,11 +130,7 @@ def dask_client(
         finally:
             client.close()
         return
-    quiet = {
-        f"distributed.nanny.pre-spawn-environ.{name}": value
-        for name, value in LOCAL_WORKER_QUIET_ENVIRON.items()
-    }
-    with casa_worker_environment(), dask.config.set(quiet), _workers_ignore_interrupts():
+    with casa_worker_environment(), _workers_ignore_interrupts():
         cluster = LocalCluster(
             n_workers=n_workers or default_n_workers(),
             threads_per_worker=1,
@@ -136,6 +140,7 @@ def dask_client(
             memory_limit=memory_limit,
         )
     client = Client(cluster)
+    client.register_plugin(QuietDaskLogging(), name="contimg-quiet-dask-logging")
     log.info(
         "Dask LocalCluster: %d worker processes x 1 thread; dashboard %s",
         len(cluster.workers),
