@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +76,9 @@ def test_cli_scheduler_option_and_performance_report(scheduler, corrupted_small,
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "Dask dashboard: http://127.0.0.1:" in result.stdout
+    # --json: the summary alone on stdout, the dashboard address on stderr
+    assert json.loads(result.stdout)["status"] == "ok"
+    assert "Dask dashboard: http://127.0.0.1:" in result.stderr
     assert report.exists() and "<html" in report.read_text()[:2000].lower()
     assert (tmp_path / "out" / f"{Path(corrupted_small).stem}.cal.mms").exists()
 

@@ -308,8 +308,8 @@ def test_fully_flagged_or_nan_field_is_refused(corrupted_small, tmp_path, how, m
 def test_output_below_a_file_is_one_line(corrupted_small, tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
     result = run_image_cli(corrupted_small, "--field", "3", "--out", tmp_path / "notes.txt" / "im")
-    assert result.returncode == 1
-    assert "Not a directory" in one_error_line(result)
+    assert result.returncode == 2  # refused before any work
+    assert "is not a directory" in one_error_line(result)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 

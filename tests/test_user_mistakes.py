@@ -60,9 +60,12 @@ def workspace(tmp_path_factory):
         simulate_observation(ws / folder / "tiny.ms", tiny)
     (ws / "chan3").mkdir()
     simulate_observation(ws / "chan3" / "tiny3.ms", tiny.replace(n_chan=3))
+    (ws / "chan2").mkdir()
+    simulate_observation(ws / "chan2" / "tiny2.ms", tiny.replace(n_chan=2))
     # Solve-only runs: the tables the apply cases use, and a published product
     # of in/tiny.ms that other/tiny.ms must not replace.
-    for ms, out in (("in/tiny.ms", "solved"), ("chan3/tiny3.ms", "solved3")):
+    for ms, out in (("in/tiny.ms", "solved"), ("chan3/tiny3.ms", "solved3"),
+                    ("chan2/tiny2.ms", "solved2")):  # fmt: skip
         result = _contimg(
             ["calibrate", ms, "--out", out, "--no-apply", "--no-progress", "--json"], ws
         )
@@ -193,6 +196,8 @@ CASES = [
     ("calibrate-target-missing", [*CAL, "--targets", "nowhere.ms"], 2, "does not exist"),
     ("apply-other-channelisation", ["apply", "in/tiny.ms", "--tables", "solved3/tiny3_bpcal",
                                     "--out", "applied"], 2, "another spectral setup"),
+    ("apply-coarser-bandpass", ["apply", "in/tiny.ms", "--tables", "solved2/tiny2_bpcal",
+                                "--out", "applied"], 2, "another spectral setup"),
     ("apply-missing-table", ["apply", "in/tiny.ms", "--tables", "solved/nothing_bpcal",
                              "--out", "applied"], 2, "does not exist"),
     ("apply-ms-as-table", ["apply", "in/tiny.ms", "--tables", "other/tiny.ms",
@@ -415,3 +420,16 @@ def test_any_legal_path_works(workspace, tmp_path):
         assert mms.nrows() > 0 and "CORRECTED_DATA" in mms.colnames()
     assert (out / "my obs é_bpcal" / "table.dat").exists()
     assert not list(out.glob(".*"))
+
+
+def test_a_bandpass_solved_on_averaged_channels_applies_with_the_fast_recipe(workspace, tmp_path):
+    """2 channels, each the mean of 2 of the MS's 4: refused by default, applied with --fast."""
+    args = ["apply", "in/tiny.ms", "--tables", "solved2/tiny2_bpcal", "--no-progress",
+            "--n-workers", "1", "--out", tmp_path / "applied"]  # fmt: skip
+    (tmp_path / "fast2.yaml").write_text("fast:
+  enabled: true
+  chanbin: 2
+")
+    result = _contimg([*args, "--config", tmp_path / "fast2.yaml"], workspace)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "applied" / "tiny.cal.mms" / "table.dat").exists()

@@ -160,7 +160,8 @@ def plan_apply(
         for table in tables:
             info = caltables.caltable_info(table)
             caltables.check_caltable_matches(info, n_ant, n_spw, spws)
-            caltables.check_bandpass_channels(info, freqs, spws)
+            chanbin = config.fast.chanbin if config.fast.enabled else 1
+            caltables.check_bandpass_channels(info, freqs, spws, chanbin)
         observations.append(
             plan_observation(
                 ms,

@@ -80,15 +80,15 @@ def caltable_chan_freq_hz(path) -> dict[int, np.ndarray]:
         return {row: np.atleast_1d(spw.getcell("CHAN_FREQ", row)) for row in range(spw.nrows())}
 
 
-def check_bandpass_channels(info: CaltableInfo, ms_chan_freq_hz, spws) -> None:
+def check_bandpass_channels(info: CaltableInfo, ms_chan_freq_hz, spws, chanbin: int = 1) -> None:
     """Refuse a bandpass whose channels are not the MS's for the SPWs applied.
 
     ``ms_chan_freq_hz``: the MS's channel frequencies per SPW (Hz). A table's
     SPW matches when it has the MS's channels (frequencies within 1 % of a
-    channel), or when each of its channels is the mean of an equal group of
-    the MS's (a bandpass solved on channel-averaged data, as ``--fast`` makes:
-    applied by interpolation in frequency). Anything else was solved on
-    another spectral setup.
+    channel), or, when the recipe averages ``chanbin`` > 1 channels before
+    solving (``--fast``), when each of its channels is the mean of
+    ``chanbin`` of the MS's (applied by interpolation in frequency). Anything
+    else was solved on another spectral setup.
     """
     if info.kind != "B":
         return
@@ -102,8 +102,9 @@ def check_bandpass_channels(info: CaltableInfo, ms_chan_freq_hz, spws) -> None:
         expected = None
         if n_cal == n_ms:
             expected = ms_freq
-        elif 0 < n_cal < n_ms and n_ms % n_cal == 0:
-            expected = ms_freq.reshape(n_cal, -1).mean(axis=1)
+        elif chanbin > 1 and n_cal == -(-n_ms // chanbin):
+            groups = [ms_freq[i : i + chanbin] for i in range(0, n_ms, chanbin)]
+            expected = np.array([g.mean() for g in groups])
         if expected is not None and np.max(np.abs(cal_freq - expected)) <= tolerance:
             continue
         shown = (
@@ -111,10 +112,11 @@ def check_bandpass_channels(info: CaltableInfo, ms_chan_freq_hz, spws) -> None:
             if n_cal
             else "no channels"
         )
+        averaged = f" (or {chanbin} averaged)" if chanbin > 1 else ""
         raise ContimgError(
-            f"bandpass {info.path} has {shown} for SPW {spw}, but the MS has {n_ms} channel(s) "
-            f"at {ms_freq.min() / 1e6:.4f}-{ms_freq.max() / 1e6:.4f} MHz: it was solved on "
-            "another spectral setup"
+            f"bandpass {info.path} has {shown} for SPW {spw}, but the MS has {n_ms} channel(s)"
+            f"{averaged} at {ms_freq.min() / 1e6:.4f}-{ms_freq.max() / 1e6:.4f} MHz: it was "
+            "solved on another spectral setup"
         )
 
 
