@@ -426,10 +426,7 @@ def test_a_bandpass_solved_on_averaged_channels_applies_with_the_fast_recipe(wor
     """2 channels, each the mean of 2 of the MS's 4: refused by default, applied with --fast."""
     args = ["apply", "in/tiny.ms", "--tables", "solved2/tiny2_bpcal", "--no-progress",
             "--n-workers", "1", "--out", tmp_path / "applied"]  # fmt: skip
-    (tmp_path / "fast2.yaml").write_text("fast:
-  enabled: true
-  chanbin: 2
-")
+    (tmp_path / "fast2.yaml").write_text("fast:\n  enabled: true\n  chanbin: 2\n")
     result = _contimg([*args, "--config", tmp_path / "fast2.yaml"], workspace)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "applied" / "tiny.cal.mms" / "table.dat").exists()
