@@ -17,21 +17,10 @@ import logging
 import sys
 from pathlib import Path
 
-from dsa110_contimg.cli import positive_int, print_json
+from dsa110_contimg.cli import positive_int, print_json, whole_number
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger("dsa110_contimg.calibration.cli")
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
 
 
 def _add_input_options(parser) -> None:
@@ -44,7 +33,7 @@ def _add_input_options(parser) -> None:
     )
     parser.add_argument("--config", help="YAML file of recipe settings (sections as in README)")
     parser.add_argument(
-        "--retries", type=non_negative_int, help="retries of a failing task (default 1)"
+        "--retries", type=whole_number(0), help="retries of a failing task (default 1)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan; touch nothing")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
