@@ -778,18 +778,12 @@ _json_stream: contextvars.ContextVar = contextvars.ContextVar("json_stream", def
 def print_json(document) -> None:
     """Write ``document`` as the command's one JSON document (strict: NaN and inf as null)."""
     stream = _json_stream.get() or sys.stdout
-    stream.write(json.dumps(_strict(document), indent=2, default=_plain, allow_nan=False) + "\n")
+    stream.write(json.dumps(_strict(document), indent=2, default=str, allow_nan=False) + "\n")
     stream.flush()
 
 
-def _plain(value):
-    """JSON for numpy scalars and arrays, paths and anything else printable."""
-    if hasattr(value, "tolist"):
-        return _strict(value.tolist())
-    return str(value)
-
-
 def _strict(value):
+    """``value`` with numpy values as Python ones and non-finite floats as None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
