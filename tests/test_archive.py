@@ -53,7 +53,11 @@ def test_every_file_processed_with_its_own_nights_solutions(archive, tmp_path):
     assert "Dask dashboard: http://127.0.0.1:" in result.stdout
     status = json.loads(run_cli("status", out, "--json").stdout)
     assert status["counts"] == {
-        "pending": 0, "running": 0, "done": 6, "failed": 1, "interrupted": 0
+        "pending": 0,
+        "running": 0,
+        "done": 6,
+        "failed": 1,
+        "interrupted": 0,
     }
     records = {Path(r["path"]).name: r for r in status["observations"]}
     assert "not a Measurement Set" in records["broken.ms"]["error"]

@@ -113,7 +113,12 @@ def test_image_metrics_against_a_synthetic_image(tmp_path):
         )
     write_fits(tmp_path / "image.fits", image, beam_px * cell_deg, cell_deg)
     metrics = image_metrics(
-        tmp_path / "image.fits", tmp_path / "residual.fits", sources, pointing, pb_limit=0.1
+        tmp_path / "image.fits",
+        tmp_path / "residual.fits",
+        sources,
+        pointing,
+        pb_limit=0.1,
+        dish_diameter_m=4.65,
     )
     assert metrics["rms_jy"] == pytest.approx(sigma, rel=0.05)
     assert metrics["beam_major_arcsec"] == pytest.approx(beam_px * 5)
@@ -132,7 +137,7 @@ def calibrated_target(make_observation, tmp_path_factory):
     target = make_observation("small", stem="target", start_time="2025-01-15T10:45:14", **common)
     out = tmp_path_factory.mktemp("imaging")
     fields = select_auto_fields(field_geometry(cal, CAL), window=12)
-    config = resolve_config(overrides={"gains": {"calmode": "ap"}})
+    config = resolve_config()
     plan = plan_calibration(
         [str(cal)], CAL, {str(cal): fields}, "103", config, out, targets=[str(target)]
     )

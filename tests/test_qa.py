@@ -304,7 +304,7 @@ def test_dask_pass_equals_numpy_on_the_whole_ms(calibrated_with_dead_antenna):
                                             "WEIGHT", "ANTENNA1", "ANTENNA2", "FIELD_ID", "UVW",
                                             "DATA_DESC_ID")}  # fmt: skip
     from dsa110_contimg.ms.reads import spw_of_ddid
-    from dsa110_contimg.qa.graph import uv_max_m
+    from dsa110_contimg.ms.antennas import array_of
 
     spw_of_row = spw_of_ddid(mms)[columns["DATA_DESC_ID"]]
     n_field = int(columns["FIELD_ID"].max()) + 1
@@ -313,7 +313,7 @@ def test_dask_pass_equals_numpy_on_the_whole_ms(calibrated_with_dead_antenna):
         direct = vk.visibility_partials(
             *(columns[c][rows] for c in ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG", "WEIGHT",
                                          "ANTENNA1", "ANTENNA2", "FIELD_ID", "UVW")),
-            n_field, result.partials.antenna.shape[1], uv_max_m(mms),
+            n_field, result.partials.antenna.shape[1], array_of(mms).uv_max_m(),
         )  # fmt: skip
         for a, b in zip(direct.arrays(), result.partials.arrays(), strict=True):
             np.testing.assert_allclose(a[: len(b)], b, rtol=1e-9, atol=1e-6)

@@ -73,19 +73,20 @@ def test_model_cross_hands_are_zero_in_any_order(tmp_path, archive, order):
         np.testing.assert_allclose(model[:, :, k], expected, atol=1e-5, err_msg=name)
 
 
-# archive -> (correlation names, antennas in the ANTENNA table)
+# archive -> (telescope, correlation names, ANTENNA rows, antennas with data)
 INSPECTED = {
-    "alma_x5707.ms.tgz": (["XX", "YY"], 2),
-    "ata_3c286.ms.tgz": (["XX", "XY", "YX", "YY"], 43),
-    "ovro_lwa_2018-03-21.ms.tgz": (["XX", "YY", "XY", "YX"], 256),
-    "mwa_birli.ms.tgz": (["XX", "XY", "YX", "YY"], 128),
-    "paper_xy.ms.tgz": (["XY"], 64),
-    "lwa_sv_adp.ms.tgz": (None, 4),
+    "alma_x5707.ms.tgz": ("ALMA", ["XX", "YY"], 2, 2),
+    "ata_3c286.ms.tgz": ("ATA", ["XX", "XY", "YX", "YY"], 43, 28),
+    "ovro_lwa_2018-03-21.ms.tgz": ("OVRO_MMA", ["XX", "YY", "XY", "YX"], 256, 20),
+    "mwa_birli.ms.tgz": ("MWA", ["XX", "XY", "YX", "YY"], 128, 1),
+    "paper_xy.ms.tgz": ("PAPER", ["XY"], 64, 6),
+    "lwa_sv_adp.ms.tgz": ("LWASV", ["XX", "XY", "YX", "YY"], 4, 4),
 }
 
 
 @pytest.mark.parametrize("archive", sorted(INSPECTED))
 def test_every_real_ms_is_inspected(tmp_path, archive):
+    """Only antennas with rows count; the telescope and its dishes come from the MS."""
     ms = _unpack(archive, tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "dsa110_contimg", "inspect", str(ms), "--json"],
@@ -93,8 +94,11 @@ def test_every_real_ms_is_inspected(tmp_path, archive):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    corr_names, n_antennas = INSPECTED[archive]
-    assert len(summary["antenna_names"]) == n_antennas
-    if corr_names is not None:
-        assert list(summary["corr_names"]) == corr_names
+    telescope, corr_names, n_listed, n_with_data = INSPECTED[archive]
+    assert summary["telescope"] == telescope
+    assert summary["n_antennas_listed"] == n_listed
+    assert len(summary["antenna_names"]) == n_with_data
+    assert all(name.strip() for name in summary["antenna_names"])
+    assert list(summary["corr_names"]) == corr_names
+    assert summary["dish_from_ms"] and summary["dish_diameter_m"] > 0
     assert summary["n_rows"] > 0 and summary["spws"]

@@ -202,7 +202,7 @@ def _cmd_demo(args) -> int:
     (out / "check_before.json").write_text(json.dumps(before.to_json_dict(), indent=2))
 
     fields = select_auto_fields(field_geometry(result.ms_path, calibrator), window=12)
-    recipe = resolve_config(overrides={"gains": {"calmode": "ap"}})
+    recipe = resolve_config()
     with dask_client() as client:
         print(f"Dask dashboard: {client.dashboard_link}")
         log.info(

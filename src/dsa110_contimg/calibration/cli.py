@@ -139,7 +139,9 @@ def _add_recipe_options(calibrate) -> None:
     solve.add_argument("--fillgaps", type=int, help="default 3")
     solve.add_argument("--minblperant", type=int, help="default 4")
     solve.add_argument("--gain-solint", nargs="+", dest="gain_solints", help="default inf 60s")
-    solve.add_argument("--gain-calmode", choices=["p", "a", "ap"], help="default p")
+    solve.add_argument(
+        "--gain-calmode", choices=["p", "a", "ap"], help="default ap (sets the flux scale)"
+    )
     solve.add_argument("--apply-solint", help="gain interval applied (default 60s)")
     solve.add_argument(
         "--combine-spw", action="store_true", help="solve phases and gains over all SPWs at once"

@@ -87,7 +87,8 @@ class BandpassConfig:
 @dataclass(frozen=True)
 class GainConfig:
     enabled: bool = True
-    calmode: str = "p"
+    # Amplitude and phase: the bandpass is normalised (solnorm), so these set the flux scale.
+    calmode: str = "ap"
     solints: tuple[str, ...] = ("inf", "60s")
     minsnr: float = 3.0
     minblperant: int = 4
@@ -200,9 +201,8 @@ PRESETS: dict[str, dict] = {
     "default": {},
     # Average 4 channels before solving; bandpass interpolated back on apply.
     "fast": {"fast": {"enabled": True, "chanbin": 4}},
-    # Amplitude and phase gains, a delay solve, and RFI flagging.
+    # A delay solve and RFI flagging.
     "thorough": {
-        "gains": {"calmode": "ap"},
         "delay": {"enabled": True},
         "flagging": {"tfcrop": True},
     },

@@ -16,7 +16,7 @@ from dsa110_contimg.calibration.plan import CalibrationPlan, plan_observation
 from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED, product_input
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables
-from dsa110_contimg.ms.antennas import antenna_names, resolve_refant
+from dsa110_contimg.ms.antennas import antenna_names, array_of, resolve_refant
 from dsa110_contimg.ms.reads import chan_freq_hz, main_columns, read_subtable, require_ms
 from dsa110_contimg.selection import parse_index_selection
 
@@ -99,6 +99,7 @@ def plan_calibration(
                 cal_fields=fields,
                 phasecenter=phasecenter,
                 refant=resolve_refant(ms, refant),
+                antennas_with_data=array_of(ms).with_data,
             )
         )
     for ms in targets:

@@ -66,6 +66,7 @@ class ObservationPlan:
     merged_tables: tuple[tuple[str, str], ...]  # (step, merged table path)
     solutions_from: str | None = None  # calibrator MS whose tables a target uses
     given_tables: tuple[str, ...] = ()  # for `apply`: tables named by the user
+    antennas_with_data: tuple[int, ...] = ()  # whose solutions count (empty: all)
 
     def merged(self, step: str) -> str | None:
         return dict(self.merged_tables).get(step)
@@ -158,6 +159,7 @@ def plan_observation(
     refant: str | None = None,
     solutions_from: str | None = None,
     given_tables=(),
+    antennas_with_data=(),
 ) -> ObservationPlan:
     stem = _stem(ms)
     out = Path(output_dir).absolute()
@@ -199,6 +201,7 @@ def plan_observation(
         merged_tables=merged,
         solutions_from=solutions_from,
         given_tables=tuple(str(t) for t in given_tables),
+        antennas_with_data=tuple(int(a) for a in antennas_with_data),
     )
 
 

@@ -23,6 +23,7 @@ from dsa110_contimg.calibration.steps import (
 )
 from dsa110_contimg.casa import tasks
 from dsa110_contimg.ms import caltables
+from dsa110_contimg.ms.antennas import array_of
 
 
 def run_serial_recipe(
@@ -104,5 +105,7 @@ def run_serial_recipe(
         "ms": vis,
         "tables": tables,
         "seconds": seconds,
-        "solutions": {s: caltables.solution_statistics(t) for s, t in tables.items()},
+        "solutions": {
+            s: caltables.solution_statistics(t, array_of(vis).with_data) for s, t in tables.items()
+        },
     }

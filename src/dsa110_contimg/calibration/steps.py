@@ -355,7 +355,7 @@ def solve(
         Path(caltable).parent.mkdir(parents=True, exist_ok=True)
         runner = tasks.run_bandpass if task == "bandpass" else tasks.run_gaincal
         call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
-        stats = caltables.solution_statistics(caltable)
+        stats = caltables.solution_statistics(caltable, obs.antennas_with_data)
         if stats["kept_fraction"] == 0.0:
             raise ContimgError(
                 f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'} "

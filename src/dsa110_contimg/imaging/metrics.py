@@ -64,7 +64,13 @@ def read_fits_image(path):
 
 
 def image_metrics(
-    image_fits, residual_fits, sources, pointing_deg, pb_limit: float, source_radius_beams=3.0
+    image_fits,
+    residual_fits,
+    sources,
+    pointing_deg,
+    pb_limit: float,
+    dish_diameter_m: float,
+    source_radius_beams=3.0,
 ) -> dict:
     """Noise, peak, dynamic range and per-source fluxes of one restored image."""
     image, wcs, freq, beam_deg = read_fits_image(image_fits)
@@ -82,7 +88,7 @@ def image_metrics(
             np.radians(s.ra_deg),
             np.radians(s.dec_deg),
         )
-        response = float(airy_power_response(offset, freq))
+        response = float(airy_power_response(offset, freq, dish_diameter_m))
         if response < pb_limit:
             continue
         expected = s.flux_at(freq) * response

@@ -74,6 +74,7 @@ def image_and_measure(job: ImageJob, sources, log_dir) -> dict:
         sources,
         job.pointing_deg,
         job.config.pb_limit,
+        job.dish_diameter_m,
     )
     return {
         "ms": job.ms,

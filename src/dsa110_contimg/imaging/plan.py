@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.instrument import DISH_DIAMETER_M
+from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.ms.reads import chan_freq_hz, main_columns, read_subtable, require_ms
 from dsa110_contimg.selection import parse_index_selection
 from dsa110_contimg.sky.beam import airy_power_response
@@ -76,6 +78,7 @@ class ImageJob:
     phase_dir_deg: tuple[float, float]
     pointing_deg: tuple[float, float]
     config: ImagingConfig = field(default_factory=ImagingConfig)
+    dish_diameter_m: float = DISH_DIAMETER_M
 
     @property
     def imagename(self) -> str:
@@ -96,12 +99,12 @@ def good_fft_size(n: int) -> int:
         size += 1
 
 
-def beam_radius_rad(freq_hz: float, response: float) -> float:
-    """Offset at which the Airy power response falls to ``response``."""
+def beam_radius_rad(freq_hz: float, response: float, dish_diameter_m: float) -> float:
+    """Offset at which the Airy power response of the dishes falls to ``response``."""
     lo, hi = 0.0, np.radians(20.0)
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        if airy_power_response(mid, freq_hz) > response:
+        if airy_power_response(mid, freq_hz, dish_diameter_m) > response:
             lo = mid
         else:
             hi = mid
@@ -168,6 +171,7 @@ def plan_imaging(
     n_fields = field_table.sizes["row"]
     chosen = parse_index_selection(fields, "field", n_fields) if fields else list(range(n_fields))
     freqs = np.concatenate(chan_freq_hz(ms))
+    dish = array_of(ms).dish_diameter_m
     longest = _longest_baseline_m(ms, chosen, columns)
     if config.cell_arcsec:
         cell = config.cell_arcsec
@@ -177,7 +181,7 @@ def plan_imaging(
     if config.imsize:
         imsize = good_fft_size(config.imsize)
     else:
-        radius = beam_radius_rad(freqs.min(), config.pb_limit)
+        radius = beam_radius_rad(freqs.min(), config.pb_limit, dish)
         imsize = good_fft_size(2 * np.degrees(radius) * 3600 / cell)
     if imsize > config.max_imsize:
         raise ContimgError(
@@ -202,6 +206,7 @@ def plan_imaging(
                     phase_dir_deg=(float(phase[f, 0] % 360), float(phase[f, 1])),
                     pointing_deg=(float(pointing[f, 0] % 360), float(pointing[f, 1])),
                     config=config,
+                    dish_diameter_m=dish,
                 )
             )
     return jobs

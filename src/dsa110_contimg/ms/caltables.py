@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms.antennas import shown_names
 from dsa110_contimg.ms.publish import publish_directory
 
 # CASA's interpolation for applying each table type (time; frequency after a comma).
@@ -147,8 +148,12 @@ def merge_caltables(paths, merged) -> str:
     return os.fspath(merged)
 
 
-def solution_statistics(path) -> dict:
-    """Flagged fraction, SNR median, and amplitude/phase spread of a table's solutions."""
+def solution_statistics(path, antennas=()) -> dict:
+    """Flagged fraction, SNR median, and amplitude/phase spread of a table's solutions.
+
+    ``antennas``: the antennas with data (the rows CASA writes, flagged, for
+    antennas that never observed do not count); empty for every antenna.
+    """
     from casacore.tables import table
 
     with table(str(require_caltable(path)), ack=False) as cal:
@@ -156,6 +161,10 @@ def solution_statistics(path) -> dict:
         flag = cal.getcol("FLAG")
         snr = cal.getcol("SNR") if "SNR" in columns else None
         values = cal.getcol("CPARAM") if "CPARAM" in columns else cal.getcol("FPARAM")
+        if len(antennas):
+            rows = np.isin(cal.getcol("ANTENNA1"), np.asarray(antennas))
+            flag, values = flag[rows], values[rows]
+            snr = None if snr is None else snr[rows]
     n = int(flag.size)
     good = ~flag
     stats = {
@@ -208,5 +217,5 @@ def read_solutions(path) -> CaltableSolutions:
         )
         ms_name = str(cal.getkeywords().get("MSName", ""))
     with table(str(Path(info.path) / "ANTENNA"), ack=False) as ant:
-        names = tuple(str(n) for n in ant.getcol("NAME"))
+        names = tuple(shown_names(str(n) for n in ant.getcol("NAME")))
     return CaltableSolutions(info=info, antenna_names=names, ms_name=ms_name, **solutions)

@@ -8,6 +8,7 @@ import dask
 import numpy as np
 
 from dsa110_contimg.ms import reads
+from dsa110_contimg.ms.antennas import array_of
 
 CORR_NAMES = {5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY"}
 
@@ -27,9 +28,13 @@ class SpwSummary:
 @dataclass(frozen=True)
 class MsSummary:
     path: str
+    telescope: str
     n_rows: int
     columns: tuple[str, ...]
-    antenna_names: tuple[str, ...]
+    antenna_names: tuple[str, ...]  # antennas with data (unnamed ones as #index)
+    n_antennas_listed: int  # ANTENNA rows, with or without data
+    dish_diameter_m: float
+    dish_from_ms: bool
     corr_names: tuple[str, ...]
     field_names: tuple[str, ...]
     field_phase_dir_deg: tuple[tuple[float, float], ...]
@@ -45,7 +50,7 @@ class MsSummary:
 def summarise_ms(path) -> MsSummary:
     """Structure plus per-SPW flag, zero and amplitude figures, computed in one pass."""
     path = reads.require_ms(path)
-    antenna = reads.read_subtable(path, "ANTENNA", columns=["NAME"])
+    array = array_of(path)
     field = reads.read_subtable(path, "FIELD", columns=["NAME", "PHASE_DIR"])
     pol = reads.read_subtable(path, "POLARIZATION", columns=["CORR_TYPE"])
     freqs = reads.chan_freq_hz(path)
@@ -94,9 +99,13 @@ def summarise_ms(path) -> MsSummary:
     times = [(float(r[5]), float(r[6])) for r in computed]
     return MsSummary(
         path=str(path),
+        telescope=array.telescope,
         n_rows=sum(s.n_rows for s in spws),
         columns=tuple(columns),
-        antenna_names=tuple(str(n) for n in antenna.NAME.values),
+        antenna_names=tuple(array.names_with_data),
+        n_antennas_listed=len(array.names),
+        dish_diameter_m=array.dish_diameter_m,
+        dish_from_ms=array.dish_from_ms,
         corr_names=tuple(CORR_NAMES.get(int(c), str(c)) for c in pol.CORR_TYPE.values[0]),
         field_names=tuple(str(n) for n in field.NAME.values),
         field_phase_dir_deg=tuple(
@@ -108,11 +117,16 @@ def summarise_ms(path) -> MsSummary:
 
 
 def format_summary(summary: MsSummary) -> str:
+    names = summary.antenna_names
+    unused = summary.n_antennas_listed - len(names)
     lines = [
-        f"Measurement Set {summary.path}",
-        f"  rows {summary.n_rows}, antennas {len(summary.antenna_names)} "
-        f"({summary.antenna_names[0]} .. {summary.antenna_names[-1]}), "
-        f"correlations {' '.join(summary.corr_names)}",
+        f"Measurement Set {summary.path} ({summary.telescope or 'telescope not named'})",
+        f"  rows {summary.n_rows}, antennas with data {len(names)}"
+        + (f" ({names[0]} .. {names[-1]})" if names else "")
+        + (f"; {unused} more listed without data" if unused else "")
+        + f", correlations {' '.join(summary.corr_names)}",
+        f"  dishes {summary.dish_diameter_m:g} m"
+        + ("" if summary.dish_from_ms else " (DSA-110's: the MS gives no DISH_DIAMETER)"),
         f"  fields {len(summary.field_names)} "
         f"({summary.field_names[0]} .. {summary.field_names[-1]}), "
         f"duration {summary.time_range_mjd_s[1] - summary.time_range_mjd_s[0]:.1f} s between "

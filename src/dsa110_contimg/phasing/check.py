@@ -19,7 +19,7 @@ import numpy as np
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import reads
 from dsa110_contimg.phasing.geometry import FieldGeometry, field_geometry
-from dsa110_contimg.phasing.model import ModelContext, apparent_flux
+from dsa110_contimg.phasing.model import ModelContext
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.sky.calibrators import Calibrator
 from dsa110_contimg.sky.coordinates import direction_cosines
@@ -195,8 +195,7 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
         spw = int(context.ddid_spw[ds.attrs["DATA_DESC_ID"]])
         freq = context.freq_hz[spw]
         flux_by_field = np.stack(
-            [apparent_flux(calibrator, freq, context.pointing_rad[f], primary_beam)
-             for f in range(n_field)]
+            [context.apparent_flux(calibrator, f, freq, primary_beam) for f in range(n_field)]
         )[:, None, :]  # fmt: skip
         columns = [ds[c].data for c in ("DATA", "MODEL_DATA", "FLAG", "WEIGHT", "ANTENNA1",
                                         "ANTENNA2", "FIELD_ID", "UVW") if c in ds]  # fmt: skip

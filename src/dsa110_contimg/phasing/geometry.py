@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsa110_contimg.ms import reads
+from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.sky.beam import airy_fwhm_rad, airy_power_response
 from dsa110_contimg.sky.calibrators import Calibrator
 from dsa110_contimg.sky.coordinates import angular_separation
@@ -45,7 +46,8 @@ def field_geometry(ms, calibrator: Calibrator) -> list[FieldGeometry]:
     offset = angular_separation(
         pointing[:, 0], pointing[:, 1], calibrator.ra_rad, calibrator.dec_rad
     )
-    fwhm = airy_fwhm_rad(centre_freq)
+    dish = array_of(ms).dish_diameter_m
+    fwhm = airy_fwhm_rad(centre_freq, dish)
     result = []
     for i, name in enumerate(field.NAME.values):
         result.append(
@@ -57,10 +59,10 @@ def field_geometry(ms, calibrator: Calibrator) -> list[FieldGeometry]:
                 separation_arcmin=float(np.degrees(separation[i]) * 60),
                 separation_over_fwhm=float(separation[i] / fwhm),
                 pointing_offset_arcmin=float(np.degrees(offset[i]) * 60),
-                pb_response=float(airy_power_response(offset[i], centre_freq)),
+                pb_response=float(airy_power_response(offset[i], centre_freq, dish)),
                 pb_response_range=(
-                    float(airy_power_response(offset[i], freqs.max())),
-                    float(airy_power_response(offset[i], freqs.min())),
+                    float(airy_power_response(offset[i], freqs.max(), dish)),
+                    float(airy_power_response(offset[i], freqs.min(), dish)),
                 ),
             )
         )

@@ -14,6 +14,7 @@ import numpy as np
 from daskms import xds_to_table
 
 from dsa110_contimg.ms import reads
+from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.sky.beam import airy_power_response
 from dsa110_contimg.sky.calibrators import Calibrator
 from dsa110_contimg.sky.coordinates import angular_separation, direction_cosines
@@ -34,14 +35,16 @@ def stokes_i_weights(corr_types) -> np.ndarray:
     return np.array([1.0 if int(c) in reads.PARALLEL_HAND_CODES else 0.0 for c in corr_types])
 
 
-def apparent_flux(calibrator: Calibrator, freq_hz, pointing_rad, primary_beam: bool):
-    """(chan,) flux density seen from ``pointing_rad`` (ra, dec), Jy."""
+def apparent_flux(
+    calibrator: Calibrator, freq_hz, pointing_rad, primary_beam: bool, dish_diameter_m: float
+):
+    """(chan,) flux density seen from ``pointing_rad`` (ra, dec) by dishes of that size, Jy."""
     flux = np.asarray(calibrator.flux_at(freq_hz), dtype=float)
     if primary_beam:
         offset = angular_separation(
             pointing_rad[0], pointing_rad[1], calibrator.ra_rad, calibrator.dec_rad
         )
-        flux = flux * airy_power_response(offset, freq_hz)
+        flux = flux * airy_power_response(offset, freq_hz, dish_diameter_m)
     return flux
 
 
@@ -53,6 +56,7 @@ def predict_dataset(
     freq_hz,
     corr_weights,
     primary_beam,
+    dish_diameter_m: float,
     at_phase_centre: bool = False,
 ):
     """Lazy (row, chan, corr) complex64 model for rows sharing one field and SPW.
@@ -69,7 +73,8 @@ def predict_dataset(
             calibrator.ra_rad, calibrator.dec_rad, phase_dir_rad[0], phase_dir_rad[1]
         )
     lmn = np.array([[l, m, n]])
-    flux = apparent_flux(calibrator, freq_hz, pointing_rad, primary_beam)[None, :]
+    flux = apparent_flux(calibrator, freq_hz, pointing_rad, primary_beam, dish_diameter_m)
+    flux = flux[None, :]
     return da.blockwise(
         _predict_block,
         "rfc",
@@ -86,7 +91,7 @@ def predict_dataset(
 
 
 class ModelContext:
-    """Per-MS lookups the predict needs: field directions, SPW frequencies, correlations."""
+    """Per-MS lookups the predict needs: field directions, SPW frequencies, correlations, dishes."""
 
     def __init__(self, ms):
         field = reads.read_subtable(ms, "FIELD", columns=["PHASE_DIR", "REFERENCE_DIR"])
@@ -95,6 +100,13 @@ class ModelContext:
         self.freq_hz = reads.chan_freq_hz(ms)
         self.ddid_spw = reads.spw_of_ddid(ms)
         self.corr_weights = [stokes_i_weights(c) for c in reads.corr_types_of_ddid(ms)]
+        self.dish_diameter_m = array_of(ms).dish_diameter_m
+
+    def apparent_flux(self, calibrator, field_id: int, freq_hz, primary_beam: bool):
+        """(chan,) flux of ``calibrator`` seen by field ``field_id``'s pointing, Jy."""
+        return apparent_flux(
+            calibrator, freq_hz, self.pointing_rad[field_id], primary_beam, self.dish_diameter_m
+        )
 
     def predict(self, ds, calibrator, primary_beam, at_phase_centre=False):
         """Lazy model for dataset ``ds`` (needs UVW)."""
@@ -109,6 +121,7 @@ class ModelContext:
             freq,
             self.corr_weights[ddid],
             primary_beam,
+            self.dish_diameter_m,
             at_phase_centre,
         )
 

@@ -14,8 +14,9 @@ import dask
 import numpy as np
 
 from dsa110_contimg.ms import reads
+from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.phasing.check import coherence_channels
-from dsa110_contimg.phasing.model import ModelContext, apparent_flux
+from dsa110_contimg.phasing.model import ModelContext
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.qa.visibility_kernels import VisibilityPartials, visibility_partials
 from dsa110_contimg.sky.coordinates import direction_cosines
@@ -41,13 +42,6 @@ class SpwQA:
     model_coherence: np.ndarray | None  # (field, chan, 3) model_coherence_partials, or None
 
 
-def uv_max_m(ms) -> float:
-    """Longest baseline (m) from ANTENNA::POSITION: the outer edge of the uv bins."""
-    positions = reads.read_subtable(ms, "ANTENNA", columns=["POSITION"]).POSITION.values
-    distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
-    return float(distances.max() * 1.001) or 1.0
-
-
 def stale_model_context(ms, calibrator, primary_beam: bool) -> StaleModelContext:
     context = ModelContext(ms)
     n_field = len(context.phase_dir_rad)
@@ -58,10 +52,7 @@ def stale_model_context(ms, calibrator, primary_beam: bool) -> StaleModelContext
     )[:, None, :]  # fmt: skip
     flux = {
         spw: np.stack(
-            [
-                apparent_flux(calibrator, freq, context.pointing_rad[f], primary_beam)
-                for f in range(n_field)
-            ]
+            [context.apparent_flux(calibrator, f, freq, primary_beam) for f in range(n_field)]
         )[:, None, :]  # fmt: skip
         for spw, freq in enumerate(context.freq_hz)
     }
@@ -117,7 +108,7 @@ def add_visibility_qa_graph(ms, stale_context=None, row_chunk=None):
     ddid_spw = reads.spw_of_ddid(ms)
     n_field = reads.read_subtable(ms, "FIELD", columns=["NAME"]).sizes["row"]
     n_ant = reads.read_subtable(ms, "ANTENNA", columns=["NAME"]).sizes["row"]
-    uv_max = uv_max_m(ms)
+    uv_max = array_of(ms).uv_max_m()
     graph = []
     for ds in xds_list:
         spw = int(ddid_spw[ds.attrs["DATA_DESC_ID"]])

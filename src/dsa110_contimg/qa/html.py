@@ -184,8 +184,9 @@ def plot_flag_map(plots: dict) -> str:
     for r in spw_results:
         flagged, total = r.partials.flag_map[:, :, 0], r.partials.flag_map[:, :, 1]
         blocks.append(np.where(total > 0, flagged / np.where(total > 0, total, 1), np.nan))
-    image = np.concatenate(blocks, axis=1)
-    names = plots["antenna_names"]
+    rows = plots["antennas_with_data"]
+    image = np.concatenate(blocks, axis=1)[rows]
+    names = [plots["antenna_names"][a] for a in rows]
     fig, ax = _figure(figsize=(10, max(3.0, 0.12 * len(names) + 1)))
     shown = ax.imshow(image, aspect="auto", interpolation="nearest", cmap="magma_r", vmin=0,
                       vmax=1)  # fmt: skip

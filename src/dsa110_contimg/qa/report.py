@@ -20,10 +20,11 @@ import numpy as np
 
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables, reads
+from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.qa import caltable_kernels as ck
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.qa import visibility_kernels as vk
-from dsa110_contimg.qa.graph import compute_visibility_qa, stale_model_context, uv_max_m
+from dsa110_contimg.qa.graph import compute_visibility_qa, stale_model_context
 from dsa110_contimg.qa.scores import GOOD, describe, resolve_thresholds, score_value, verdict_of
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,10 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         skipped.append("no usable visibilities: everything is flagged, zero or NaN")
     model_fields = [f for f in field_ids if total.scalars[f, vk.DM_N] > 0]
     target_fields = [f for f in field_ids if f not in model_fields]
-    uv_max = uv_max_m(ms)
+    array = array_of(ms)
+    uv_max = array.uv_max_m()
     field_names = [str(n) for n in reads.read_subtable(ms, "FIELD", columns=["NAME"]).NAME.values]
-    antenna_names = [
-        str(n) for n in reads.read_subtable(ms, "ANTENNA", columns=["NAME"]).NAME.values
-    ]
+    antenna_names = list(array.names)
 
     def aligned(fields) -> bool:
         if geometry is None:
@@ -268,9 +268,9 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
                                            coherence_of([f])),
             "info": _info(metrics),
         })  # fmt: skip
-    visibilities["antennas"] = _antenna_table(total, spw_results, calibrator_fields, antenna_names)
+    visibilities["antennas"] = _antenna_table(total, spw_results, calibrator_fields, array)
 
-    tables = [_caltable_qa(p, ms, scorer, antenna_names, truth) for p in caltable_paths]
+    tables = [_caltable_qa(p, ms, scorer, array, truth) for p in caltable_paths]
     summary = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -278,6 +278,13 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "calibrator": None if calibrator is None else {
             "name": calibrator.name, "ra_deg": calibrator.ra_deg, "dec_deg": calibrator.dec_deg,
+        },
+        "array": {
+            "telescope": array.telescope,
+            "n_antennas_with_data": int(array.has_data.sum()),
+            "n_antennas_listed": len(array.names),
+            "dish_diameter_m": array.dish_diameter_m,
+            "dish_from_ms": array.dish_from_ms,
         },
         "columns": {"MODEL_DATA": has_model, "CORRECTED_DATA": has_corrected},
         "skipped": skipped,
@@ -301,12 +308,15 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         "calibrator_fields": calibrator_fields,
         "target_fields": target_fields,
         "antenna_names": antenna_names,
+        "antennas_with_data": array.with_data,
         "caltables": [_bandpass_plot_data(p) for p in caltable_paths],
     }
     return QAResult(summary, plots)
 
 
-def _antenna_table(total, spw_results, calibrator_fields, antenna_names) -> list[dict]:
+def _antenna_table(total, spw_results, calibrator_fields, array) -> list[dict]:
+    """One row per antenna with data (antennas listed without rows are left out)."""
+    antenna_names = array.names
     if calibrator_fields:
         cal = total.select(calibrator_fields)
         data_scatter = vk.antenna_phase_scatter_deg(cal, "data")
@@ -316,9 +326,10 @@ def _antenna_table(total, spw_results, calibrator_fields, antenna_names) -> list
     flagged = sum(r.partials.flag_map[:, :, 0].sum(axis=1) for r in spw_results)
     counted = sum(r.partials.flag_map[:, :, 1].sum(axis=1) for r in spw_results)
     rows = []
-    for a, name in enumerate(antenna_names):
+    for a in array.with_data:
+        name = antenna_names[a]
         rows.append({
-            "antenna": a,
+            "antenna": int(a),
             "name": name,
             "data_model_phase_scatter_deg": _finite_or_none(data_scatter[a]),
             "corrected_model_phase_scatter_deg": _finite_or_none(corrected_scatter[a]),
@@ -327,8 +338,13 @@ def _antenna_table(total, spw_results, calibrator_fields, antenna_names) -> list
     return rows
 
 
-def _caltable_qa(path, ms, scorer: _Scorer, antenna_names, truth) -> dict:
-    """Per-SPW scored solution metrics of one table; an unusable table is reported, not raised."""
+def _caltable_qa(path, ms, scorer: _Scorer, array, truth) -> dict:
+    """Per-SPW scored solution metrics of one table; an unusable table is reported, not raised.
+
+    Only the antennas with data count: CASA writes flagged solutions for
+    antennas that never observed.
+    """
+    antenna_names = list(array.names)
     entry: dict = {"path": str(path)}
     try:
         solutions = caltables.read_solutions(path)
@@ -352,7 +368,7 @@ def _caltable_qa(path, ms, scorer: _Scorer, antenna_names, truth) -> dict:
     entry["spws"] = []
     dead = set()
     for spw in sorted({int(s) for s in solutions.spw}):
-        rows = solutions.spw == spw
+        rows = (solutions.spw == spw) & array.has_data[solutions.antenna]
         m = ck.spw_solution_metrics(
             solutions.values[rows], solutions.flag[rows],
             None if solutions.snr is None else solutions.snr[rows],
