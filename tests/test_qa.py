@@ -303,8 +303,8 @@ def test_dask_pass_equals_numpy_on_the_whole_ms(calibrated_with_dead_antenna):
         columns = {c: t.getcol(c) for c in ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG",
                                             "WEIGHT", "ANTENNA1", "ANTENNA2", "FIELD_ID", "UVW",
                                             "DATA_DESC_ID")}  # fmt: skip
-    from dsa110_contimg.ms.reads import spw_of_ddid
     from dsa110_contimg.ms.antennas import array_of
+    from dsa110_contimg.ms.reads import spw_of_ddid
 
     spw_of_row = spw_of_ddid(mms)[columns["DATA_DESC_ID"]]
     n_field = int(columns["FIELD_ID"].max()) + 1
