@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
 from dsa110_contimg.cluster import dask_client
+from dsa110_contimg.ms.reads import main_columns
 from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
 from dsa110_contimg.phasing.model import add_model_write_graph
 from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
@@ -329,7 +330,7 @@ def test_uncalibrated_data_scores_poorly_calibrated_corrected_scores_good(
     assert not cal["data_model_phase_scatter_deg"]["in_overall"]  # it describes the input
     after_keys = (
         "corrected_model_phase_scatter_deg",
-        "median_corrected_model_amp_ratio",
+        "corrected_model_amp_ratio",
         "corrected_filled_fraction",
         "corrected_decorrelation",
         "model_coherence",
@@ -399,15 +400,28 @@ def test_stale_model_written_before_rephasing_is_caught(clean_small, tmp_path):
 
 
 def test_ms_without_model_or_corrected_gives_a_partial_report(corrupted_small, tmp_path):
-    result = run_qa(corrupted_small, [], CAL)
+    # Without a calibrator nothing can stand in for MODEL_DATA: DATA figures only.
+    result = run_qa(corrupted_small, [], None)
     summary = result.summary
     assert summary["columns"] == {"MODEL_DATA": False, "CORRECTED_DATA": False}
+    assert not summary["model_predicted"]
     assert any("MODEL_DATA missing" in s and "skipped" in s for s in summary["skipped"])
     assert summary["calibrator_fields"] == []
     target = summary["visibilities"]["target"]["metrics"]
     assert target["flagged_fraction"]["value"] == 0.0
     paths = write_report(tmp_path / "qa", summary, result.plots)
     assert json.loads(open(paths["qa_json"]).read())["overall_score"] is not None
+
+
+def test_qa_predicts_the_model_when_the_ms_has_none(corrupted_small, tmp_path):
+    """As check-phasing does: the calibrator is predicted for the pass, nothing is written."""
+    summary = run_qa(corrupted_small, [], CAL).summary
+    assert summary["columns"]["MODEL_DATA"] is False and summary["model_predicted"]
+    assert any("predicted for this QA" in s for s in summary["skipped"])
+    assert summary["calibrator_fields"]
+    scatter = summary["visibilities"]["calibrator"]["metrics"]["data_model_phase_scatter_deg"]
+    assert scatter["value"] is not None and scatter["thermal_floor_deg"] is not None
+    assert "MODEL_DATA" not in main_columns(corrupted_small)
 
 
 def test_caltable_of_another_ms_and_missing_table_are_reported(
@@ -548,7 +562,7 @@ def test_cli_threshold_overrides_are_used_and_checked(corrupted_small, tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "q" / "qa.json").read_text())
     assert summary["thresholds"]["flagged_fraction"]["good"] == 0.001
-    target = summary["visibilities"]["target"]["metrics"]["flagged_fraction"]
+    target = summary["visibilities"]["calibrator"]["metrics"]["flagged_fraction"]
     assert "good limit 0.001" in target["line"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("flagged_fractions: {good: 0.2}\n")
@@ -557,3 +571,59 @@ def test_cli_threshold_overrides_are_used_and_checked(corrupted_small, tmp_path)
     bad.write_text("- a list\n")
     result = run_cli("qa", corrupted_small, "--out", tmp_path / "q3", "--thresholds", bad)
     assert result.returncode == 2 and "must hold a mapping" in result.stderr
+
+
+def _with_corrected(ms, dest, antenna_phase_deg: float, seed: int = 3):
+    """A copy of ``ms`` with its model written and CORRECTED_DATA = DATA, times
+    per-antenna phase errors of ``antenna_phase_deg`` rms (0: perfectly calibrated)."""
+    from casacore.tables import makecoldesc
+
+    shutil.copytree(ms, dest)
+    dask.compute(add_model_write_graph(dest, CAL, primary_beam=True))
+    with table(str(dest), readonly=False, ack=False) as main:
+        main.addcols(makecoldesc("CORRECTED_DATA", main.getcoldesc("DATA")))
+        data, a1, a2 = main.getcol("DATA"), main.getcol("ANTENNA1"), main.getcol("ANTENNA2")
+        error = np.radians(antenna_phase_deg) * np.random.default_rng(seed).standard_normal(
+            a2.max() + 1
+        )
+        main.putcol("CORRECTED_DATA", data * np.exp(1j * (error[a1] - error[a2]))[:, None, None])
+    return dest
+
+
+def test_qa_judges_calibrated_data_against_its_thermal_noise(make_observation, tmp_path):
+    """At DSA-110's SEFD a calibrated calibrator is noise-limited per visibility: it scores
+    good; a 20-degree per-antenna phase error left in scores warning or worse; the thermal
+    floor agrees with a Monte Carlo of the truth's noise level."""
+    from dsa110_contimg.simulate.truth import load_truth
+
+    ms = make_observation("small", corrupt=False, sefd_jy=6500.0, seed=8)
+    clean = run_qa(_with_corrected(ms, tmp_path / "good.ms", 0.0), [], CAL).summary
+    cal = clean["visibilities"]["calibrator"]["metrics"]
+    phase = cal["corrected_model_phase_scatter_deg"]
+    # nothing but noise is left: the floor explains the measured scatter
+    assert phase["thermal_floor_deg"] > 0.9 * phase["value"] > 1.0
+    assert phase["verdict"] == "good", phase["line"]
+    assert cal["corrected_model_amp_ratio"]["verdict"] == "good"
+    assert cal["corrected_model_amp_ratio"]["value"] == pytest.approx(1.0, abs=0.03)
+    assert "thermal noise alone" in phase["line"]
+
+    # Monte Carlo: the model plus noise at the truth's level, phase scatter against the model.
+    truth = load_truth(f"{ms}.truth.npz")
+    sigma = truth.meta["noise_sigma_jy"][0]
+    with table(str(tmp_path / "good.ms"), ack=False) as main:
+        rows = np.isin(main.getcol("FIELD_ID"), clean["calibrator_fields"])
+        cross = main.getcol("ANTENNA1") != main.getcol("ANTENNA2")
+        model = main.getcol("MODEL_DATA")[rows & cross]
+    model = model[np.abs(model) > 0]
+    rng = np.random.default_rng(0)
+    noisy = model + sigma * (
+        rng.standard_normal(model.shape) + 1j * rng.standard_normal(model.shape)
+    )
+    resultant = np.abs(np.mean(noisy * np.conj(model) / np.abs(noisy * model)))
+    monte_carlo_deg = np.degrees(np.sqrt(-2 * np.log(resultant)))
+    assert phase["thermal_floor_deg"] == pytest.approx(monte_carlo_deg, rel=0.10)
+
+    off = run_qa(_with_corrected(ms, tmp_path / "off.ms", 20.0), [], CAL).summary
+    off_phase = off["visibilities"]["calibrator"]["metrics"]["corrected_model_phase_scatter_deg"]
+    assert off_phase["verdict"] in ("warning", "error"), off_phase["line"]
+    assert off["overall_verdict"] in ("warning", "error")

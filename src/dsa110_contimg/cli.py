@@ -272,6 +272,7 @@ def _cmd_image(args) -> int:
     }  # fmt: skip
     check_output_dir(args.out, "--out")
     jobs = plan_imaging(args.ms, args.field, args.datacolumn, ImagingConfig(**settings), args.out)
+    catalog = _sources_to_measure(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     log.info(
         "%d image(s) of %d x %d pixels, %.2f arcsec cells",
@@ -282,7 +283,9 @@ def _cmd_image(args) -> int:
     )
     with dask_client(scheduler_address=args.scheduler, n_workers=args.n_workers) as client:
         print(f"Dask dashboard: {client.dashboard_link}", flush=True)
-        result = run_imaging(jobs, client, args.out, args.run_dir, truth_path=args.truth)
+        result = run_imaging(
+            jobs, client, args.out, args.run_dir, truth_path=args.truth, catalog=catalog
+        )
     if args.json:
         print_json(result)
     else:
@@ -291,20 +294,29 @@ def _cmd_image(args) -> int:
     return 0
 
 
+def _sources_to_measure(args) -> list:
+    """The catalog (--catalog or the built-in one), with --calibrator's spectrum from --cal-*."""
+    from dsa110_contimg.sky.calibrators import load_catalog
+
+    catalog = list(load_catalog(args.catalog))
+    if not (args.calibrator or args.cal_ra is not None or args.cal_dec is not None):
+        if args.cal_flux is not None:
+            raise ContimgError(
+                "--cal-flux describes a calibrator: give --calibrator or --cal-ra/--cal-dec"
+            )
+        return catalog
+    calibrator = _resolve_calibrator(args, args.ms)
+    return [calibrator] + [c for c in catalog if c.name != calibrator.name]
+
+
 def _cmd_qa(args) -> int:
     from dsa110_contimg.calibration.config import read_yaml_mapping
     from dsa110_contimg.ms.reads import require_ms
-    from dsa110_contimg.phasing.geometry import brightest_calibrator_in_beam
     from dsa110_contimg.qa.runner import default_truth, qa_report
     from dsa110_contimg.qa.scores import resolve_thresholds
-    from dsa110_contimg.sky.calibrators import load_catalog, lookup_calibrator
 
     ms = require_ms(args.ms)
-    catalog = load_catalog(args.catalog)
-    if args.calibrator:
-        calibrator = lookup_calibrator(args.calibrator, catalog)
-    else:
-        calibrator, _ = brightest_calibrator_in_beam(ms, catalog, MIN_VISIBLE_RESPONSE)
+    calibrator = calibrator_of(args, ms, None, required=False)
     thresholds = (
         read_yaml_mapping(args.thresholds, "threshold names to anchors")
         if args.thresholds
@@ -416,6 +428,7 @@ def _add_calibrator_options(parser, with_ms: bool = True) -> None:
     parser.add_argument("--calibrator", help="calibrator name, e.g. 0834+555 or J0834+5534")
     parser.add_argument("--cal-ra", type=float, help="calibrator RA, deg (with --cal-dec)")
     parser.add_argument("--cal-dec", type=float, help="calibrator Dec, deg (with --cal-ra)")
+    _add_calibrator_flux_options(parser)
     parser.add_argument("--catalog", help="calibrator catalog: CSV or VLA calibrator list text")
     parser.add_argument("--field", help="fields, e.g. 10~14 or 3,4,5 (default: all)")
     parser.add_argument(
@@ -440,6 +453,40 @@ def _add_calibrator_options(parser, with_ms: bool = True) -> None:
     )
 
 
+def _add_calibrator_flux_options(parser) -> None:
+    parser.add_argument(
+        "--cal-flux", type=float, metavar="JY", help="calibrator flux density (over the catalog's)"
+    )
+    parser.add_argument(
+        "--cal-ref-freq", type=float, metavar="HZ", help="frequency of --cal-flux (default: centre)"
+    )
+    parser.add_argument(
+        "--cal-index", type=float, metavar="ALPHA", help="spectral index, S ~ nu^alpha (default 0)"
+    )
+
+
+def _calibrator_request(args):
+    from dsa110_contimg.sky.calibrators import CalibratorRequest
+
+    return CalibratorRequest(
+        name=getattr(args, "calibrator", None),
+        ra_deg=getattr(args, "cal_ra", None),
+        dec_deg=getattr(args, "cal_dec", None),
+        flux_jy=getattr(args, "cal_flux", None),
+        ref_freq_hz=getattr(args, "cal_ref_freq", None),
+        spectral_index=getattr(args, "cal_index", None),
+    )
+
+
+def _centre_freq_hz(ms) -> float:
+    import numpy as np
+
+    from dsa110_contimg.ms.reads import chan_freq_hz
+
+    freqs = np.concatenate(chan_freq_hz(ms))
+    return float(0.5 * (freqs.min() + freqs.max()))
+
+
 def _resolve_ms(args) -> str:
     ms = args.ms_option or args.ms_positional
     if not ms:
@@ -449,37 +496,60 @@ def _resolve_ms(args) -> str:
     return str(require_ms(ms))
 
 
-def _resolve_calibrator(args):
+def _resolve_calibrator(args, ms=None, needs_flux: str | None = None):
+    """The calibrator of --calibrator or --cal-ra/--cal-dec, with --cal-flux when given.
+
+    ``needs_flux`` names what would use a guessed flux (a model, a flux
+    scale): such commands refuse a position whose flux is unknown; others warn.
+    """
     from dsa110_contimg.sky.calibrators import (
-        Calibrator,
+        UNKNOWN_FLUX,
         load_catalog,
-        lookup_calibrator,
-        nearest_calibrator,
+        require_known_flux,
+        resolve_calibrator,
     )
 
     catalog = load_catalog(args.catalog)
-    if args.calibrator and (args.cal_ra is not None or args.cal_dec is not None):
-        raise ContimgError("give the calibrator by --calibrator NAME or by --cal-ra/--cal-dec, "
-                           "not both")  # fmt: skip
-    if args.calibrator:
-        return lookup_calibrator(args.calibrator, catalog)
-    if args.cal_ra is None or args.cal_dec is None:
-        raise ContimgError("give --calibrator NAME or both --cal-ra and --cal-dec (degrees)")
-    if not (0 <= args.cal_ra < 360 and -90 <= args.cal_dec <= 90):
-        raise ContimgError("--cal-ra must be in [0, 360) and --cal-dec in [-90, 90] degrees")
-    known = nearest_calibrator(args.cal_ra, args.cal_dec, radius_deg=1 / 60, catalog=catalog)
-    if known is not None:
-        return known
-    return Calibrator(
-        name=f"RA{args.cal_ra:.4f}_Dec{args.cal_dec:+.4f}",
-        aliases=(),
-        ra_deg=args.cal_ra,
-        dec_deg=args.cal_dec,
-        flux_jy=1.0,
-        ref_freq_hz=1.4e9,
-        spectral_index=0.0,
-        reference="position given on the command line; flux unknown (1 Jy assumed)",
+    centre = _centre_freq_hz(ms) if ms is not None else None
+    calibrator = resolve_calibrator(_calibrator_request(args), catalog, centre)
+    if needs_flux:
+        require_known_flux(calibrator, needs_flux)
+    elif calibrator.reference.startswith(UNKNOWN_FLUX):
+        log.warning(
+            "%s: flux unknown, 1 Jy assumed (amplitude ratios against the model are in units "
+            "of its true flux); give --cal-flux JY",
+            calibrator.name,
+        )
+    log.info("calibrator %s: %s", calibrator.name, calibrator.reference)
+    return calibrator
+
+
+def calibrator_of(args, ms, needs_flux: str | None, required: bool = True):
+    """--calibrator / --cal-ra,--cal-dec, else the catalog source brightest in the beam.
+
+    --cal-flux (with --cal-ref-freq, --cal-index) replaces the spectrum of
+    whichever calibrator this is. Without ``required``, None when no catalog
+    source is in the beam.
+    """
+    from dsa110_contimg.phasing.geometry import brightest_calibrator_in_beam
+    from dsa110_contimg.sky.calibrators import load_catalog
+
+    if args.calibrator or args.cal_ra is not None or args.cal_dec is not None:
+        return _resolve_calibrator(args, ms, needs_flux)
+    best, best_flux = brightest_calibrator_in_beam(
+        ms, load_catalog(args.catalog), MIN_VISIBLE_RESPONSE
     )
+    if best is None and (required or args.cal_flux is not None):
+        raise ContimgError(
+            f"no catalog calibrator is in the primary beam of {ms}: give --calibrator NAME "
+            "(or --cal-ra/--cal-dec with --cal-flux)"
+        )
+    if best is None:
+        return None
+    log.info("calibrator from the catalog: %s (%.2f Jy apparent)", best.name, best_flux)
+    if args.cal_flux is None:
+        return best
+    return _resolve_calibrator(argparse.Namespace(**{**vars(args), "calibrator": best.name}), ms)
 
 
 def _resolve_fields(args, ms, calibrator, required: bool):
@@ -522,7 +592,7 @@ def _cmd_check_phasing(args) -> int:
     from dsa110_contimg.phasing.check import check_phasing, format_report
 
     ms = _resolve_ms(args)
-    calibrator = _resolve_calibrator(args)
+    calibrator = _resolve_calibrator(args, ms)
     fields = _resolve_fields(args, ms, calibrator, required=False)
     report = check_phasing(
         ms,
@@ -544,7 +614,7 @@ def _cmd_rephase(args) -> int:
     from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
 
     ms = _resolve_ms(args)
-    calibrator = _resolve_calibrator(args)
+    calibrator = _resolve_calibrator(args, ms, "the model" if args.write_model else None)
     fields = _resolve_fields(args, ms, calibrator, required=True)
     plan = plan_rephase(ms, calibrator, fields, args.out)
     if args.out and Path(args.out).exists() and not args.overwrite and not plan.already_phased:
@@ -573,7 +643,7 @@ def _cmd_write_model(args) -> int:
     from dsa110_contimg.phasing.model import add_model_write_graph
 
     ms = _resolve_ms(args)
-    calibrator = _resolve_calibrator(args)
+    calibrator = _resolve_calibrator(args, ms, "the model")
     _resolve_fields(args, ms, calibrator, required=False)
     from dsa110_contimg import casa_env
 
@@ -649,6 +719,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     image.add_argument("--out", default="images", help="output directory (default ./images)")
     image.add_argument("--truth", help="simulation truth file for the known sources")
+    image.add_argument("--catalog", help="sources to measure when there is no truth file")
+    image.add_argument(
+        "--calibrator", help="a catalog source to measure (with --cal-flux: its flux)"
+    )
+    image.add_argument("--cal-ra", type=float, help="a source to measure: RA, deg")
+    image.add_argument("--cal-dec", type=float, help="a source to measure: Dec, deg")
+    _add_calibrator_flux_options(image)
     image.add_argument("--niter", type=int, help="CLEAN iterations (default 1000)")
     image.add_argument("--nsigma", type=float, help="CLEAN stops at this many sigma (default 4)")
     image.add_argument("--cell", type=float, dest="cell_arcsec", help="cell, arcsec")
@@ -670,6 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--caltables", nargs="+", help="calibration tables to assess")
     qa.add_argument("--out", help="output directory (default ./qa/<ms name>)")
     qa.add_argument("--calibrator", help="calibrator name (default: brightest catalog source)")
+    qa.add_argument("--cal-ra", type=float, help="calibrator RA, deg (with --cal-dec)")
+    qa.add_argument("--cal-dec", type=float, help="calibrator Dec, deg (with --cal-ra)")
+    _add_calibrator_flux_options(qa)
     qa.add_argument("--catalog", help="calibrator catalog: CSV or VLA calibrator list text")
     qa.add_argument("--truth", help="simulation truth file (default: <ms>.truth.npz if present)")
     qa.add_argument("--thresholds", help="YAML of threshold overrides {name: {good: ...}}")

@@ -303,7 +303,7 @@ def cmd_bench_spw(args) -> int:
     else:
         print(format_spw_bench(result))
         print(f"JSON: {result['json_path']}\nplot: {result['plot']}")
-    return 0 if all(r["status"] == "ok" for r in result["selections"]) else 1
+    return 0 if all(r["status"] != "failed" for r in result["selections"]) else 1
 
 
 def cluster_profile(args) -> dict | None:
@@ -354,22 +354,9 @@ def cmd_apply(args) -> int:
 
 
 def _calibrator_for(args, ms):
-    """--calibrator / --cal-ra,--cal-dec, else the catalog source brightest in the beam."""
-    from dsa110_contimg.cli import MIN_VISIBLE_RESPONSE, _resolve_calibrator
-    from dsa110_contimg.phasing.geometry import brightest_calibrator_in_beam
-    from dsa110_contimg.sky.calibrators import load_catalog
+    from dsa110_contimg.cli import calibrator_of
 
-    if args.calibrator or args.cal_ra is not None or args.cal_dec is not None:
-        return _resolve_calibrator(args)
-    best, best_flux = brightest_calibrator_in_beam(
-        ms, load_catalog(args.catalog), MIN_VISIBLE_RESPONSE
-    )
-    if best is None:
-        raise ContimgError(
-            f"no catalog calibrator is in the primary beam of {ms}: give --calibrator NAME"
-        )
-    log.info("calibrator from the catalog: %s (%.2f Jy apparent)", best.name, best_flux)
-    return best
+    return calibrator_of(args, ms, "the model and the flux scale")
 
 
 def _run(args, plan, calibrator) -> int:
@@ -405,6 +392,18 @@ def _run(args, plan, calibrator) -> int:
             print(report["text"])
             print(f"QA report: {report['report_html']}")
         print(f"summary: {summary['summary_path']}")
+    if summary["status"] == "degraded":
+        reasons = [
+            f"{Path(obs['ms']).name} {reason}"
+            for obs in summary["observations"]
+            for reason in obs["degraded"]
+        ]
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        print(
+            f"contimg: degraded: {reasons[0]}{more}; see {summary['summary_path']}",
+            file=sys.stderr,
+        )
+        return EXIT_DEGRADED
     if summary["status"] != "ok":
         failures = [
             f"{Path(obs['ms']).name} {f['step']}"
@@ -420,6 +419,10 @@ def _run(args, plan, calibrator) -> int:
         )
         return 1
     return 0
+
+
+# A run that finished but lost solutions or SPWs (summary status "degraded").
+EXIT_DEGRADED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables
 from dsa110_contimg.ms.antennas import antenna_names, array_of, resolve_refant
 from dsa110_contimg.ms.reads import chan_freq_hz, main_columns, read_subtable, require_ms
+from dsa110_contimg.qa.scores import DEFAULT_THRESHOLDS as DEFAULT_QA_THRESHOLDS
 from dsa110_contimg.selection import parse_index_selection
 
 log = logging.getLogger(__name__)
@@ -302,6 +303,9 @@ def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict
             if o.ok and "table" in o.detail and not o.step.startswith("merge-")
         }
         model = {f"spw{o.spw}": o.detail for o in outcomes if o.step == "model" and o.ok}
+        failed = [_brief(o) for o in outcomes if o.status == FAILED]
+        skipped = [_brief(o) for o in outcomes if o.status == SKIPPED]
+        degraded = [] if failed else _degraded_reasons(obs, plan.config, solutions, skipped)
         observations.append(
             {
                 "ms": obs.ms,
@@ -312,8 +316,10 @@ def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict
                 "given_tables": list(obs.given_tables),
                 "solutions": solutions,
                 "phasing": model,
-                "failed": [_brief(o) for o in outcomes if o.status == FAILED],
-                "skipped": [_brief(o) for o in outcomes if o.status == SKIPPED],
+                "outcome": FAILED if failed else DEGRADED if degraded else OK,
+                "degraded": degraded,
+                "failed": failed,
+                "skipped": skipped,
                 "step_seconds": dict(timings),
                 "task_seconds": round(sum(o.seconds for o in outcomes), 3),
                 "task_cpu_seconds": round(sum(o.cpu_seconds for o in outcomes), 3),
@@ -331,17 +337,61 @@ def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict
                 ],
             }
         )
-    n_failed = sum(len(o["failed"]) for o in observations)
+    outcomes = {o["outcome"] for o in observations}
     return {
         "schema": SUMMARY_SCHEMA,
         "version": SUMMARY_VERSION,
-        "status": OK if n_failed == 0 else FAILED,
+        "status": FAILED if FAILED in outcomes else DEGRADED if DEGRADED in outcomes else OK,
         "calibrator": plan.calibrator,
         "output_dir": plan.output_dir,
         "wall_seconds": wall_seconds,
         "config": plan.config.to_dict(),
         "observations": observations,
     }
+
+
+DEGRADED = "degraded"
+# Solutions kept below this fraction make a run degraded (the QA warning limit
+# of the flagged fraction of solutions).
+KEPT_WARNING = 1.0 - DEFAULT_QA_THRESHOLDS["caltable_flagged_fraction"].warning
+
+
+def _degraded_reasons(obs, config: CalibrationConfig, solutions: dict, skipped) -> list[str]:
+    """Why a run that failed nowhere still lost data: solutions lost, SPWs skipped.
+
+    Each reason names the table, the antennas lost and the likely cause
+    (median SNR of the flagged solutions against minsnr) and what to try.
+    """
+    reasons = []
+    names = array_of(obs.ms).names if solutions else ()
+    for key, stats in solutions.items():
+        kept = stats.get("kept_fraction")
+        if kept is None or kept >= KEPT_WARNING:
+            continue
+        step = key.split("/")[0]
+        minsnr = _minsnr_of(step, config)
+        lost = [names[a] if a < len(names) else str(a) for a in stats.get("lost_antennas", [])]
+        cause = (
+            f"; the flagged solutions' median SNR {stats['flagged_snr_median']:.1f} is below "
+            f"minsnr {minsnr:g}: try a longer solution interval, --combine-spw or a lower minsnr"
+            if "flagged_snr_median" in stats and minsnr and stats["flagged_snr_median"] < minsnr
+            else "; too few unflagged baselines per antenna (minblperant) or flagged data"
+        )
+        reasons.append(
+            f"{key}: kept {kept:.0%} of solutions"
+            + (f", lost {len(lost)} antenna(s) ({', '.join(lost[:12])}"
+               + (", ..." if len(lost) > 12 else "") + ")" if lost else "")
+            + cause
+        )  # fmt: skip
+    for item in skipped:
+        if item["error"] == "SPW fully flagged":
+            reasons.append(f"spw {item['spw']} skipped: fully flagged")
+    return reasons
+
+
+def _minsnr_of(step: str, config: CalibrationConfig) -> float | None:
+    section = {"prebp": config.prebp, "kcal": config.delay, "bpcal": config.bandpass}.get(step)
+    return (section or config.gains).minsnr
 
 
 def _brief(outcome) -> dict:
@@ -378,6 +428,8 @@ def format_summary(summary: dict) -> str:
                 )
         for item in obs["failed"]:
             lines.append(f"  FAILED {item['step']} spw {item['spw']}: {item['error']}")
+        for reason in obs.get("degraded", []):
+            lines.append(f"  DEGRADED {reason}")
         for item in obs["skipped"]:
             if item["error"] == "SPW fully flagged":
                 lines.append(f"  skipped spw {item['spw']}: fully flagged")

@@ -44,6 +44,34 @@ def _call(task_name: str, log_file, **parameters):
         raise CasaTaskError(f"{task_name} failed on {target}: {reason}{where}") from err
 
 
+def _log_size(log_file) -> int:
+    try:
+        return Path(log_file).stat().st_size if log_file else 0
+    except OSError:
+        return 0
+
+
+def log_reason(log_file, since: int = 0) -> str | None:
+    """What CASA said went wrong in ``log_file`` after byte ``since``: its last SEVERE
+    message, else its last WARN message (the text after the log's tab-separated prefix)."""
+    if not log_file:
+        return None
+    try:
+        with open(log_file, "rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    found = {"SEVERE": None, "WARN": None}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 4 and parts[1].strip() in found:
+            message = " ".join(parts[3].split())
+            if message:
+                found[parts[1].strip()] = message
+    return found["SEVERE"] or found["WARN"]
+
+
 def _timed(task_name, vis, output, log_file, **parameters) -> CasaCall:
     started = time.perf_counter()
     _call(task_name, log_file, vis=str(vis), **parameters)
@@ -162,12 +190,15 @@ def run_flagdata(
 
 def _solve(task_name: str, vis: str, caltable: str, log_file, parameters: dict) -> CasaCall:
     started = time.perf_counter()
+    log_start = _log_size(log_file)
     with publish_directory(caltable) as partial:
         _call(task_name, log_file, vis=str(vis), caltable=str(partial), **parameters)
         if not (Path(partial) / "table.dat").exists():
+            reason = log_reason(log_file, log_start)
             raise CasaTaskError(
-                f"{task_name} wrote no caltable for {vis} spw {parameters.get('spw') or 'all'} "
-                f"(see {log_file})"
+                f"{task_name} wrote no caltable for {vis} spw {parameters.get('spw') or 'all'}"
+                + (f": CASA says {reason!r}" if reason else "")
+                + f" (see {log_file})"
             )
     return CasaCall(task_name, str(vis), str(caltable), time.perf_counter() - started, parameters)
 

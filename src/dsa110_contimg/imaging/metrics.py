@@ -18,8 +18,11 @@ from dsa110_contimg.sky.coordinates import angular_separation
 from dsa110_contimg.sky.sources import PointSource
 
 
-def known_sources(ms, truth_path=None) -> tuple[list[PointSource], str]:
-    """(sources, origin): the simulation truth when there is one, else the catalog."""
+def known_sources(ms, truth_path=None, catalog=None) -> tuple[list[PointSource], str]:
+    """(sources, origin): the simulation truth when there is one, else ``catalog``.
+
+    ``catalog`` is a sequence of calibrators (default: the built-in catalog).
+    """
     from pathlib import Path
 
     from dsa110_contimg.simulate.truth import load_truth
@@ -32,7 +35,7 @@ def known_sources(ms, truth_path=None) -> tuple[list[PointSource], str]:
         return [PointSource(**s) for s in sky], f"truth {path}"
     return [
         PointSource(c.name, c.ra_deg, c.dec_deg, c.flux_jy, c.ref_freq_hz, c.spectral_index)
-        for c in BUILTIN_CALIBRATORS
+        for c in (BUILTIN_CALIBRATORS if catalog is None else catalog)
     ], "catalog"
 
 

@@ -95,7 +95,9 @@ def compare_field(data: dict, corrected: dict, png: str) -> dict:
     return {"ms": data["ms"], "field": data["field"], "png": png, **improvement(data, corrected)}
 
 
-def run_imaging(jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None) -> dict:
+def run_imaging(
+    jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None, catalog=None
+) -> dict:
     """Run every job on ``client``; write ``image_comparison.json`` and PNGs; return it.
 
     One graph: a tclean task per job (DATA images first), and per field imaged
@@ -108,7 +110,7 @@ def run_imaging(jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None)
     sources_by_ms = {}
     for job in jobs:
         if job.ms not in sources_by_ms:
-            sources_by_ms[job.ms] = known_sources(job.ms, truth_path)
+            sources_by_ms[job.ms] = known_sources(job.ms, truth_path, catalog)
     image_and_measure_task = dask.delayed(image_and_measure, pure=False)
     image_tasks = {}
     for job in jobs:

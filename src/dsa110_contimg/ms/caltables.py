@@ -161,9 +161,10 @@ def solution_statistics(path, antennas=()) -> dict:
         flag = cal.getcol("FLAG")
         snr = cal.getcol("SNR") if "SNR" in columns else None
         values = cal.getcol("CPARAM") if "CPARAM" in columns else cal.getcol("FPARAM")
+        antenna = cal.getcol("ANTENNA1")
         if len(antennas):
-            rows = np.isin(cal.getcol("ANTENNA1"), np.asarray(antennas))
-            flag, values = flag[rows], values[rows]
+            rows = np.isin(antenna, np.asarray(antennas))
+            flag, values, antenna = flag[rows], values[rows], antenna[rows]
             snr = None if snr is None else snr[rows]
     n = int(flag.size)
     good = ~flag
@@ -172,8 +173,17 @@ def solution_statistics(path, antennas=()) -> dict:
         "flagged_fraction": float(flag.mean()) if n else 1.0,
         "kept_fraction": float(good.mean()) if n else 0.0,
     }
+    row_good = good.reshape(len(antenna), -1).any(axis=1) if len(antenna) else good
+    stats["lost_antennas"] = sorted(
+        int(a) for a in set(antenna.tolist()) - set(antenna[row_good].tolist())
+    )
     if snr is not None and good.any():
         stats["snr_median"] = float(np.median(snr[good]))
+    if snr is not None and (~good).any():
+        lost_snr = snr[~good]
+        lost_snr = lost_snr[np.isfinite(lost_snr) & (lost_snr > 0)]
+        if len(lost_snr):
+            stats["flagged_snr_median"] = float(np.median(lost_snr))
     if np.iscomplexobj(values) and good.any():
         amp = np.abs(values[good])
         stats["amplitude_median"] = float(np.median(amp))

@@ -140,6 +140,37 @@ def _has_client() -> bool:
     return True
 
 
+def data_units(path) -> str:
+    """DATA's unit (its QuantumUnits keyword); empty when the MS does not say."""
+    from casacore.tables import table
+
+    with table(str(path), ack=False) as main:
+        if "DATA" not in main.colnames():
+            return ""
+        keywords = main.getcolkeywords("DATA")
+    units = keywords.get("QuantumUnits")
+    if isinstance(units, str):
+        units = [units]
+    units = [str(u).strip() for u in (units if units is not None else []) if str(u).strip()]
+    return units[0] if units else ""
+
+
+def weights_meaningful(path, sample_rows: int = 100_000) -> bool:
+    """WEIGHT holds positive finite values (sampled from the first rows).
+
+    Some writers leave WEIGHT negative, zero or NaN everywhere (the ATA's
+    pyuvdata-written MS: -1.2e12, SIGMA NaN); such weights say nothing and
+    the data are then weighted equally.
+    """
+    from casacore.tables import table
+
+    with table(str(path), ack=False) as main:
+        if "WEIGHT" not in main.colnames() or main.nrows() == 0:
+            return False
+        weight = main.getcol("WEIGHT", 0, min(sample_rows, main.nrows()))
+    return bool(np.any(np.isfinite(weight) & (weight > 0)))
+
+
 def read_subtable(path, name: str, columns=None):
     """A subtable as one xarray dataset (computed: subtables are small).
 

@@ -111,16 +111,21 @@ class PhasingReport:
 
 def _spw_chunk_partials(
     data, model, flag, weight, ant1, ant2, field_id, uvw, n_field, lmn_by_field, freq_hz,
-    flux_by_field, coherence_chans, wanted_fields,
+    flux_by_field, coherence_chans, wanted_fields, corr_weights, unit_weights,
 ):  # fmt: skip
     """Per-field partial sums of one SPW's row chunk.
 
     ``model`` is MODEL_DATA, or None to compare with a fresh prediction. With
     MODEL_DATA, ``coherence_chans`` channels are also predicted for the stale
     test. Returns (partials (field, PARTIALS_LENGTH), coherence (field, chan, 3)
-    or None). Fields not in ``wanted_fields`` are read but skipped.
+    or None). Fields not in ``wanted_fields`` are read but skipped. The
+    prediction holds Stokes I in the parallel hands and 0 in the cross-hands
+    (``corr_weights``), so only parallel hands are compared. ``unit_weights``
+    weights every visibility equally (for an MS whose WEIGHT says nothing).
     """
     field_id = np.asarray(field_id)
+    if unit_weights:
+        weight = np.ones(np.shape(weight), np.float32)
     partials = np.zeros((n_field, kernels.PARTIALS_LENGTH))
     coherence = None if model is None else np.zeros((n_field, len(coherence_chans), 3))
     order = None if np.all(np.diff(field_id) >= 0) else np.argsort(field_id, kind="stable")
@@ -135,7 +140,7 @@ def _spw_chunk_partials(
         cross = ant1[rows] != ant2[rows]
         if model is None:
             vis = point_source_visibilities(uvw[rows], lmn_by_field[f], freq_hz, flux_by_field[f])
-            group_model = np.repeat(vis[:, :, None], data.shape[2], axis=2)
+            group_model = vis[:, :, None] * corr_weights[None, None, :]
         else:
             group_model = model[rows]
             predicted = point_source_visibilities(
@@ -191,8 +196,10 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
         wanted_fields[:] = False
         wanted_fields[sorted(fields)] = True
     graph = []
+    unit_weights = not reads.weights_meaningful(ms)
     for ds in xds_list:
-        spw = int(context.ddid_spw[ds.attrs["DATA_DESC_ID"]])
+        ddid = int(ds.attrs["DATA_DESC_ID"])
+        spw = int(context.ddid_spw[ddid])
         freq = context.freq_hz[spw]
         flux_by_field = np.stack(
             [context.apparent_flux(calibrator, f, freq, primary_beam) for f in range(n_field)]
@@ -211,6 +218,8 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
                 flux_by_field,
                 coherence_channels(len(freq)),
                 wanted_fields,
+                context.corr_weights[ddid],
+                unit_weights,
             )  # fmt: skip
             for args in zip(*blocks, strict=True)
         ]

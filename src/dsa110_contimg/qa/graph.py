@@ -33,6 +33,7 @@ class StaleModelContext:
     lmn_by_field: np.ndarray  # (field, 1, 3)
     flux_by_field_spw: dict  # spw -> (field, 1, chan) apparent flux (Jy)
     freq_hz: list  # per SPW (chan,)
+    corr_weights: list  # per DATA_DESC_ID (corr,): Stokes I share of each correlation
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,32 @@ def stale_model_context(ms, calibrator, primary_beam: bool) -> StaleModelContext
         )[:, None, :]  # fmt: skip
         for spw, freq in enumerate(context.freq_hz)
     }
-    return StaleModelContext(lmn, flux, context.freq_hz)
+    return StaleModelContext(lmn, flux, context.freq_hz, context.corr_weights)
+
+
+def _predicted_model(uvw, field_id, spw, ddid, context: StaleModelContext):
+    """(row, chan, corr) model of the calibrator where the MS has no MODEL_DATA."""
+    freq = context.freq_hz[spw]
+    weights = context.corr_weights[ddid]
+    model = np.zeros((len(field_id), len(freq), len(weights)), np.complex64)
+    for f in np.unique(field_id):
+        rows = np.flatnonzero(field_id == f)
+        vis = point_source_visibilities(
+            uvw[rows], context.lmn_by_field[f], freq, context.flux_by_field_spw[spw][f]
+        )
+        model[rows] = vis[:, :, None] * weights[None, None, :]
+    return model
 
 
 def _chunk_qa(
     data, model, corrected, flag, weight, ant1, ant2, field_id, uvw,
-    spw, n_field, n_ant, uv_max, stale_context,
+    spw, ddid, n_field, n_ant, uv_max, stale_context, unit_weights,
 ):  # fmt: skip
+    if unit_weights:
+        weight = np.ones(np.shape(weight), np.float32)
+    if model is None and stale_context is not None:
+        model = _predicted_model(uvw, np.asarray(field_id), spw, ddid, stale_context)
+        stale_context = None  # a prediction is not tested against itself
     partials = visibility_partials(
         data, model, corrected, flag, weight, ant1, ant2, field_id, uvw, n_field, n_ant, uv_max
     )
@@ -98,7 +118,8 @@ def add_visibility_qa_graph(ms, stale_context=None, row_chunk=None):
     Returns ``(graph, present)``: ``graph`` is a list of (spw, delayed
     (VisibilityPartials, model coherence or None)); ``present`` the subset of
     ``OPTIONAL_COLUMNS`` the MS has. ``stale_context`` (from
-    :func:`stale_model_context`) adds the MODEL_DATA vs fresh-prediction test.
+    :func:`stale_model_context`) adds the MODEL_DATA vs fresh-prediction test,
+    or, when the MS has no MODEL_DATA, stands in for it (predicted per chunk).
     """
     present = [c for c in OPTIONAL_COLUMNS if c in reads.main_columns(ms)]
     xds_list = reads.read_visibility_datasets(
@@ -109,9 +130,11 @@ def add_visibility_qa_graph(ms, stale_context=None, row_chunk=None):
     n_field = reads.read_subtable(ms, "FIELD", columns=["NAME"]).sizes["row"]
     n_ant = reads.read_subtable(ms, "ANTENNA", columns=["NAME"]).sizes["row"]
     uv_max = array_of(ms).uv_max_m()
+    unit_weights = not reads.weights_meaningful(ms)
     graph = []
     for ds in xds_list:
-        spw = int(ddid_spw[ds.attrs["DATA_DESC_ID"]])
+        ddid = int(ds.attrs["DATA_DESC_ID"])
+        spw = int(ddid_spw[ddid])
         n_blocks = len(ds.DATA.data.to_delayed().ravel())
 
         def blocks(column, ds=ds, n_blocks=n_blocks):
@@ -122,7 +145,9 @@ def add_visibility_qa_graph(ms, stale_context=None, row_chunk=None):
         columns = ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG", "WEIGHT", "ANTENNA1",
                    "ANTENNA2", "FIELD_ID", "UVW")  # fmt: skip
         chunk_results = [
-            dask.delayed(_chunk_qa, pure=True)(*args, spw, n_field, n_ant, uv_max, stale_context)
+            dask.delayed(_chunk_qa, pure=True)(
+                *args, spw, ddid, n_field, n_ant, uv_max, stale_context, unit_weights
+            )
             for args in zip(*(blocks(c) for c in columns), strict=True)
         ]
         graph.append((spw, dask.delayed(_sum_chunks)(chunk_results)))

@@ -46,12 +46,13 @@ class _Scorer:
     def __init__(self, thresholds):
         self.thresholds = thresholds
 
-    def entry(self, value, threshold_key, in_overall=True) -> dict:
+    def entry(self, value, threshold_key, in_overall=True, not_judged: str | None = None) -> dict:
+        """A scored metric; ``not_judged`` says why a measured value gets no verdict."""
         t = self.thresholds[threshold_key]
         value = None if value is None or not math.isfinite(value) else float(value)
         score = score_value(value, t) if value is not None else float("nan")
         measured = math.isfinite(score)
-        return {
+        entry = {
             "value": value,
             "score": round(score, 4) if measured else None,
             "verdict": verdict_of(score) if measured else "not measured",
@@ -59,6 +60,29 @@ class _Scorer:
             "in_overall": bool(in_overall and measured),
             "threshold": threshold_key,
         }
+        if not_judged and measured:
+            entry.update(score=None, verdict="not judged", in_overall=False,
+                         line=f"{t.label} {value:.3g}: not judged ({not_judged})")  # fmt: skip
+        return entry
+
+    def phase_entry(self, measured, floor, threshold_key, in_overall=True,
+                    not_judged: str | None = None) -> dict:  # fmt: skip
+        """Phase scatter judged by its excess over the thermal floor; all three reported."""
+        measured = float("nan") if measured is None else measured
+        floor = float("nan") if floor is None else floor
+        excess = vk.excess_scatter_deg(measured, floor)
+        entry = self.entry(excess, threshold_key, in_overall, not_judged)
+        entry["value"] = _finite_or_none(measured)
+        entry["thermal_floor_deg"] = _finite_or_none(floor)
+        entry["excess_deg"] = _finite_or_none(excess)
+        if entry["value"] is not None and entry["thermal_floor_deg"] is not None:
+            label = self.thresholds[threshold_key].label
+            entry["line"] = entry["line"].replace(
+                label,
+                f"{label} {measured:.0f} deg (thermal noise alone {floor:.0f} deg), excess",
+                1,
+            )
+        return entry
 
 
 def _finite_or_none(value):
@@ -69,10 +93,16 @@ def _finite_or_none(value):
 
 
 def _visibility_metrics(m: dict, scorer: _Scorer, role: str, aligned: bool, has_corrected: bool,
-                        coherence: float | None) -> dict:  # fmt: skip
-    """Scored metrics of one group (a field, an SPW or all fields of a role)."""
+                        coherence: float | None, data_units: str = "Jy") -> dict:  # fmt: skip
+    """Scored metrics of one group (a field, an SPW or all fields of a role).
+
+    Phase scatters are judged by their excess over thermal noise; DATA
+    against MODEL is judged only when DATA is in Jy (uncalibrated DATA holds
+    instrumental gains, whose phases and units say nothing about the phasing).
+    """
     phase_key = "phase_scatter_aligned_deg" if aligned else "phase_scatter_offset_deg"
     calibrated = has_corrected and (m["corrected_filled_fraction"] or 0) > 0
+    raw_amplitude, raw_phase = _raw_data_notes(data_units)
     out = {
         "flagged_fraction": scorer.entry(m["flagged_fraction"], "flagged_fraction"),
         "zero_fraction": scorer.entry(m["zero_fraction"], "zero_fraction"),
@@ -83,25 +113,32 @@ def _visibility_metrics(m: dict, scorer: _Scorer, role: str, aligned: bool, has_
             m["corrected_filled_fraction"], "corrected_filled_fraction"
         )
         out["median_corrected_data_amp_ratio"] = scorer.entry(
-            m["median_corrected_data_amp_ratio"], "median_corrected_data_amp_ratio"
-        )
+            m["median_corrected_data_amp_ratio"], "median_corrected_data_amp_ratio",
+            not_judged=raw_amplitude,
+        )  # fmt: skip
     if role == "calibrator":
-        out["data_model_phase_scatter_deg"] = scorer.entry(
-            m["data_model_phase_scatter_deg"], phase_key, in_overall=not calibrated
-        )
+        out["data_model_phase_scatter_deg"] = scorer.phase_entry(
+            m["data_model_phase_scatter_deg"], m.get("data_model_phase_floor_deg"), phase_key,
+            in_overall=not calibrated, not_judged=raw_phase,
+        )  # fmt: skip
         out["median_data_model_amp_ratio"] = scorer.entry(
             m["median_data_model_amp_ratio"], "median_data_model_amp_ratio",
-            in_overall=not calibrated,
+            in_overall=not calibrated, not_judged=raw_amplitude,
         )  # fmt: skip
         if coherence is not None:
             out["model_coherence"] = scorer.entry(coherence, "model_coherence")
         if has_corrected:
-            out["corrected_model_phase_scatter_deg"] = scorer.entry(
-                m["corrected_model_phase_scatter_deg"], phase_key
+            out["corrected_model_phase_scatter_deg"] = scorer.phase_entry(
+                m["corrected_model_phase_scatter_deg"], m.get("corrected_model_phase_floor_deg"),
+                "corrected_phase_excess_deg",
+            )  # fmt: skip
+            out["corrected_model_amp_ratio"] = scorer.entry(
+                m.get("vector_corrected_model_amp_ratio"), "corrected_model_amp_ratio"
             )
             out["median_corrected_model_amp_ratio"] = scorer.entry(
-                m["median_corrected_model_amp_ratio"], "median_corrected_model_amp_ratio"
-            )
+                m["median_corrected_model_amp_ratio"], "median_corrected_model_amp_ratio",
+                not_judged="biased upwards by noise; the vector mean is judged",
+            )  # fmt: skip
             out["corrected_decorrelation"] = scorer.entry(
                 m.get("corrected_decorrelation"), "corrected_decorrelation"
             )
@@ -112,9 +149,25 @@ def _visibility_metrics(m: dict, scorer: _Scorer, role: str, aligned: bool, has_
     return out
 
 
+def _raw_data_notes(data_units: str) -> tuple[str | None, str | None]:
+    """Why DATA's amplitudes and phases are not judged (None: they are).
+
+    Amplitudes count only in Jy; phases are left alone only when the MS says
+    its DATA are uncalibrated (instrumental phases say nothing about the phasing).
+    """
+    if data_units.lower() == "jy":
+        return None, None
+    if not data_units:
+        return "the MS gives no DATA units: amplitudes may not be in Jy", None
+    note = f"DATA in {data_units!r} units, not Jy: judged after calibration"
+    return note, note
+
+
 def _info(m: dict) -> dict:
     keep = ("n_visibilities", "n_used", "data_spectral_coherence", "corrected_spectral_coherence",
-            "n_model", "data_decorrelation")  # fmt: skip
+            "n_model", "data_decorrelation", "data_model_phase_floor_deg",
+            "corrected_model_phase_floor_deg", "vector_data_model_amp_ratio",
+            "vector_corrected_model_amp_ratio")  # fmt: skip
     return {k: _finite_or_none(m.get(k)) for k in keep}
 
 
@@ -171,8 +224,13 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         )
     spw_results, present = compute_visibility_qa(ms, stale_context, row_chunk, scheduler)
     vis_seconds = time.perf_counter() - started
-    has_model = "MODEL_DATA" in present
+    has_model = "MODEL_DATA" in present or stale_context is not None
     has_corrected = "CORRECTED_DATA" in present
+    if "MODEL_DATA" not in present and has_model:
+        skipped.append(
+            f"MODEL_DATA missing: {calibrator.name} predicted for this QA (not written); "
+            "stale-model test skipped"
+        )
     if not has_model:
         skipped.append(
             "MODEL_DATA missing: DATA-MODEL and CORRECTED-MODEL phase scatter, amplitude "
@@ -200,6 +258,7 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
     target_fields = [f for f in field_ids if f not in model_fields]
     array = array_of(ms)
     uv_max = array.uv_max_m()
+    units = reads.data_units(ms)
     field_names = [str(n) for n in reads.read_subtable(ms, "FIELD", columns=["NAME"]).NAME.values]
     antenna_names = list(array.names)
 
@@ -232,7 +291,13 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         visibilities[role] = {
             "fields": fields,
             "metrics": _visibility_metrics(
-                metrics, scorer, role, aligned(fields), has_corrected, coherence_of(fields)
+                metrics,
+                scorer,
+                role,
+                aligned(fields),
+                has_corrected,
+                coherence_of(fields),
+                units,
             ),  # fmt: skip
             "info": _info(metrics),
         }
@@ -248,7 +313,7 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
             entry[role] = {
                 "metrics": _visibility_metrics(
                     metrics, scorer, role, aligned(present_fields), has_corrected,
-                    coherence_of(present_fields, {r.spw}),
+                    coherence_of(present_fields, {r.spw}), units,
                 ),
                 "info": _info(metrics),
             }  # fmt: skip
@@ -265,12 +330,12 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
             "separation_arcmin": None if g is None else g.separation_arcmin,
             "phasing_context": "phased" if aligned([f]) else "offset",
             "metrics": _visibility_metrics(metrics, scorer, role, aligned([f]), has_corrected,
-                                           coherence_of([f])),
+                                           coherence_of([f]), units),
             "info": _info(metrics),
         })  # fmt: skip
     visibilities["antennas"] = _antenna_table(total, spw_results, calibrator_fields, array)
 
-    tables = [_caltable_qa(p, ms, scorer, array, truth) for p in caltable_paths]
+    tables = [_caltable_qa(p, ms, scorer, array, truth, units) for p in caltable_paths]
     summary = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -286,7 +351,9 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
             "dish_diameter_m": array.dish_diameter_m,
             "dish_from_ms": array.dish_from_ms,
         },
-        "columns": {"MODEL_DATA": has_model, "CORRECTED_DATA": has_corrected},
+        "columns": {"MODEL_DATA": "MODEL_DATA" in present, "CORRECTED_DATA": has_corrected},
+        "data_units": units,
+        "model_predicted": has_model and "MODEL_DATA" not in present,
         "skipped": skipped,
         "calibrator_fields": calibrator_fields,
         "target_fields": target_fields,
@@ -338,7 +405,7 @@ def _antenna_table(total, spw_results, calibrator_fields, array) -> list[dict]:
     return rows
 
 
-def _caltable_qa(path, ms, scorer: _Scorer, array, truth) -> dict:
+def _caltable_qa(path, ms, scorer: _Scorer, array, truth, data_units: str = "Jy") -> dict:
     """Per-SPW scored solution metrics of one table; an unusable table is reported, not raised.
 
     Only the antennas with data count: CASA writes flagged solutions for
@@ -384,8 +451,12 @@ def _caltable_qa(path, ms, scorer: _Scorer, array, truth) -> dict:
             metrics["snr_median"] = scorer.entry(m["snr_median"], "snr_median")
         if "amp_out_of_range_fraction" in m:
             metrics["amp_out_of_range_fraction"] = scorer.entry(
-                m["amp_out_of_range_fraction"], "amp_out_of_range_fraction"
-            )
+                m["amp_out_of_range_fraction"], "amp_out_of_range_fraction",
+                not_judged=None if data_units.lower() == "jy" else (
+                    f"DATA in {data_units or 'unstated'!r} units: gains carry the correlator's "
+                    "scale"
+                ),
+            )  # fmt: skip
         if kind == "B" and "bandpass_amp_roughness" in m:
             metrics["bandpass_amp_roughness"] = scorer.entry(
                 m["bandpass_amp_roughness"], "bandpass_amp_roughness"

@@ -11,6 +11,16 @@ non-zero DATA and a positive, finite weight; MODEL (CORRECTED) metrics also
 need a finite, non-zero MODEL (CORRECTED). Phase statistics are circular,
 from weighted unit phasors; medians come from histograms on a
 pseudo-logarithmic scale (bins under 0.8 % wide, see ``RATIO_MANTISSA_BITS``).
+
+Thermal noise. Per (row, correlation) the noise per real/imaginary part is
+estimated from the data themselves, sigma^2 = <|V_c - V_(c-1)|^2> / 4 over
+adjacent channels after the model's phase is taken out (so a source off the
+phase centre adds no fringe), and the signal power A^2 = <|V|^2> - 2 sigma^2.
+Thermal noise alone leaves a phase-difference phasor of mean length
+E[cos phi] = sqrt(pi nu)/2 e^(-nu/2) (I0(nu/2) + I1(nu/2)), nu = A^2 / (2 sigma^2)
+(the Rice phase distribution); summed with the same weights as the measured
+phasors this gives each phase scatter's thermal floor. Amplitude ratios are
+also given as the noise-unbiased vector ratio |sum w V conj(M)| / sum w |M|^2.
 """
 
 from __future__ import annotations
@@ -48,8 +58,10 @@ N_UV_BINS = 12
     CM_N, CM_W, CM_RE, CM_IM,
     C_FILLED,
     D_SPEC_VECTOR, D_SPEC_SCALAR, C_SPEC_VECTOR, C_SPEC_SCALAR,
-) = range(18)  # fmt: skip
-N_SCALARS = 18
+    DM_FLOOR, CM_FLOOR, DM_NOISE_W, CM_NOISE_W,
+    DMV_RE, DMV_IM, DMV_M2, CMV_RE, CMV_IM, CMV_M2,
+) = range(28)  # fmt: skip
+N_SCALARS = 28
 
 # Layout of the last axis of VisibilityPartials.uv (per field, uv bin).
 UV_N, UV_ABS_D, UV_ABS_C, UV_ABS_M, UV_DM_RE, UV_DM_IM, UV_CM_RE, UV_CM_IM = range(8)
@@ -112,6 +124,51 @@ class VisibilityPartials:
         idx = list(field_indices)
         summed = [a[idx].sum(axis=0, keepdims=True) for a in self.arrays()[:-1]]
         return VisibilityPartials(*summed, self.flag_map)
+
+
+@numba.njit(nogil=True, cache=True)
+def _i0e_plus_i1e(x):
+    """exp(-x) (I0(x) + I1(x)) for x >= 0 (Abramowitz & Stegun 9.8.1-9.8.4, error < 1e-7)."""
+    if x < 3.75:
+        t = (x / 3.75) ** 2
+        i0 = 1.0 + t * (3.5156229 + t * (3.0899424 + t * (1.2067492 + t * (
+            0.2659732 + t * (0.0360768 + t * 0.0045813)))))  # fmt: skip
+        i1 = x * (0.5 + t * (0.87890594 + t * (0.51498869 + t * (0.15084934 + t * (
+            0.02658733 + t * (0.00301532 + t * 0.00032411))))))  # fmt: skip
+        return (i0 + i1) * np.exp(-x)
+    t = 3.75 / x
+    i0 = 0.39894228 + t * (0.01328592 + t * (0.00225319 + t * (-0.00157565 + t * (
+        0.00916281 + t * (-0.02057706 + t * (0.02635537 + t * (-0.01647633
+        + t * 0.00392377)))))))  # fmt: skip
+    i1 = 0.39894228 + t * (-0.03988024 + t * (-0.00362018 + t * (0.00163801 + t * (
+        -0.01031555 + t * (0.02282967 + t * (-0.02895312 + t * (0.01787654
+        - t * 0.00420059)))))))  # fmt: skip
+    return (i0 + i1) / np.sqrt(x)
+
+
+@numba.njit(nogil=True, cache=True)
+def thermal_phasor_length(nu):
+    """E[cos phi] of the phase of A + noise, nu = A^2 / (2 sigma^2) (sigma per component)."""
+    if not nu > 0.0:
+        return 0.0
+    if nu > 1e6:
+        return 1.0 - 0.25 / nu
+    return min(0.5 * np.sqrt(np.pi * nu) * _i0e_plus_i1e(0.5 * nu), 1.0)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _floor_phasor(diff_sum, n_diff, power_sum, n_power):
+    """Thermal phasor length of one (row, corr) from its channel differences and power."""
+    if n_diff < 1 or n_power < 2:
+        return -1.0  # not measurable
+    sigma2 = diff_sum / (4.0 * n_diff)
+    power = power_sum / n_power
+    if sigma2 <= 1e-12 * power:
+        return 1.0  # noise-free
+    signal2 = power - 2.0 * sigma2
+    if signal2 <= 0.0:
+        return 0.0
+    return thermal_phasor_length(signal2 / (2.0 * sigma2))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -201,6 +258,8 @@ def _visibility_sums(
         abs_d = abs_c = abs_m = 0.0
         n_dm = w_dm = re_dm_w = im_dm_w = re_dm = im_dm = 0.0
         n_cm = w_cm = re_cm_w = im_cm_w = re_cm = im_cm = 0.0
+        floor_dm = floor_cm = noise_dm_w = noise_cm_w = 0.0
+        dmv_re = dmv_im = dmv_m2 = cmv_re = cmv_im = cmv_m2 = 0.0
         for p in range(n_corr):
             w = weight[r, p]
             weight_ok = w > 0.0 and w < np.inf
@@ -208,11 +267,18 @@ def _visibility_sums(
             c_vec_re = c_vec_im = c_scalar = 0.0
             corr_n_dm = corr_re_dm = corr_im_dm = 0.0
             corr_n_cm = corr_re_cm = corr_im_cm = 0.0
+            # noise: model-derotated values of the previous channel, and sums
+            prev_d_ok = prev_c_ok = False
+            prev_dr = prev_di = prev_cr = prev_ci = 0.0
+            d_diff = d_ndiff = d_pow = d_npow = 0.0
+            c_diff = c_ndiff = c_pow = c_npow = 0.0
+            corr_dmv_re = corr_dmv_im = corr_cmv_re = corr_cmv_im = corr_m2 = corr_cm2 = 0.0
             for c in range(n_chan):
                 if flag[r, c, p]:
                     n_flagged += 1.0
                     flag_map[a1, c, 0] += 1.0
                     flag_map[a2, c, 0] += 1.0
+                    prev_d_ok = prev_c_ok = False
                     continue
                 d = data[r, c, p]
                 dr, di = d.real, d.imag
@@ -251,10 +317,39 @@ def _visibility_sums(
                 mr, mi = m.real, m.imag
                 m_power = mr * mr + mi * mi
                 if not (np.isfinite(m_power) and m_power > 0.0):
+                    prev_d_ok = prev_c_ok = False
                     continue
                 m_abs = np.sqrt(m_power)
                 inv_m = 1.0 / m_abs
                 abs_m += m_abs
+                # V conj(M): the vector ratio's numerator; over |M|, V with M's phase removed
+                vr, vi = dr * mr + di * mi, di * mr - dr * mi
+                corr_dmv_re += vr
+                corr_dmv_im += vi
+                corr_m2 += m_power
+                vr *= inv_m
+                vi *= inv_m
+                if prev_d_ok:
+                    d_diff += (vr - prev_dr) ** 2 + (vi - prev_di) ** 2
+                    d_ndiff += 1.0
+                prev_dr, prev_di, prev_d_ok = vr, vi, True
+                d_pow += d_power
+                d_npow += 1.0
+                if c_ok:
+                    ur, ui = cr * mr + ci * mi, ci * mr - cr * mi
+                    corr_cmv_re += ur
+                    corr_cmv_im += ui
+                    corr_cm2 += m_power
+                    ur *= inv_m
+                    ui *= inv_m
+                    if prev_c_ok:
+                        c_diff += (ur - prev_cr) ** 2 + (ui - prev_ci) ** 2
+                        c_ndiff += 1.0
+                    prev_cr, prev_ci, prev_c_ok = ur, ui, True
+                    c_pow += c_power
+                    c_npow += 1.0
+                else:
+                    prev_c_ok = False
                 # D conj(M) / |D M|: the unit phasor of the phase difference
                 scale = inv_d * inv_m
                 xr = (dr * mr + di * mi) * scale
@@ -282,6 +377,22 @@ def _visibility_sums(
             scalars[f, C_SPEC_VECTOR] += np.sqrt(c_vec_re**2 + c_vec_im**2)
             scalars[f, C_SPEC_SCALAR] += c_scalar
             # the weight is one per (row, corr): weighted sums are w times plain sums
+            dmv_re += w * corr_dmv_re
+            dmv_im += w * corr_dmv_im
+            dmv_m2 += w * corr_m2
+            cmv_re += w * corr_cmv_re
+            cmv_im += w * corr_cmv_im
+            cmv_m2 += w * corr_cm2
+            if corr_n_dm > 0.0:
+                phasor = _floor_phasor(d_diff, d_ndiff, d_pow, d_npow)
+                if phasor >= 0.0:
+                    noise_dm_w += w * corr_n_dm
+                    floor_dm += w * corr_n_dm * phasor
+            if corr_n_cm > 0.0:
+                phasor = _floor_phasor(c_diff, c_ndiff, c_pow, c_npow)
+                if phasor >= 0.0:
+                    noise_cm_w += w * corr_n_cm
+                    floor_cm += w * corr_n_cm * phasor
             n_dm += corr_n_dm
             w_dm += w * corr_n_dm
             re_dm += corr_re_dm
@@ -308,6 +419,16 @@ def _visibility_sums(
         scalars[f, CM_W] += w_cm
         scalars[f, CM_RE] += re_cm_w
         scalars[f, CM_IM] += im_cm_w
+        scalars[f, DM_FLOOR] += floor_dm
+        scalars[f, CM_FLOOR] += floor_cm
+        scalars[f, DM_NOISE_W] += noise_dm_w
+        scalars[f, CM_NOISE_W] += noise_cm_w
+        scalars[f, DMV_RE] += dmv_re
+        scalars[f, DMV_IM] += dmv_im
+        scalars[f, DMV_M2] += dmv_m2
+        scalars[f, CMV_RE] += cmv_re
+        scalars[f, CMV_IM] += cmv_im
+        scalars[f, CMV_M2] += cmv_m2
         uv[f, b, UV_N] += n_used
         uv[f, b, UV_ABS_D] += abs_d
         uv[f, b, UV_ABS_C] += abs_c
@@ -415,7 +536,29 @@ def finalise_visibility_metrics(partials: VisibilityPartials, field: int = 0) ->
         "corrected_spectral_coherence": _ratio(s[C_SPEC_VECTOR], s[C_SPEC_SCALAR]),
         "n_model": int(s[DM_N]),
         "n_corrected_model": int(s[CM_N]),
+        "data_model_phase_floor_deg": _floor_deg(s[DM_FLOOR], s[DM_NOISE_W]),
+        "corrected_model_phase_floor_deg": _floor_deg(s[CM_FLOOR], s[CM_NOISE_W]),
+        "vector_data_model_amp_ratio": _ratio(np.hypot(s[DMV_RE], s[DMV_IM]), s[DMV_M2]),
+        "vector_corrected_model_amp_ratio": _ratio(np.hypot(s[CMV_RE], s[CMV_IM]), s[CMV_M2]),
     }
+
+
+def _floor_deg(floor_sum, noise_w) -> float:
+    """Phase scatter (deg) thermal noise alone would give, where the noise was measurable."""
+    if not noise_w > 0:
+        return float("nan")
+    return circular_std_deg(floor_sum / noise_w)
+
+
+def excess_scatter_deg(measured_deg: float, floor_deg: float) -> float:
+    """The phase scatter beyond thermal noise: phasor lengths divide (R = R_floor R_excess)."""
+    if not np.isfinite(measured_deg):
+        return float("nan")
+    if not np.isfinite(floor_deg):
+        return measured_deg
+    measured_r = np.exp(-0.5 * np.radians(measured_deg) ** 2)
+    floor_r = np.exp(-0.5 * np.radians(floor_deg) ** 2)
+    return circular_std_deg(min(measured_r / floor_r, 1.0)) if floor_r > 0 else float("nan")
 
 
 def uv_profile(partials: VisibilityPartials, uv_max_m: float, field: int = 0) -> dict:

@@ -95,6 +95,8 @@ def _finish_main_table(ms_path: str, plan: ObservationPlan) -> None:
         keywords = main.getcolkeywords("UVW")
         keywords["MEASINFO"]["Ref"] = "J2000"
         main.putcolkeywords("UVW", keywords)
+        # The simulated sky, gains near unity and noise are in Jy.
+        main.putcolkeyword("DATA", "QuantumUnits", ["Jy"])
         times = main.getcol("TIME")
         expected = plan.time_mjd_s[field_id]
         worst = float(np.max(np.abs(times - expected)))

@@ -8,6 +8,7 @@ J2000 (``J0834+5534``) or a common name (``3C286``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -276,3 +277,102 @@ def load_catalog(path=None) -> tuple[Calibrator, ...]:
     if path.suffix.lower() == ".csv":
         return read_calibrator_csv(path)
     return read_vla_calibrator_list(path)
+
+
+@dataclass(frozen=True)
+class CalibratorRequest:
+    """What a user said about the calibrator: a name or a position, and optionally its flux.
+
+    ``flux_jy`` at ``ref_freq_hz`` (default: the data's centre frequency)
+    with ``spectral_index`` (default 0) replaces a catalog source's spectrum
+    or gives one to a position.
+    """
+
+    name: str | None = None
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    flux_jy: float | None = None
+    ref_freq_hz: float | None = None
+    spectral_index: float | None = None
+
+    @property
+    def given(self) -> bool:
+        return bool(self.name) or self.ra_deg is not None or self.dec_deg is not None
+
+
+UNKNOWN_FLUX = "flux unknown"
+
+
+def resolve_calibrator(
+    request: CalibratorRequest, catalog=BUILTIN_CALIBRATORS, centre_freq_hz: float | None = None
+) -> Calibrator:
+    """The calibrator ``request`` names, with the user's flux when given.
+
+    A position within 1 arcmin of a catalog source is that source. A position
+    elsewhere without ``flux_jy`` gets 1 Jy and a ``reference`` starting
+    ``flux unknown`` (see :func:`require_known_flux`).
+    """
+    r = request
+    if r.name and (r.ra_deg is not None or r.dec_deg is not None):
+        raise ContimgError(
+            "give the calibrator by --calibrator NAME or by --cal-ra/--cal-dec, not both"
+        )
+    spectrum_given = (r.flux_jy, r.ref_freq_hz, r.spectral_index) != (None, None, None)
+    if not r.given:
+        if spectrum_given:
+            raise ContimgError("--cal-flux/--cal-ref-freq/--cal-index describe a calibrator: "
+                               "give it with --calibrator NAME or --cal-ra/--cal-dec")  # fmt: skip
+        raise ContimgError("give --calibrator NAME or both --cal-ra and --cal-dec (degrees)")
+    if r.flux_jy is None and spectrum_given:
+        raise ContimgError("--cal-ref-freq and --cal-index need --cal-flux")
+    if r.flux_jy is not None and not (np.isfinite(r.flux_jy) and r.flux_jy > 0):
+        raise ContimgError(f"--cal-flux must be a positive number of Jy, not {r.flux_jy}")
+    if r.ref_freq_hz is not None and not (np.isfinite(r.ref_freq_hz) and r.ref_freq_hz > 0):
+        raise ContimgError(
+            f"--cal-ref-freq must be a positive frequency in Hz, not {r.ref_freq_hz}"
+        )
+    if r.spectral_index is not None and not (np.isfinite(r.spectral_index) and
+                                             abs(r.spectral_index) < 10):  # fmt: skip
+        raise ContimgError(
+            f"--cal-index must be a number between -10 and 10, not {r.spectral_index}"
+        )
+    if r.name:
+        source = lookup_calibrator(r.name, catalog)
+    else:
+        if r.ra_deg is None or r.dec_deg is None:
+            raise ContimgError("give both --cal-ra and --cal-dec (degrees)")
+        if not (0 <= r.ra_deg < 360 and -90 <= r.dec_deg <= 90):
+            raise ContimgError("--cal-ra must be in [0, 360) and --cal-dec in [-90, 90] degrees")
+        source = nearest_calibrator(r.ra_deg, r.dec_deg, radius_deg=1 / 60, catalog=catalog)
+        if source is None:
+            source = Calibrator(
+                name=f"RA{r.ra_deg:.4f}_Dec{r.dec_deg:+.4f}",
+                aliases=(),
+                ra_deg=r.ra_deg,
+                dec_deg=r.dec_deg,
+                flux_jy=1.0,
+                ref_freq_hz=centre_freq_hz or 1.4e9,
+                spectral_index=0.0,
+                reference=f"{UNKNOWN_FLUX}: position given on the command line, 1 Jy assumed",
+            )
+    if r.flux_jy is None:
+        return source
+    ref_freq = r.ref_freq_hz or centre_freq_hz or source.ref_freq_hz
+    index = 0.0 if r.spectral_index is None else r.spectral_index
+    return dataclasses.replace(
+        source,
+        flux_jy=float(r.flux_jy),
+        ref_freq_hz=float(ref_freq),
+        spectral_index=float(index),
+        reference=f"flux given on the command line: {r.flux_jy:g} Jy at "
+        f"{ref_freq / 1e6:.3f} MHz, spectral index {index:g}",
+    )
+
+
+def require_known_flux(calibrator: Calibrator, what: str) -> None:
+    """Refuse to set a flux scale or write a model from a guessed 1 Jy."""
+    if calibrator.reference.startswith(UNKNOWN_FLUX):
+        raise ContimgError(
+            f"{calibrator.name} is not in the catalog and its flux is unknown: {what} needs "
+            "it; give --cal-flux JY (and --cal-ref-freq HZ, --cal-index ALPHA)"
+        )
