@@ -28,6 +28,7 @@ from dsa110_contimg.casa import tasks
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables, mms
 from dsa110_contimg.ms.publish import publish_directory
+from dsa110_contimg.ms.reads import weights_meaningful
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,14 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
                 field=selection_string(obs.apply_fields),
                 log_file=log_file,
             )
-        return {"task": call.task, "casa_seconds": call.seconds}
+        detail = {"task": call.task, "casa_seconds": call.seconds}
+        if not weights_meaningful(obs.ms):
+            # CASA solves drop visibilities of non-positive weight: with none
+            # meaningful, the working copy weights every visibility equally.
+            tasks.run_initweights_ones(str(staged), log_file)
+            log.warning("%s has no positive WEIGHT: the working copy weights data equally", obs.ms)
+            detail["weights_reset"] = True
+        return detail
 
     return run_step("prepare", obs, piece.spw, [], body, config.retries)
 
@@ -357,9 +365,16 @@ def solve(
         call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
         stats = caltables.solution_statistics(caltable, obs.antennas_with_data)
         if stats["kept_fraction"] == 0.0:
+            minsnr = parameters.get("minsnr")
+            snr = stats.get("flagged_snr_median")
+            why = (
+                f"median SNR {snr:.2f} below minsnr {minsnr:g}: try a longer solution interval, "
+                "averaging channels (--fast) or a lower minsnr"
+                if snr is not None and minsnr and snr < minsnr
+                else f"SNR below {minsnr}, or too few baselines per antenna"
+            )
             raise ContimgError(
-                f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'} "
-                f"(SNR below {parameters.get('minsnr')}?)"
+                f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'}: {why}"
             )
         return {"casa_seconds": call.seconds, "table": caltable, **stats}
 

@@ -9,6 +9,7 @@ temporary name and renamed into place, so an interrupted solve leaves none.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +53,12 @@ def _log_size(log_file) -> int:
 
 
 def log_reason(log_file, since: int = 0) -> str | None:
-    """What CASA said went wrong in ``log_file`` after byte ``since``: its last SEVERE
-    message, else its last WARN message (the text after the log's tab-separated prefix)."""
+    """What CASA said went wrong in ``log_file`` after byte ``since``.
+
+    A solve's statistics (solution intervals with unflagged data, enough
+    baselines per antenna, enough SNR) when it logged them, else its last
+    SEVERE message, else its last WARN message (continuation lines joined).
+    """
     if not log_file:
         return None
     try:
@@ -63,13 +68,37 @@ def log_reason(log_file, since: int = 0) -> str | None:
     except OSError:
         return None
     found = {"SEVERE": None, "WARN": None}
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 4 and parts[1].strip() in found:
-            message = " ".join(parts[3].split())
-            if message:
-                found[parts[1].strip()] = message
-    return found["SEVERE"] or found["WARN"]
+    statistics = None
+    lines = [line.split("\t") for line in text.splitlines()]
+    for i, parts in enumerate(lines):
+        if len(parts) < 4:
+            continue
+        priority, origin, message = parts[1].strip(), parts[2].strip(), " ".join(parts[3].split())
+        if message.startswith("expected data_unflagged above_minblperant above_minsnr"):
+            following = lines[i + 1] if i + 1 < len(lines) else []
+            numbers = following[3] if len(following) > 3 else ""
+            counts = [int(n) for n in re.findall(r"\d+", numbers)]
+            if len(counts) >= 8:
+                statistics = _solve_statistics_reason(counts)
+        if priority in found and message:
+            joined = origin.endswith("+") and found[priority]
+            found[priority] = f"{found[priority]} {message}" if joined else message
+    return statistics or found["SEVERE"] or found["WARN"]
+
+
+def _solve_statistics_reason(counts) -> str:
+    """CASA's [expected] [unflagged] [above minblperant] [above minsnr] (one per polarisation)."""
+    expected, unflagged, baselines, snr = (max(counts[k], counts[k + 1]) for k in range(0, 8, 2))
+    if unflagged == 0:
+        return f"none of {expected} solution interval(s) had unflagged data"
+    if baselines == 0:
+        return (
+            f"{unflagged} of {expected} solution interval(s) had unflagged data but none enough "
+            "baselines per antenna (minblperant; check uvrange and flags)"
+        )
+    if snr == 0:
+        return f"{baselines} solution interval(s) had enough baselines but none reached minsnr"
+    return f"{snr} of {expected} solution interval(s) solved"
 
 
 def _timed(task_name, vis, output, log_file, **parameters) -> CasaCall:
@@ -118,6 +147,15 @@ def run_split(
     """Copy DATA of a ``spw``/``field`` selection to ``outputvis``, ids unchanged."""
     parameters = dict(spw=spw, field=field, datacolumn="data", reindex=False)
     return _write_ms("mstransform", vis, outputvis, log_file, parameters)
+
+
+def run_initweights_ones(vis: str, log_file: str | None = None) -> CasaCall:
+    """Set WEIGHT (and WEIGHT_SPECTRUM, when present) of ``vis`` to 1 and SIGMA to 1."""
+    from casacore.tables import table
+
+    with table(str(vis), ack=False) as main:
+        spectrum = "WEIGHT_SPECTRUM" in main.colnames()
+    return _timed("initweights", vis, str(vis), log_file, wtmode="ones", dowtsp=spectrum)
 
 
 def run_partition(vis: str, outputvis: str, n_sub_ms: int, log_file: str | None = None):

@@ -162,8 +162,11 @@ def resolve_refant(ms, spec: str) -> str:
         chosen, how = names[int(spec)], f"antenna index {int(spec)}"
     if chosen is not None and array.has_data[names.index(chosen)]:
         log.info("reference antenna %s (%s)", chosen, how)
-        # CASA selects an unnamed antenna by its index.
-        return chosen[1:] if chosen.startswith("#") else chosen
+        # CASA reads a name that starts with a digit ("1b", "12") as an index or a
+        # unit; such antennas, and unnamed ones, are given to it by index.
+        if chosen.startswith("#") or chosen[:1].isdigit():
+            return str(names.index(chosen))
+        return chosen
     suggestion = names[int(np.argmax(unflagged_fraction_per_antenna(ms)))]
     if chosen is not None:
         raise ContimgError(

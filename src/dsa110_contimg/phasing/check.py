@@ -148,7 +148,7 @@ def _spw_chunk_partials(
                 flux_by_field[f][:, coherence_chans],
             )  # fmt: skip
             coherence[f] += kernels.model_coherence_partials(
-                group_model[:, coherence_chans], predicted, cross
+                group_model[:, coherence_chans], predicted, cross, corr_weights
             )
         partials[f] += kernels.phase_alignment_partials(
             data[rows], group_model, flag[rows], weight[rows], cross

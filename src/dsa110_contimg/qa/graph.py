@@ -99,8 +99,9 @@ def _chunk_qa(
             stale_context.flux_by_field_spw[spw][f][:, chans],
         )  # fmt: skip
         coherence[f] += kernels.model_coherence_partials(
-            model[rows[:, None], chans], predicted, ant1[rows] != ant2[rows]
-        )
+            model[rows[:, None], chans], predicted, ant1[rows] != ant2[rows],
+            stale_context.corr_weights[ddid],
+        )  # fmt: skip
     return partials, coherence
 
 

@@ -141,7 +141,7 @@ def finalise_phase_alignment(partials) -> dict:
 
 
 @numba.njit(nogil=True, cache=True)
-def _coherence_sums(model, predicted, cross, out):
+def _coherence_sums(model, predicted, cross, corr_weights, out):
     n_row, n_chan, n_corr = model.shape
     for r in range(n_row):
         if not cross[r]:
@@ -154,22 +154,27 @@ def _coherence_sums(model, predicted, cross, out):
                 m = model[r, c, k]
                 if not (np.isfinite(m.real) and np.isfinite(m.imag)):
                     continue
-                out[c, 0] += m.real * p.real + m.imag * p.imag
+                w = corr_weights[k]
+                out[c, 0] += w * (m.real * p.real + m.imag * p.imag)
                 out[c, 1] += m.real * m.real + m.imag * m.imag
-                out[c, 2] += p.real * p.real + p.imag * p.imag
+                out[c, 2] += w * w * (p.real * p.real + p.imag * p.imag)
 
 
-def model_coherence_partials(model, predicted, cross):
+def model_coherence_partials(model, predicted, cross, corr_weights=None):
     """Per-channel sums (chan, 3): Re sum M conj(P), sum |M|^2, sum |P|^2 over cross rows.
 
-    ``model`` is (row, chan, corr); ``predicted`` (row, chan), the same for every
-    correlation (an unpolarised source).
+    ``model`` is (row, chan, corr); ``predicted`` (row, chan), the Stokes I
+    visibility, times ``corr_weights`` (corr,) in each correlation (default 1:
+    every correlation; as written, 1 in the parallel hands and 0 in the cross-hands).
     """
+    n_corr = model.shape[2]
+    weights = np.ones(n_corr) if corr_weights is None else np.asarray(corr_weights, float)
     out = np.zeros((model.shape[1], 3))
     _coherence_sums(
         np.ascontiguousarray(model, np.complex64),
         np.ascontiguousarray(predicted, np.complex128),
         np.ascontiguousarray(cross, np.bool_),
+        np.ascontiguousarray(weights, np.float64),
         out,
     )
     return out
