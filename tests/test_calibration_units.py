@@ -186,3 +186,58 @@ def test_a_second_run_on_the_same_outputs_is_refused_while_the_first_runs(tmp_pa
         with pytest.raises(ContimgError, match="another calibration of night"):
             run_plan(SimpleNamespace(observations=[obs]), None, tmp_path / "run")
     assert (tmp_path / ".night.cal.work").exists(), "the running run's work was touched"
+
+
+def test_calibrator_flux_from_the_user():
+    from dsa110_contimg.sky.calibrators import (
+        CalibratorRequest,
+        require_known_flux,
+        resolve_calibrator,
+    )
+
+    by_position = resolve_calibrator(
+        CalibratorRequest(ra_deg=294.85, dec_deg=-63.71, flux_jy=14.9), centre_freq_hz=1.28e9
+    )
+    assert by_position.flux_jy == 14.9 and by_position.ref_freq_hz == 1.28e9
+    assert by_position.spectral_index == 0.0
+    assert by_position.flux_at(2.56e9) == pytest.approx(14.9)
+    replaced = resolve_calibrator(
+        CalibratorRequest(name="3C286", flux_jy=10.0, ref_freq_hz=1e9, spectral_index=-0.5)
+    )
+    assert replaced.name == "3C286" and replaced.flux_at(4e9) == pytest.approx(5.0)
+    unknown = resolve_calibrator(CalibratorRequest(ra_deg=10.0, dec_deg=10.0))
+    with pytest.raises(ContimgError, match="--cal-flux"):
+        require_known_flux(unknown, "the model")
+    catalog = resolve_calibrator(CalibratorRequest(ra_deg=128.7288, dec_deg=55.5725))
+    assert catalog.name == "0834+555"  # within an arcminute of a catalog source
+    require_known_flux(catalog, "the model")
+    for bad, match in [
+        (CalibratorRequest(flux_jy=3.0), "--calibrator NAME or --cal-ra"),
+        (CalibratorRequest(name="3C286", flux_jy=-1.0), "positive"),
+        (CalibratorRequest(name="3C286", spectral_index=-0.7), "need --cal-flux"),
+        (CalibratorRequest(name="3C286", flux_jy=1.0, ref_freq_hz=0.0), "positive frequency"),
+        (CalibratorRequest(name="3C286", ra_deg=1.0, dec_deg=1.0), "not both"),
+    ]:
+        with pytest.raises(ContimgError, match=match):
+            resolve_calibrator(bad)
+
+
+def test_casa_log_reason_reads_solve_statistics_and_joins_continued_lines(tmp_path):
+    from dsa110_contimg.casa.tasks import log_reason
+
+    log = tmp_path / "casa.log"
+    log.write_text(
+        "2026-01-01 00:00:00\tINFO\tgaincal::::casa\tstart\n"
+        "2026-01-01 00:00:01\tINFO\tCalibrater::solve\t"
+        "expected  data_unflagged  above_minblperant  above_minsnr\n"
+        "2026-01-01 00:00:01\tINFO\tCalibrater::solve\t[3, 3]  [3, 3]        [0, 0]   [0, 0]\n"
+        "2026-01-01 00:00:02\tWARN\tCalibrater::solve\tSpectral window(s) 0,\n"
+        "2026-01-01 00:00:02\tWARN\tCalibrater::solve+\t  could not be solved\n"
+    )
+    assert "none enough baselines per antenna" in log_reason(log)
+    log.write_text(
+        "2026-01-01 00:00:02\tWARN\tCalibrater::solve\tSpectral window(s) 0,\n"
+        "2026-01-01 00:00:02\tWARN\tCalibrater::solve+\t  could not be solved\n"
+    )
+    assert log_reason(log) == "Spectral window(s) 0, could not be solved"
+    assert log_reason(tmp_path / "missing.log") is None

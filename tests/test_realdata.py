@@ -102,3 +102,73 @@ def test_every_real_ms_is_inspected(tmp_path, archive):
     assert list(summary["corr_names"]) == corr_names
     assert summary["dish_from_ms"] and summary["dish_diameter_m"] > 0
     assert summary["n_rows"] > 0 and summary["spws"]
+
+
+def _contimg(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "dsa110_contimg", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ata(tmp_path_factory):
+    return _unpack("ata_3c286.ms.tgz", tmp_path_factory.mktemp("ata"))
+
+
+def test_ata_3c286_is_phased_to_the_catalog_source(ata):
+    result = _contimg("check-phasing", ata, "--calibrator", "3C286", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (field,) = report["fields"]
+    assert field["separation_arcmin"] == pytest.approx(0.0, abs=0.01)
+    assert report["model_source"] == "prediction" and report["phased_to_calibrator"]
+    # DATA in 'uncalib' units: instrumental phases, not a misalignment
+    assert field["data_model_phase_scatter_deg"] is not None
+    assert field["verdict"] == "uncalibrated", field["detail"]
+
+
+def test_ata_qa_reads_its_units_weights_and_antennas(ata, tmp_path):
+    """DATA in 'uncalib' units, WEIGHT negative: the model is predicted, DATA-vs-MODEL
+    figures are shown but not judged, and only the 28 antennas with data count."""
+    result = _contimg("qa", ata, "--calibrator", "3C286", "--out", tmp_path / "qa", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["data_units"] == "uncalib" and summary["model_predicted"]
+    assert summary["array"]["n_antennas_with_data"] == 28
+    assert summary["array"]["n_antennas_listed"] == 43
+    assert summary["array"]["telescope"] == "ATA" and summary["array"]["dish_diameter_m"] == 6.1
+    metrics = summary["visibilities"]["calibrator"]["metrics"]
+    for key in ("data_model_phase_scatter_deg", "median_data_model_amp_ratio"):
+        assert metrics[key]["value"] is not None
+        assert metrics[key]["verdict"] == "not judged", metrics[key]["line"]
+    assert len(summary["visibilities"]["antennas"]) == 28
+    assert not any("misaligned" in line for line in summary["verdicts"])
+
+
+def test_ata_calibration_refuses_in_one_line_with_casas_reason(ata, tmp_path):
+    """One integration and 16 channels: the pre-bandpass solve lacks baselines beyond
+    1 klambda, the bandpass lacks SNR; each says so (from CASA's own statistics)."""
+    from conftest import one_error_line
+
+    result = _contimg("calibrate", ata, "--calibrator", "3C286", "--refant", "1b",
+                      "--out", tmp_path / "cal")  # fmt: skip
+    assert result.returncode == 1
+    assert "baselines per antenna" in one_error_line(result)
+    result = _contimg("calibrate", ata, "--calibrator", "3C286", "--refant", "1b",
+                      "--no-prebp-phase", "--out", tmp_path / "cal2")  # fmt: skip
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "kept no solutions" in line and "below minsnr 5" in line
+    assert "no positive WEIGHT" in result.stderr + result.stdout
+    assert not (tmp_path / "cal2" / "ata_3c286_C0352.cal.mms").exists()
+
+
+def test_a_position_without_flux_is_refused_where_the_flux_matters(ata):
+    from conftest import one_error_line
+
+    result = _contimg("write-model", ata, "--cal-ra", "10", "--cal-dec", "10")
+    assert result.returncode == 2
+    assert "--cal-flux" in one_error_line(result)
+    with table(str(ata), ack=False) as main:
+        assert "MODEL_DATA" not in main.colnames()

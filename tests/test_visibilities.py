@@ -167,11 +167,32 @@ def test_dead_antenna_rfi_zero_rows_and_autocorrelations(make_observation):
         rows = (field_id == t) & (ddid == spw) & (a1 != a2) & ~zero_mask
         assert np.median(np.abs(data[rows, chan])) > 50 * sigma
     autos = (a1 == a2) & ~zero_mask
+    with_data = truth.meta["antennas_with_data"]
     assert (
         autos.sum()
-        == len(names) * truth.bandpass.shape[1] * len(truth.meta["time_mjd_s"])
+        == len(with_data) * truth.bandpass.shape[1] * len(truth.meta["time_mjd_s"])
         - (zero_mask & (a1 == a2)).sum()
     )
     live_autos = autos & (a1 != dead)
     assert np.all(np.abs(data[live_autos].imag) == 0)
     assert np.median(data[live_autos].real) > 0.5 * truth.meta["config"]["sefd_jy"]
+
+
+def test_antenna_table_lists_every_station_as_the_converter_does(make_observation):
+    """All 117 stations in the ANTENNA table (those without data have no rows), OVRO_MMA."""
+    from dsa110_contimg.ms.antennas import array_of
+    from dsa110_contimg.simulate.array_layout import N_STATIONS
+
+    ms = make_observation("small", noise=False, corrupt=False, seed=5)
+    truth = load_truth(ms)
+    array = array_of(ms)
+    assert len(array.names) == N_STATIONS and array.telescope == "OVRO_MMA"
+    assert array.names_with_data == truth.meta["antennas_with_data"]
+    assert int(array.has_data.sum()) == 24
+    _, a1, a2, _, _ = _read(ms)
+    assert set(np.unique(np.r_[a1, a2])) == set(array.with_data.tolist())
+    with table(f"{ms}/FEED", ack=False) as feed:
+        assert sorted(feed.getcol("ANTENNA_ID").tolist()) == list(range(N_STATIONS))
+    # a station without data sits where the layout puts it, not at the centre of the Earth
+    assert np.all(np.linalg.norm(array.positions_m[~array.has_data], axis=1) > 6.3e6)
+    assert array.uv_max_m() < 3000.0

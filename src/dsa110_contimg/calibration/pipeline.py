@@ -413,7 +413,7 @@ def format_summary(summary: dict) -> str:
                 "  model check on the solve fields (field x SPW): "
                 + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
             )
-            if set(verdicts) - {"excellent", "phased", "degraded"}:
+            if set(verdicts) - {"excellent", "phased", "degraded", "uncalibrated"}:
                 lines.append(
                     "  WARNING: DATA and MODEL_DATA disagree on some fields; solutions there "
                     "will be poor (is the data rephased? is the model current?)"

@@ -267,7 +267,8 @@ def check_phasing(
                 f"{ms}: no usable visibilities in the selection (all flagged, zero or NaN)"
             )
 
-    reports = [_field_report(g, per_field[g.field_id], thresholds) for g in selected]
+    units = reads.data_units(ms)
+    reports = [_field_report(g, per_field[g.field_id], thresholds, units) for g in selected]
     nearest = min(selected, key=lambda g: g.separation_arcmin)
     phased = nearest.separation_arcmin < thresholds.phased_arcmin
     if phased:
@@ -291,7 +292,7 @@ def check_phasing(
     )
 
 
-def _field_report(geometry: FieldGeometry, spw_results, thresholds) -> FieldReport:
+def _field_report(geometry: FieldGeometry, spw_results, thresholds, units: str) -> FieldReport:
     spws = []
     for spw, partials, _ in sorted(spw_results, key=lambda r: r[0]):
         spws.append(SpwMetrics(spw=spw, **kernels.finalise_phase_alignment(partials)))
@@ -307,6 +308,16 @@ def _field_report(geometry: FieldGeometry, spw_results, thresholds) -> FieldRepo
         coherence = None
     stale = coherence is not None and coherence < thresholds.stale_coherence
     verdict, detail = _verdict(geometry, combined["data_model_phase_scatter_deg"], thresholds)
+    if units and units.lower() != "jy" and verdict in ("misaligned", "degraded"):
+        # Uncalibrated DATA carry the instrument's phases: scatter against the
+        # model says nothing about the phasing until they are calibrated.
+        verdict = "uncalibrated"
+        detail = (
+            f"DATA in {units!r} units: DATA-MODEL phase scatter "
+            f"{combined['data_model_phase_scatter_deg']:.0f} deg is the instrument's phases, "
+            f"not a misalignment; the calibrator is {geometry.separation_arcmin:.2f} arcmin "
+            "from the phase centre"
+        )
     if stale:
         verdict = "stale model"
         detail += (

@@ -84,6 +84,45 @@ def build_ms_skeleton(ms_path: str, plan: ObservationPlan, autocorrelations: boo
     sim.done()
     measures.done()
     _finish_main_table(ms_path, plan)
+    list_every_station(ms_path, plan)
+
+
+def list_every_station(ms_path: str, plan: ObservationPlan) -> None:
+    """Rewrite the ANTENNA table as the real converter writes it: every station.
+
+    The simulator knows only the antennas with data; their rows move to their
+    stations' places, the other stations get rows of their own (position,
+    dish, mount) and no data, and every antenna id (main table, FEED,
+    POINTING) follows.
+    """
+    row_of = plan.station_index
+    n_stations = len(plan.station_names)
+    with table(f"{ms_path}/ANTENNA", readonly=False, ack=False) as antenna:
+        columns = {c: antenna.getcol(c) for c in antenna.colnames()}
+        antenna.addrows(n_stations - antenna.nrows())
+        for name, values in columns.items():
+            full = np.repeat(values[:1], n_stations, axis=0)
+            full[row_of] = values
+            if name == "POSITION":
+                full = plan.station_itrf_m
+            elif name in ("NAME", "STATION"):
+                full = np.array(plan.station_names)
+            elif name == "OFFSET":
+                full = np.zeros_like(full)
+            antenna.putcol(name, full)
+    with table(ms_path, readonly=False, ack=False) as main:
+        for column in ("ANTENNA1", "ANTENNA2"):
+            main.putcol(column, row_of[main.getcol(column)].astype(np.int32))
+    with table(f"{ms_path}/POINTING", readonly=False, ack=False) as pointing:
+        if pointing.nrows():
+            pointing.putcol("ANTENNA_ID", row_of[pointing.getcol("ANTENNA_ID")].astype(np.int32))
+    with table(f"{ms_path}/FEED", readonly=False, ack=False) as feed:
+        ids = row_of[feed.getcol("ANTENNA_ID")]
+        first = feed.nrows()
+        missing = sorted(set(range(n_stations)) - set(ids.tolist()))
+        for _ in missing:
+            feed.copyrows(feed, startrowin=0, startrowout=-1, nrow=1)
+        feed.putcol("ANTENNA_ID", np.r_[ids, missing].astype(np.int32), 0, first + len(missing))
 
 
 def _finish_main_table(ms_path: str, plan: ObservationPlan) -> None:

@@ -134,6 +134,10 @@ def draw_truth(config: SimulationConfig, plan: ObservationPlan) -> SimulationTru
         drift = np.zeros((n_ant, n_time, n_corr))
     for name in config.dead_antennas:
         bandpass[plan.antenna_names.index(name)] = 0.0
+    # Indexed like the MS's ANTENNA table (every station); no data, no gain.
+    rows = plan.station_index
+    bandpass = _on_stations(bandpass, rows, len(plan.station_names))
+    drift = _on_stations(drift, rows, len(plan.station_names))
 
     event_rng = np.random.default_rng([config.seed, 3])
     rfi_cells = np.stack(
@@ -150,14 +154,17 @@ def draw_truth(config: SimulationConfig, plan: ObservationPlan) -> SimulationTru
     picked = np.sort(event_rng.choice(n_rows, size=n_zero, replace=False))
     t_idx, rest = np.divmod(picked, n_spw * len(ant1))
     s_idx, b_idx = np.divmod(rest, len(ant1))
-    zero_rows = np.stack([t_idx, s_idx, ant1[b_idx], ant2[b_idx]], axis=1).astype(np.int64)
+    zero_rows = np.stack([t_idx, s_idx, rows[ant1[b_idx]], rows[ant2[b_idx]]], axis=1).astype(
+        np.int64
+    )
 
     sigma = ck.radiometer_sigma(config.sefd_jy, plan.chan_width_hz, plan.integration_s)
     meta = {
         "schema": SCHEMA,
         "version": VERSION,
         "config": config.to_dict(),
-        "antenna_names": list(plan.antenna_names),
+        "antenna_names": list(plan.station_names),
+        "antennas_with_data": list(plan.antenna_names),
         "corr_names": list(instrument.CORRELATIONS),
         "spw_chan_freq_hz": plan.chan_freq_hz.tolist(),
         "time_mjd_s": plan.time_mjd_s.tolist(),
@@ -174,6 +181,12 @@ def draw_truth(config: SimulationConfig, plan: ObservationPlan) -> SimulationTru
         ),
     }
     return SimulationTruth(meta, bandpass, drift, rfi_cells, zero_rows)
+
+
+def _on_stations(per_antenna: np.ndarray, rows, n_stations: int) -> np.ndarray:
+    full = np.zeros((n_stations, *per_antenna.shape[1:]), per_antenna.dtype)
+    full[rows] = per_antenna
+    return full
 
 
 def fill_visibilities(ms_path: str, plan, truth: SimulationTruth, config: SimulationConfig) -> int:

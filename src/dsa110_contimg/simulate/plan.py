@@ -28,7 +28,7 @@ class ObservationPlan:
     integration, phased to the local sidereal time at the integration midpoint.
     """
 
-    antenna_names: tuple[str, ...]
+    antenna_names: tuple[str, ...]  # the antennas with data, in station order
     antenna_itrf_m: np.ndarray
     chan_freq_hz: np.ndarray
     chan_width_hz: float
@@ -38,6 +38,15 @@ class ObservationPlan:
     field_ra_rad: np.ndarray
     field_dec_rad: np.ndarray
     sources: tuple[PointSource, ...]
+    # Every station, as the real converter lists them in the ANTENNA table
+    # (those not in ``antenna_names`` have no rows).
+    station_names: tuple[str, ...] = ()
+    station_itrf_m: np.ndarray | None = None
+
+    @property
+    def station_index(self) -> np.ndarray:
+        """(antenna,) the ANTENNA-table row of each antenna with data."""
+        return np.array([self.station_names.index(n) for n in self.antenna_names], dtype=int)
 
     @property
     def n_baselines_with_autos(self) -> int:
@@ -74,12 +83,14 @@ def plan_observation(config: SimulationConfig) -> ObservationPlan:
     calibrator = lookup_calibrator(config.calibrator)
     names = select_stations(config.n_antennas)
     enu = station_enu()
-    itrf = enu_to_itrf(
-        np.stack([enu[n] for n in names]),
+    stations = list(enu)
+    station_itrf = enu_to_itrf(
+        np.stack([enu[n] for n in stations]),
         instrument.SITE_LATITUDE_DEG,
         instrument.SITE_LONGITUDE_DEG,
         instrument.SITE_HEIGHT_M,
     )
+    itrf = station_itrf[[stations.index(n) for n in names]]
     unknown_dead = sorted(set(config.dead_antennas) - set(names))
     if unknown_dead:
         raise ContimgError(
@@ -124,6 +135,8 @@ def plan_observation(config: SimulationConfig) -> ObservationPlan:
         field_ra_rad=field_ra,
         field_dec_rad=field_dec,
         sources=tuple(sources),
+        station_names=tuple(stations),
+        station_itrf_m=station_itrf,
     )
 
 
