@@ -452,3 +452,25 @@ def test_no_process_listens_beyond_loopback(corrupted_small, tmp_path):
     assert casa_workers, "no process with CASA loaded was seen during the run"
     assert listening, "no listening socket seen: the sampling missed the run"
     assert {ip for _, ip in listening} <= {"127.0.0.1", "::1"}, listening
+
+
+def test_a_run_that_loses_antennas_is_degraded_and_says_why(make_observation, tmp_path):
+    """Four of ten antennas dead: every solve keeps 60 % of its solutions. The run is
+    'degraded' (exit 3), not 'ok', and names the antennas lost and why."""
+    dead = ("DSA014", "DSA039", "DSA079", "DSA091")
+    ms = make_observation("tiny", dead_antennas=dead, seed=6)
+    result = subprocess.run(
+        [sys.executable, "-m", "dsa110_contimg", "calibrate", str(ms), "--calibrator",
+         "0834+555", "--out", str(tmp_path / "cal"), "--n-workers", "1", "--json"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "degraded"
+    (obs,) = summary["observations"]
+    assert obs["outcome"] == "degraded" and obs["output_mms"]
+    bandpass = [r for r in obs["degraded"] if r.startswith("bpcal/")]
+    assert bandpass and all(name in bandpass[0] for name in dead)
+    assert "minsnr" in bandpass[0]
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("contimg: degraded:")]
+    assert "kept" in line and "Traceback" not in result.stderr
