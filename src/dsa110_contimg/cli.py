@@ -643,6 +643,9 @@ def _cmd_write_model(args) -> int:
     from dsa110_contimg.phasing.model import add_model_write_graph
 
     ms = _resolve_ms(args)
+    from dsa110_contimg.ms.reads import require_parallel_hands
+
+    require_parallel_hands(ms, "a calibrator model")
     calibrator = _resolve_calibrator(args, ms, "the model")
     _resolve_fields(args, ms, calibrator, required=False)
     from dsa110_contimg import casa_env

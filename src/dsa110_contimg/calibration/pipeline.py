@@ -17,7 +17,13 @@ from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED, product_input
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables
 from dsa110_contimg.ms.antennas import antenna_names, array_of, resolve_refant
-from dsa110_contimg.ms.reads import chan_freq_hz, main_columns, read_subtable, require_ms
+from dsa110_contimg.ms.reads import (
+    chan_freq_hz,
+    main_columns,
+    read_subtable,
+    require_ms,
+    require_parallel_hands,
+)
 from dsa110_contimg.qa.scores import DEFAULT_THRESHOLDS as DEFAULT_QA_THRESHOLDS
 from dsa110_contimg.selection import parse_index_selection
 
@@ -49,6 +55,7 @@ def _checked_input(ms, spw_selection) -> tuple[list[int], int]:
     require_ms(ms)
     if "DATA" not in main_columns(ms):
         raise ContimgError(f"{ms} has no DATA column: nothing to calibrate")
+    require_parallel_hands(ms, "calibration")
     return _spws(ms, spw_selection)
 
 

@@ -154,18 +154,22 @@ def solution_statistics(path, antennas=()) -> dict:
     ``antennas``: the antennas with data (the rows CASA writes, flagged, for
     antennas that never observed do not count); empty for every antenna.
     """
-    from casacore.tables import table
 
-    with table(str(require_caltable(path)), ack=False) as cal:
-        columns = cal.colnames()
-        flag = cal.getcol("FLAG")
-        snr = cal.getcol("SNR") if "SNR" in columns else None
-        values = cal.getcol("CPARAM") if "CPARAM" in columns else cal.getcol("FPARAM")
-        antenna = cal.getcol("ANTENNA1")
-        if len(antennas):
-            rows = np.isin(antenna, np.asarray(antennas))
-            flag, values, antenna = flag[rows], values[rows], antenna[rows]
-            snr = None if snr is None else snr[rows]
+    flags, snrs, all_values, antenna, row_good = [], [], [], [], []
+    for part in read_solutions_by_spw(path).values():
+        rows = np.isin(part.antenna, np.asarray(antennas)) if len(antennas) else slice(None)
+        flag = part.flag[rows]
+        flags.append(flag.ravel())
+        all_values.append(part.values[rows].ravel())
+        if part.snr is not None:
+            snrs.append(part.snr[rows].ravel())
+        antenna.append(part.antenna[rows])
+        row_good.append((~flag).reshape(len(flag), -1).any(axis=1))
+    flag = np.concatenate(flags) if flags else np.zeros(0, bool)
+    values = np.concatenate(all_values) if all_values else np.zeros(0)
+    snr = np.concatenate(snrs) if snrs and len(snrs) == len(flags) else None
+    antenna = np.concatenate(antenna) if antenna else np.zeros(0, int)
+    row_good = np.concatenate(row_good) if row_good else np.zeros(0, bool)
     n = int(flag.size)
     good = ~flag
     stats = {
@@ -173,7 +177,6 @@ def solution_statistics(path, antennas=()) -> dict:
         "flagged_fraction": float(flag.mean()) if n else 1.0,
         "kept_fraction": float(good.mean()) if n else 0.0,
     }
-    row_good = good.reshape(len(antenna), -1).any(axis=1) if len(antenna) else good
     stats["lost_antennas"] = sorted(
         int(a) for a in set(antenna.tolist()) - set(antenna[row_good].tolist())
     )
@@ -209,23 +212,51 @@ class CaltableSolutions:
 
 
 def read_solutions(path) -> CaltableSolutions:
+    """Every row at once; a table whose SPWs differ in channel count is refused
+    by casacore here (read it with :func:`read_solutions_by_spw`)."""
     from casacore.tables import table
 
     info = caltable_info(path)
     with table(info.path, ack=False) as cal:
-        columns = cal.colnames()
-        values = cal.getcol("CPARAM") if "CPARAM" in columns else cal.getcol("FPARAM")
-        snr = cal.getcol("SNR") if "SNR" in columns else None
-        solutions = dict(
-            values=values,
-            flag=cal.getcol("FLAG"),
-            snr=snr,
-            antenna=cal.getcol("ANTENNA1"),
-            refant=cal.getcol("ANTENNA2"),
-            spw=cal.getcol("SPECTRAL_WINDOW_ID"),
-            time=cal.getcol("TIME"),
-        )
+        solutions = _solution_columns(cal)
         ms_name = str(cal.getkeywords().get("MSName", ""))
+    return CaltableSolutions(
+        info=info, antenna_names=_caltable_antenna_names(info), ms_name=ms_name, **solutions
+    )
+
+
+def read_solutions_by_spw(path) -> dict[int, CaltableSolutions]:
+    """The rows of each SPW (cells agree in shape within one SPW, not across SPWs)."""
+    from casacore.tables import table
+
+    info = caltable_info(path)
+    names = _caltable_antenna_names(info)
+    out = {}
+    with table(info.path, ack=False) as cal:
+        ms_name = str(cal.getkeywords().get("MSName", ""))
+        for spw in sorted({int(s) for s in cal.getcol("SPECTRAL_WINDOW_ID")}):
+            with cal.query(f"SPECTRAL_WINDOW_ID == {spw}") as rows:
+                out[spw] = CaltableSolutions(
+                    info=info, antenna_names=names, ms_name=ms_name, **_solution_columns(rows)
+                )
+    return out
+
+
+def _solution_columns(cal) -> dict:
+    columns = cal.colnames()
+    return dict(
+        values=cal.getcol("CPARAM") if "CPARAM" in columns else cal.getcol("FPARAM"),
+        flag=cal.getcol("FLAG"),
+        snr=cal.getcol("SNR") if "SNR" in columns else None,
+        antenna=cal.getcol("ANTENNA1"),
+        refant=cal.getcol("ANTENNA2"),
+        spw=cal.getcol("SPECTRAL_WINDOW_ID"),
+        time=cal.getcol("TIME"),
+    )
+
+
+def _caltable_antenna_names(info) -> tuple[str, ...]:
+    from casacore.tables import table
+
     with table(str(Path(info.path) / "ANTENNA"), ack=False) as ant:
-        names = tuple(shown_names(str(n) for n in ant.getcol("NAME")))
-    return CaltableSolutions(info=info, antenna_names=names, ms_name=ms_name, **solutions)
+        return tuple(shown_names(str(n) for n in ant.getcol("NAME")))

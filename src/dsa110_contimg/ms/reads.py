@@ -245,6 +245,20 @@ def corr_types_of_ddid(path) -> list[np.ndarray]:
         return [np.asarray(pol.getcell("CORR_TYPE", int(i)), dtype=int) for i in pol_ids]
 
 
+CORR_NAMES = {1: "I", 5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY"}
+
+
+def require_parallel_hands(path, what: str) -> None:
+    """Refuse an MS none of whose correlations is a parallel hand (Stokes I lives there)."""
+    types = corr_types_of_ddid(path)
+    if not any(int(c) in PARALLEL_HAND_CODES for row in types for c in row):
+        present = sorted({CORR_NAMES.get(int(c), str(c)) for row in types for c in row})
+        raise ContimgError(
+            f"{path} has no parallel-hand correlation ({' '.join(present)} only): {what} needs "
+            "XX/YY or RR/LL, where an unpolarised calibrator's flux is"
+        )
+
+
 def chan_freq_hz(path) -> list[np.ndarray]:
     """Channel frequencies (Hz) of each SPW, as a list indexed by SPW id."""
     spw = read_subtable(path, "SPECTRAL_WINDOW", columns=["CHAN_FREQ", "NUM_CHAN"])

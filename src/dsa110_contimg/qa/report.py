@@ -414,7 +414,10 @@ def _caltable_qa(path, ms, scorer: _Scorer, array, truth, data_units: str = "Jy"
     antenna_names = list(array.names)
     entry: dict = {"path": str(path)}
     try:
-        solutions = caltables.read_solutions(path)
+        by_spw = caltables.read_solutions_by_spw(path)
+        if not by_spw:
+            raise ContimgError(f"caltable {path} holds no solutions")
+        solutions = next(iter(by_spw.values()))
         n_spw = len(reads.chan_freq_hz(ms))
         caltables.check_caltable_matches(solutions.info, len(antenna_names), n_spw, [])
         if list(solutions.antenna_names) != list(antenna_names):
@@ -434,8 +437,10 @@ def _caltable_qa(path, ms, scorer: _Scorer, array, truth, data_units: str = "Jy"
         truth_bandpass = load_truth(truth).bandpass
     entry["spws"] = []
     dead = set()
-    for spw in sorted({int(s) for s in solutions.spw}):
-        rows = (solutions.spw == spw) & array.has_data[solutions.antenna]
+    for spw, solutions in by_spw.items():
+        rows = array.has_data[solutions.antenna]
+        if not rows.any():
+            continue
         m = ck.spw_solution_metrics(
             solutions.values[rows], solutions.flag[rows],
             None if solutions.snr is None else solutions.snr[rows],
@@ -492,17 +497,25 @@ def _caltable_qa(path, ms, scorer: _Scorer, array, truth, data_units: str = "Jy"
 
 
 def _bandpass_plot_data(path) -> dict | None:
+    """Rows of every SPW, channels padded with NaN to the widest SPW (not drawn)."""
     try:
-        solutions = caltables.read_solutions(path)
+        by_spw = caltables.read_solutions_by_spw(path)
     except ContimgError:
         return None
-    if solutions.info.kind != "B" or not np.iscomplexobj(solutions.values):
+    parts = list(by_spw.values())
+    if not parts or parts[0].info.kind != "B" or not np.iscomplexobj(parts[0].values):
         return None
+    n_chan = max(p.values.shape[1] for p in parts)
+    values = []
+    for p in parts:
+        padded = np.full((p.values.shape[0], n_chan, p.values.shape[2]), np.nan, complex)
+        padded[:, : p.values.shape[1]] = np.where(p.flag, np.nan, p.values)
+        values.append(padded)
     return {
         "path": str(path),
-        "values": np.where(solutions.flag, np.nan, solutions.values),
-        "antenna": solutions.antenna,
-        "spw": solutions.spw,
+        "values": np.concatenate(values),
+        "antenna": np.concatenate([p.antenna for p in parts]),
+        "spw": np.concatenate([p.spw for p in parts]),
     }
 
 
