@@ -172,3 +172,19 @@ def test_a_position_without_flux_is_refused_where_the_flux_matters(ata):
     assert "--cal-flux" in one_error_line(result)
     with table(str(ata), ack=False) as main:
         assert "MODEL_DATA" not in main.colnames()
+
+
+def test_paper_xy_only_is_refused_for_models_and_calibration(tmp_path):
+    """PAPER's file holds XY only: no parallel hand carries an unpolarised calibrator."""
+    from conftest import one_error_line
+
+    ms = _unpack("paper_xy.ms.tgz", tmp_path)
+    for command in (
+        ("write-model", ms, "--cal-ra", "10", "--cal-dec", "10", "--cal-flux", "1"),
+        ("calibrate", ms, "--cal-ra", "10", "--cal-dec", "10", "--cal-flux", "1",
+         "--field", "0", "--out", tmp_path / "cal"),
+    ):  # fmt: skip
+        result = _contimg(*command)
+        assert result.returncode == 2, result.stderr
+        assert "no parallel-hand correlation (XY only)" in one_error_line(result)
+    assert not (tmp_path / "cal").exists()

@@ -242,11 +242,13 @@ def _calibrator_fields(args, ms_list, calibrator) -> dict:
 def cmd_calibrate(args) -> int:
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.calibration.pipeline import plan_calibration
-    from dsa110_contimg.ms.reads import require_ms
+    from dsa110_contimg.ms.reads import require_ms, require_parallel_hands
 
     config = resolve_config(args.preset, args.config, _overrides(args))
     ms_list = _ms_list(args)
     out = _out_dir(args, ms_list)
+    for ms in ms_list:
+        require_parallel_hands(ms, "calibration")
     for target in args.targets:
         require_ms(target)
     calibrator = _calibrator_for(args, ms_list[0])
