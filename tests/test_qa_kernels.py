@@ -1,10 +1,12 @@
 """The fused metric kernels against direct numpy, with flags, NaNs and zeros."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsa110_contimg.qa import kernels
+from dsa110_contimg.qa import visibility_kernels as vk
 
 
 def _reference(data, model, flag, weight, cross):
@@ -93,3 +95,71 @@ def test_coherence_is_one_for_matching_model_and_low_for_shifted():
         kernels.model_coherence_partials(shifted, predicted, cross)
     )
     assert low < 0.3
+
+
+def _noisy_calibrator(n_row=3000, n_chan=16, n_corr=2, sigma=2.6, seed=2):
+    """A calibrator of 2-12 Jy per visibility (S/N 0.5-3 per part, as DSA-110's 0834+555),
+    with a fringe across the band (an offset source), noise of ``sigma`` per part."""
+    rng = np.random.default_rng(seed)
+    amp = rng.uniform(2, 12, n_row)
+    fringe = rng.uniform(-0.2, 0.2, n_row)[:, None] * np.arange(n_chan)
+    model = (amp[:, None] * np.exp(1j * fringe))[:, :, None].repeat(n_corr, 2)
+    noise = sigma * (rng.standard_normal(model.shape) + 1j * rng.standard_normal(model.shape))
+    return model, noise, rng
+
+
+def _monte_carlo_floor_deg(model, sigma, rng, draws=4):
+    scatters = []
+    for _ in range(draws):
+        noisy = model + sigma * (
+            rng.standard_normal(model.shape) + 1j * rng.standard_normal(model.shape)
+        )
+        phasors = noisy * np.conj(model) / np.abs(noisy * model)
+        scatters.append(kernels.circular_std_deg(np.abs(phasors.mean())))
+    return float(np.mean(scatters))
+
+
+def test_thermal_phase_floor_matches_monte_carlo_in_both_passes():
+    model, noise, rng = _noisy_calibrator()
+    data = (model + noise).astype(np.complex64)
+    n_row, _, n_corr = model.shape
+    flag = np.zeros(model.shape, bool)
+    weight = np.ones((n_row, n_corr))
+    expected = _monte_carlo_floor_deg(model, 2.6, rng)
+    alignment = kernels.finalise_phase_alignment(
+        kernels.phase_alignment_partials(data, model, flag, weight, np.ones(n_row, bool))
+    )
+    assert alignment["data_model_phase_floor_deg"] == pytest.approx(expected, rel=0.10)
+    assert alignment["data_model_phase_scatter_deg"] == pytest.approx(expected, rel=0.05)
+    ant1 = np.zeros(n_row, int)
+    ant2 = np.ones(n_row, int)
+    partials = vk.visibility_partials(
+        data, model, data, flag, weight, ant1, ant2, np.zeros(n_row, int),
+        np.zeros((n_row, 3)), 1, 2, 1000.0,
+    )  # fmt: skip
+    metrics = vk.finalise_visibility_metrics(partials)
+    assert metrics["data_model_phase_floor_deg"] == pytest.approx(expected, rel=0.10)
+    assert metrics["vector_corrected_model_amp_ratio"] == pytest.approx(1.0, abs=0.02)
+    assert metrics["median_corrected_model_amp_ratio"] > 1.05  # biased by noise
+    excess = kernels.excess_scatter_deg(metrics["data_model_phase_scatter_deg"],
+                                        metrics["data_model_phase_floor_deg"])  # fmt: skip
+    assert excess < 8
+
+
+def test_excess_over_the_floor_recovers_an_injected_phase_error():
+    model, noise, rng = _noisy_calibrator()
+    n_row, _, n_corr = model.shape
+    error = np.radians(25.0) * rng.standard_normal(n_row)[:, None, None]
+    data = (model * np.exp(1j * error) + noise).astype(np.complex64)
+    alignment = kernels.finalise_phase_alignment(
+        kernels.phase_alignment_partials(
+            data, model, np.zeros(model.shape, bool), np.ones((n_row, n_corr)),
+            np.ones(n_row, bool),
+        )
+    )  # fmt: skip
+    excess = kernels.excess_scatter_deg(
+        alignment["data_model_phase_scatter_deg"], alignment["data_model_phase_floor_deg"]
+    )
+    assert excess == pytest.approx(25.0, abs=4.0)
+    assert kernels.excess_scatter_deg(30.0, float("nan")) == 30.0
+    assert kernels.excess_scatter_deg(20.0, 30.0) == 0.0

@@ -52,6 +52,7 @@ class SpwMetrics:
     median_amp_ratio: float
     flagged_fraction: float
     n_used: int
+    data_model_phase_floor_deg: float = float("nan")  # what thermal noise alone gives
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class FieldReport:
     model_coherence: float | None
     stale_model: bool
     spws: tuple[SpwMetrics, ...] = field(default_factory=tuple)
+    data_model_phase_floor_deg: float = float("nan")  # what thermal noise alone gives
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class PhasingReport:
                     "detail": f.detail,
                     "model_phase_scatter_deg": f.model_phase_scatter_deg,
                     "data_model_phase_scatter_deg": f.data_model_phase_scatter_deg,
+                    "data_model_phase_floor_deg": f.data_model_phase_floor_deg,
                     "median_amp_ratio": f.median_amp_ratio,
                     "flagged_fraction": f.flagged_fraction,
                     "model_coherence": f.model_coherence,
@@ -303,11 +306,17 @@ def _field_report(geometry: FieldGeometry, spw_results, thresholds, units: str) 
     else:
         combined = dict.fromkeys(
             ("model_phase_scatter_deg", "data_model_phase_scatter_deg", "median_amp_ratio",
-             "flagged_fraction"), float("nan"),
+             "flagged_fraction", "data_model_phase_floor_deg"), float("nan"),
         )  # fmt: skip
         coherence = None
     stale = coherence is not None and coherence < thresholds.stale_coherence
-    verdict, detail = _verdict(geometry, combined["data_model_phase_scatter_deg"], thresholds)
+    measured = combined["data_model_phase_scatter_deg"]
+    floor = combined["data_model_phase_floor_deg"]
+    # Judged by the excess over thermal noise: a noise-limited calibrator
+    # (S/N near 2.6 per visibility on DSA-110) scatters by tens of degrees.
+    verdict, detail = _verdict(geometry, kernels.excess_scatter_deg(measured, floor), thresholds)
+    if np.isfinite(floor) and np.isfinite(measured):
+        detail += f" (measured {measured:.0f} deg, thermal noise alone {floor:.0f} deg)"
     if units and units.lower() != "jy" and verdict in ("misaligned", "degraded"):
         # Uncalibrated DATA carry the instrument's phases: scatter against the
         # model says nothing about the phasing until they are calibrated.
@@ -335,6 +344,7 @@ def _field_report(geometry: FieldGeometry, spw_results, thresholds, units: str) 
         model_coherence=coherence,
         stale_model=stale,
         spws=tuple(spws),
+        data_model_phase_floor_deg=floor,
     )
 
 

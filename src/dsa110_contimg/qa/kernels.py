@@ -19,26 +19,84 @@ RATIO_BINS = 1600  # 0.005 dex (1.2 %) per bin; the median interpolates within a
 
 # Layout of the partial-sum vector of phase_alignment_partials.
 _SUM_W, _MODEL_RE, _MODEL_IM, _DIFF_RE, _DIFF_IM, _N_FLAGGED, _N_TOTAL, _N_USED = range(8)
-_N_SCALARS = 8
+_FLOOR_SUM, _NOISE_W = 8, 9  # thermal floor of the DATA-MODEL phasor (see floor_phasor)
+_N_SCALARS = 10
 PARTIALS_LENGTH = _N_SCALARS + RATIO_BINS
 USED_INDEX, TOTAL_INDEX = _N_USED, _N_TOTAL  # counts readers may look at directly
 
 
 @numba.njit(nogil=True, cache=True)
+def _i0e_plus_i1e(x):
+    """exp(-x) (I0(x) + I1(x)) for x >= 0 (Abramowitz & Stegun 9.8.1-9.8.4, error < 1e-7)."""
+    if x < 3.75:
+        t = (x / 3.75) ** 2
+        i0 = 1.0 + t * (3.5156229 + t * (3.0899424 + t * (1.2067492 + t * (
+            0.2659732 + t * (0.0360768 + t * 0.0045813)))))  # fmt: skip
+        i1 = x * (0.5 + t * (0.87890594 + t * (0.51498869 + t * (0.15084934 + t * (
+            0.02658733 + t * (0.00301532 + t * 0.00032411))))))  # fmt: skip
+        return (i0 + i1) * np.exp(-x)
+    t = 3.75 / x
+    i0 = 0.39894228 + t * (0.01328592 + t * (0.00225319 + t * (-0.00157565 + t * (
+        0.00916281 + t * (-0.02057706 + t * (0.02635537 + t * (-0.01647633
+        + t * 0.00392377)))))))  # fmt: skip
+    i1 = 0.39894228 + t * (-0.03988024 + t * (-0.00362018 + t * (0.00163801 + t * (
+        -0.01031555 + t * (0.02282967 + t * (-0.02895312 + t * (0.01787654
+        - t * 0.00420059)))))))  # fmt: skip
+    return (i0 + i1) / np.sqrt(x)
+
+
+@numba.njit(nogil=True, cache=True)
+def thermal_phasor_length(nu):
+    """E[cos phi] of the phase of A + noise, nu = A^2 / (2 sigma^2) (sigma per component)."""
+    if not nu > 0.0:
+        return 0.0
+    if nu > 1e6:
+        return 1.0 - 0.25 / nu
+    return min(0.5 * np.sqrt(np.pi * nu) * _i0e_plus_i1e(0.5 * nu), 1.0)
+
+
+@numba.njit(nogil=True, cache=True)
+def floor_phasor(diff_sum, n_diff, power_sum, n_power):
+    """Thermal phasor length of one (row, corr) from its channel differences and power."""
+    if n_diff < 1 or n_power < 2:
+        return -1.0  # not measurable
+    sigma2 = diff_sum / (4.0 * n_diff)
+    power = power_sum / n_power
+    if sigma2 <= 1e-12 * power:
+        return 1.0  # noise-free
+    signal2 = power - 2.0 * sigma2
+    if signal2 <= 0.0:
+        return 0.0
+    return thermal_phasor_length(signal2 / (2.0 * sigma2))
+
+
+@numba.njit(nogil=True, cache=True)
 def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
-    """Fused single pass over (row, chan, corr); adds into ``out`` (see layout above)."""
+    """Fused single pass over (row, chan, corr); adds into ``out`` (see layout above).
+
+    Per (row, corr) the noise comes from adjacent-channel differences of
+    DATA with MODEL's phase taken out, for the thermal floor (floor_phasor).
+    """
     n_row, n_chan, n_corr = data.shape
+    prev_re = np.zeros(n_corr)
+    prev_im = np.zeros(n_corr)
+    prev_ok = np.zeros(n_corr, np.bool_)
+    noise = np.zeros((n_corr, 5))  # diff sum, n diff, power sum, n power, weight sum
     for r in range(n_row):
         if not cross[r]:
             continue
+        prev_ok[:] = False
+        noise[:] = 0.0
         for c in range(n_chan):
             for p in range(n_corr):
                 out[_N_TOTAL] += 1.0
                 if flag[r, c, p]:
                     out[_N_FLAGGED] += 1.0
+                    prev_ok[p] = False
                     continue
                 w = weight[r, p]
                 if not (w > 0.0 and w < np.inf):
+                    prev_ok[p] = False
                     continue
                 d = data[r, c, p]
                 m = model[r, c, p]
@@ -47,10 +105,12 @@ def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
                 model_power = mr * mr + mi * mi
                 both = data_power * model_power
                 if not (both > 0.0 and both < np.inf):
+                    prev_ok[p] = False
                     continue
                 out[_N_USED] += 1.0
                 out[_SUM_W] += w
-                w_over_model = w / np.sqrt(model_power)
+                inv_model = 1.0 / np.sqrt(model_power)
+                w_over_model = w * inv_model
                 out[_MODEL_RE] += w_over_model * mr
                 out[_MODEL_IM] += w_over_model * mi
                 w_over_both = w / np.sqrt(both)
@@ -60,6 +120,21 @@ def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
                 position = (0.5 * np.log10(data_power / model_power) - lo) * scale
                 k = int(position) if position > 0 else 0
                 out[_N_SCALARS + min(k, n_bins - 1)] += 1.0
+                vr = (dr * mr + di * mi) * inv_model
+                vi = (di * mr - dr * mi) * inv_model
+                if prev_ok[p]:
+                    noise[p, 0] += (vr - prev_re[p]) ** 2 + (vi - prev_im[p]) ** 2
+                    noise[p, 1] += 1.0
+                prev_re[p], prev_im[p], prev_ok[p] = vr, vi, True
+                noise[p, 2] += data_power
+                noise[p, 3] += 1.0
+                noise[p, 4] += w
+        for p in range(n_corr):
+            if noise[p, 4] > 0.0:
+                phasor = floor_phasor(noise[p, 0], noise[p, 1], noise[p, 2], noise[p, 3])
+                if phasor >= 0.0:
+                    out[_FLOOR_SUM] += noise[p, 4] * phasor
+                    out[_NOISE_W] += noise[p, 4]
 
 
 def phase_alignment_partials(data, model, flag, weight, cross):
@@ -121,6 +196,17 @@ def circular_std_deg(resultant_length):
     return float(np.degrees(np.sqrt(max(-2.0 * np.log(r), 0.0)))) + 0.0  # never -0.0
 
 
+def excess_scatter_deg(measured_deg: float, floor_deg: float) -> float:
+    """The phase scatter beyond thermal noise: phasor lengths divide (R = R_floor R_excess)."""
+    if not np.isfinite(measured_deg):
+        return float("nan")
+    if not np.isfinite(floor_deg):
+        return measured_deg
+    measured_r = np.exp(-0.5 * np.radians(measured_deg) ** 2)
+    floor_r = np.exp(-0.5 * np.radians(floor_deg) ** 2)
+    return circular_std_deg(min(measured_r / floor_r, 1.0)) if floor_r > 0 else float("nan")
+
+
 def finalise_phase_alignment(partials) -> dict:
     """Metrics from summed partials (NaN where no visibility was usable)."""
     sum_w = partials[_SUM_W]
@@ -131,9 +217,14 @@ def finalise_phase_alignment(partials) -> dict:
         model_scatter, diff_scatter = circular_std_deg(model_r), circular_std_deg(diff_r)
     else:
         model_scatter = diff_scatter = float("nan")
+    floor = (
+        circular_std_deg(partials[_FLOOR_SUM] / partials[_NOISE_W])
+        if partials[_NOISE_W] > 0 else float("nan")
+    )  # fmt: skip
     return {
         "model_phase_scatter_deg": model_scatter,
         "data_model_phase_scatter_deg": diff_scatter,
+        "data_model_phase_floor_deg": floor,
         "median_amp_ratio": histogram_median(partials[_N_SCALARS:]),
         "flagged_fraction": float(partials[_N_FLAGGED] / n_total) if n_total else float("nan"),
         "n_used": int(partials[_N_USED]),

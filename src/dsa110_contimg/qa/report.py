@@ -70,7 +70,7 @@ class _Scorer:
         """Phase scatter judged by its excess over the thermal floor; all three reported."""
         measured = float("nan") if measured is None else measured
         floor = float("nan") if floor is None else floor
-        excess = vk.excess_scatter_deg(measured, floor)
+        excess = kernels.excess_scatter_deg(measured, floor)
         entry = self.entry(excess, threshold_key, in_overall, not_judged)
         entry["value"] = _finite_or_none(measured)
         entry["thermal_floor_deg"] = _finite_or_none(floor)

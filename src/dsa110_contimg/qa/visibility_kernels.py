@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 import numba
 import numpy as np
 
-from dsa110_contimg.qa.kernels import circular_std_deg
+from dsa110_contimg.qa.kernels import circular_std_deg, floor_phasor
 
 PHASE_BINS = 72  # 5 degrees each, from -180 to 180
 # The phase histograms only draw the report's before/after plot; binning a
@@ -124,51 +124,6 @@ class VisibilityPartials:
         idx = list(field_indices)
         summed = [a[idx].sum(axis=0, keepdims=True) for a in self.arrays()[:-1]]
         return VisibilityPartials(*summed, self.flag_map)
-
-
-@numba.njit(nogil=True, cache=True)
-def _i0e_plus_i1e(x):
-    """exp(-x) (I0(x) + I1(x)) for x >= 0 (Abramowitz & Stegun 9.8.1-9.8.4, error < 1e-7)."""
-    if x < 3.75:
-        t = (x / 3.75) ** 2
-        i0 = 1.0 + t * (3.5156229 + t * (3.0899424 + t * (1.2067492 + t * (
-            0.2659732 + t * (0.0360768 + t * 0.0045813)))))  # fmt: skip
-        i1 = x * (0.5 + t * (0.87890594 + t * (0.51498869 + t * (0.15084934 + t * (
-            0.02658733 + t * (0.00301532 + t * 0.00032411))))))  # fmt: skip
-        return (i0 + i1) * np.exp(-x)
-    t = 3.75 / x
-    i0 = 0.39894228 + t * (0.01328592 + t * (0.00225319 + t * (-0.00157565 + t * (
-        0.00916281 + t * (-0.02057706 + t * (0.02635537 + t * (-0.01647633
-        + t * 0.00392377)))))))  # fmt: skip
-    i1 = 0.39894228 + t * (-0.03988024 + t * (-0.00362018 + t * (0.00163801 + t * (
-        -0.01031555 + t * (0.02282967 + t * (-0.02895312 + t * (0.01787654
-        - t * 0.00420059)))))))  # fmt: skip
-    return (i0 + i1) / np.sqrt(x)
-
-
-@numba.njit(nogil=True, cache=True)
-def thermal_phasor_length(nu):
-    """E[cos phi] of the phase of A + noise, nu = A^2 / (2 sigma^2) (sigma per component)."""
-    if not nu > 0.0:
-        return 0.0
-    if nu > 1e6:
-        return 1.0 - 0.25 / nu
-    return min(0.5 * np.sqrt(np.pi * nu) * _i0e_plus_i1e(0.5 * nu), 1.0)
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _floor_phasor(diff_sum, n_diff, power_sum, n_power):
-    """Thermal phasor length of one (row, corr) from its channel differences and power."""
-    if n_diff < 1 or n_power < 2:
-        return -1.0  # not measurable
-    sigma2 = diff_sum / (4.0 * n_diff)
-    power = power_sum / n_power
-    if sigma2 <= 1e-12 * power:
-        return 1.0  # noise-free
-    signal2 = power - 2.0 * sigma2
-    if signal2 <= 0.0:
-        return 0.0
-    return thermal_phasor_length(signal2 / (2.0 * sigma2))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -384,12 +339,12 @@ def _visibility_sums(
             cmv_im += w * corr_cmv_im
             cmv_m2 += w * corr_cm2
             if corr_n_dm > 0.0:
-                phasor = _floor_phasor(d_diff, d_ndiff, d_pow, d_npow)
+                phasor = floor_phasor(d_diff, d_ndiff, d_pow, d_npow)
                 if phasor >= 0.0:
                     noise_dm_w += w * corr_n_dm
                     floor_dm += w * corr_n_dm * phasor
             if corr_n_cm > 0.0:
-                phasor = _floor_phasor(c_diff, c_ndiff, c_pow, c_npow)
+                phasor = floor_phasor(c_diff, c_ndiff, c_pow, c_npow)
                 if phasor >= 0.0:
                     noise_cm_w += w * corr_n_cm
                     floor_cm += w * corr_n_cm * phasor
@@ -548,17 +503,6 @@ def _floor_deg(floor_sum, noise_w) -> float:
     if not noise_w > 0:
         return float("nan")
     return circular_std_deg(floor_sum / noise_w)
-
-
-def excess_scatter_deg(measured_deg: float, floor_deg: float) -> float:
-    """The phase scatter beyond thermal noise: phasor lengths divide (R = R_floor R_excess)."""
-    if not np.isfinite(measured_deg):
-        return float("nan")
-    if not np.isfinite(floor_deg):
-        return measured_deg
-    measured_r = np.exp(-0.5 * np.radians(measured_deg) ** 2)
-    floor_r = np.exp(-0.5 * np.radians(floor_deg) ** 2)
-    return circular_std_deg(min(measured_r / floor_r, 1.0)) if floor_r > 0 else float("nan")
 
 
 def uv_profile(partials: VisibilityPartials, uv_max_m: float, field: int = 0) -> dict:
