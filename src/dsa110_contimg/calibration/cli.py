@@ -400,11 +400,7 @@ def _run(args, plan, calibrator) -> int:
             for obs in summary["observations"]
             for reason in obs["degraded"]
         ]
-        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
-        print(
-            f"contimg: degraded: {reasons[0]}{more}; see {summary['summary_path']}",
-            file=sys.stderr,
-        )
+        _print_first("degraded", reasons, summary["summary_path"])
         return EXIT_DEGRADED
     if summary["status"] != "ok":
         failures = [
@@ -414,13 +410,18 @@ def _run(args, plan, calibrator) -> int:
             for obs in summary["observations"]
             for f in obs["failed"]
         ]
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        print(
-            f"contimg: error: {' '.join(failures[0].split())}{more}; see {summary['summary_path']}",
-            file=sys.stderr,
-        )
+        _print_first("error", failures, summary["summary_path"])
         return 1
     return 0
+
+
+def _print_first(label: str, lines: list[str], summary_path) -> None:
+    """One stderr line: the first of ``lines``, how many more, and where the rest is."""
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    print(
+        f"contimg: {label}: {' '.join(lines[0].split())}{more}; see {summary_path}",
+        file=sys.stderr,
+    )
 
 
 # A run that finished but lost solutions or SPWs (summary status "degraded").
