@@ -365,7 +365,7 @@ def _cmd_reprocess(args) -> int:
     if args.validity_hours <= 0:
         raise ContimgError("--validity-hours must be positive")
     config = resolve_config(args.preset, args.config)
-    catalog = load_catalog(args.catalog)
+    catalog = _catalog_with_user_flux(args, load_catalog(args.catalog))
     out = check_output_dir(args.out, "--out")
     if args.performance_report:
         check_output_file(args.performance_report, "--performance-report")
@@ -404,6 +404,24 @@ def _cmd_reprocess(args) -> int:
             f"summary {summary_path}"
         )
         return 0 if result["counts"]["failed"] == 0 else 1
+
+
+def _catalog_with_user_flux(args, catalog) -> tuple:
+    """The catalog with --calibrator's spectrum from --cal-flux, --cal-ref-freq, --cal-index."""
+    from dsa110_contimg.sky.calibrators import CalibratorRequest, resolve_calibrator
+
+    if args.cal_flux is None and args.cal_ref_freq is None and args.cal_index is None:
+        return catalog
+    if not args.calibrator:
+        raise ContimgError("--cal-flux needs --calibrator NAME: the catalog source it describes")
+    if args.cal_ref_freq is None:
+        raise ContimgError("reprocess --cal-flux needs --cal-ref-freq HZ (files may differ)")
+    replaced = resolve_calibrator(
+        CalibratorRequest(args.calibrator, None, None, args.cal_flux, args.cal_ref_freq,
+                          args.cal_index),
+        catalog,
+    )  # fmt: skip
+    return tuple(replaced if c.name == replaced.name else c for c in catalog)
 
 
 def _cmd_status(args) -> int:
@@ -774,6 +792,8 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument("--preset", default="default", help="recipe preset")
     reprocess.add_argument("--config", help="YAML file of recipe settings")
     reprocess.add_argument("--catalog", help="calibrator catalog: CSV or VLA list text")
+    reprocess.add_argument("--calibrator", help="the catalog source --cal-flux describes")
+    _add_calibrator_flux_options(reprocess)
     reprocess.add_argument("--dry-run", action="store_true", help="print the plan only")
     reprocess.add_argument("--scheduler", help="existing Dask scheduler, tcp://HOST:PORT")
     reprocess.add_argument("--cluster", help="cluster profile: local, ssh, slurm or a YAML file")

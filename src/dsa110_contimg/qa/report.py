@@ -462,6 +462,8 @@ def _caltable_qa(path, ms, scorer: _Scorer, array, truth, data_units: str = "Jy"
                     "scale"
                 ),
             )  # fmt: skip
+        if kind != "B" and data_units.lower() != "jy" and "amp_scatter" in m:
+            metrics["gain_amp_scatter"] = scorer.entry(m["amp_scatter"], "gain_amp_scatter")
         if kind == "B" and "bandpass_amp_roughness" in m:
             metrics["bandpass_amp_roughness"] = scorer.entry(
                 m["bandpass_amp_roughness"], "bandpass_amp_roughness"

@@ -133,6 +133,9 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "snr_median": Threshold("median solution SNR", 100, 20, 5, 3, 0),
     "amp_out_of_range_fraction": Threshold("gain amplitudes outside 0.1-10", 0, 0.001, 0.01,
                                            0.1, 1),
+    # gains in the correlator's units: their relative spread over antennas and time
+    "gain_amp_scatter": Threshold("gain amplitude spread (robust std / median)", 0, 0.1, 0.3,
+                                  1.0, 10),
     "gain_phase_scatter_deg": Threshold("gain phase scatter over time", 0, 30, 60, 90, 180,
                                         "deg"),
     "bandpass_amp_roughness": Threshold("bandpass amplitude roughness", 0, 0.02, 0.05, 0.1, 1),
