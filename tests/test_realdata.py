@@ -188,3 +188,32 @@ def test_paper_xy_only_is_refused_for_models_and_calibration(tmp_path):
         assert result.returncode == 2, result.stderr
         assert "no parallel-hand correlation (XY only)" in one_error_line(result)
     assert not (tmp_path / "cal").exists()
+
+
+@pytest.mark.parametrize("archive", sorted(INSPECTED))
+def test_every_command_on_every_real_ms_works_or_refuses_in_one_line(tmp_path, archive):
+    """check-phasing, qa and calibrate against a source at field 0's phase centre (given
+    by position and flux): each works and says what it found, or refuses in one line."""
+    ms = _unpack(archive, tmp_path)
+    with table(f"{ms}/FIELD", ack=False) as field:
+        ra, dec = np.degrees(field.getcell("PHASE_DIR", 0)[0])
+    source = ("--cal-ra", f"{ra % 360:.6f}", "--cal-dec", f"{dec:.6f}", "--cal-flux", "10")
+    runs = {
+        "check-phasing": _contimg("check-phasing", ms, *source, "--json"),
+        "qa": _contimg("qa", ms, *source, "--out", tmp_path / "qa", "--json"),
+        "calibrate": _contimg("calibrate", ms, *source, "--field", "0", "--refant", "0",
+                              "--out", tmp_path / "cal", "--n-workers", "1"),
+    }  # fmt: skip
+    for command, result in runs.items():
+        assert "Traceback" not in result.stderr, (command, result.stderr)
+        if result.returncode == 0:
+            continue
+        assert result.returncode in (1, 2, 3), (command, result.returncode, result.stderr)
+        lines = [x for x in result.stderr.splitlines() if x.startswith("contimg: ")]
+        assert len(lines) == 1, (command, result.stderr)
+    for command in ("check-phasing", "qa"):
+        if runs[command].returncode == 0:
+            json.loads(runs[command].stdout)
+    if runs["qa"].returncode == 0:
+        summary = json.loads(runs["qa"].stdout)
+        assert summary["array"]["n_antennas_with_data"] == INSPECTED[archive][3]
