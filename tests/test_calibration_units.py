@@ -131,9 +131,12 @@ def test_refant_by_name_station_and_index(corrupted_small):
     assert resolve_refant(corrupted_small, "DSA103") == "DSA103"
     assert resolve_refant(corrupted_small, "103") == "DSA103"
     assert resolve_refant(corrupted_small, "1") == "DSA001"
-    # On DSA-110 data a number is a station, never an index: no DSA002 here.
-    with pytest.raises(ContimgError, match=r"'2' \(a DSA-110 station number\)"):
+    # On DSA-110 data a number is a station, never an index. DSA002 is listed in
+    # the ANTENNA table (as every station is) but has no data here.
+    with pytest.raises(ContimgError, match=r"DSA002 \(DSA-110 station 2\) has no data"):
         resolve_refant(corrupted_small, "2")
+    with pytest.raises(ContimgError, match=r"'200' \(a DSA-110 station number\)"):
+        resolve_refant(corrupted_small, "200")
     with pytest.raises(ContimgError, match="try --refant DSA"):
         resolve_refant(corrupted_small, "DSA999")
 

@@ -293,7 +293,8 @@ def spoil_field(ms, field, how):
             main.putcol("FLAG", flags)
         else:
             data = main.getcol("DATA")
-            data[in_field & (main.getcol("ANTENNA1") == 2)] = np.nan
+            first = np.unique(main.getcol("ANTENNA1"))[2]  # an antenna with data
+            data[in_field & (main.getcol("ANTENNA1") == first)] = np.nan
             main.putcol("DATA", data)
 
 

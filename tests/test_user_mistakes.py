@@ -154,7 +154,7 @@ CASES = [
                                  "--cal-dec", "0"], 2, "--cal-ra must be"),
     ("phasing-no-calibrator", ["check-phasing", "in/tiny.ms"], 2, "--calibrator NAME"),
     ("calibrate-refant-name", [*CAL, "--refant", "DSA999"], 2, "reference antenna 'DSA999'"),
-    ("calibrate-refant-station", [*CAL, "--refant", "2"], 2, "DSA-110 station number"),
+    ("calibrate-refant-station", [*CAL, "--refant", "2"], 2, "(DSA-110 station 2) has no data"),
     ("calibrate-spw-range", [*CAL, "--spw", "7"], 2, "SPW"),
     ("calibrate-field-range", [*CAL, "--field", "99"], 2, "field"),
     ("calibrate-zero-workers", [*CAL, "--n-workers", "0"], 2, "must be at least 1"),

@@ -538,7 +538,7 @@ def _resolve_calibrator(args, ms=None, needs_flux: str | None = None):
             "of its true flux); give --cal-flux JY",
             calibrator.name,
         )
-    log.info("calibrator %s: %s", calibrator.name, calibrator.reference)
+    log.debug("calibrator %s: %s", calibrator.name, calibrator.reference)
     return calibrator
 
 

@@ -105,8 +105,8 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "phase_scatter_offset_deg": Threshold("phase scatter (calibrator off the phase centre)",
                                           0, 105, 120, 140, 180, "deg"),
     # CORRECTED vs MODEL after calibration: the excess over thermal noise, any phasing
-    # (per baseline: 15 deg is about 11 deg of residual phase per antenna)
-    "corrected_phase_excess_deg": Threshold("CORRECTED-MODEL phase scatter", 0, 15, 25, 45, 180,
+    # (per baseline: 20 deg is about 14 deg of residual phase per antenna)
+    "corrected_phase_excess_deg": Threshold("CORRECTED-MODEL phase scatter", 0, 10, 20, 45, 180,
                                             "deg"),
     "median_data_model_amp_ratio": Threshold("median |DATA|/|MODEL|", 1, 2, 5, 10, 100,
                                              ratio=True),
