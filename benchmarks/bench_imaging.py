@@ -96,10 +96,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--fields", default="8~15")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny preset, two fields, once")
+    parser.add_argument("--quick", action="store_true", help="tiny preset, one field, once")
     args = parser.parse_args(argv)
     if args.quick:
-        args.preset, args.fields, args.repeat = "tiny", "2~3", 1
+        args.preset, args.fields, args.repeat = "tiny", "2", 1
 
     from dsa110_contimg.simulate import preset, simulate_observation
 
