@@ -244,3 +244,19 @@ def test_casa_log_reason_reads_solve_statistics_and_joins_continued_lines(tmp_pa
     )
     assert log_reason(log) == "Spectral window(s) 0, could not be solved"
     assert log_reason(tmp_path / "missing.log") is None
+
+
+def test_the_readme_catalog_example_reads(tmp_path):
+    """The CSV catalog example in the README is a catalog the program reads."""
+    from pathlib import Path
+
+    from dsa110_contimg.sky.calibrators import read_calibrator_csv
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("name,ra_deg,dec_deg,flux_jy")[1].split("```")[0]
+    path = tmp_path / "catalog.csv"
+    path.write_text("name,ra_deg,dec_deg,flux_jy" + block)
+    catalog = {c.name: c for c in read_calibrator_csv(path)}
+    assert catalog["1934-638"].dec_deg == pytest.approx(-63.7127, abs=1e-3)
+    assert catalog["1934-638"].ref_freq_hz == 1.4e9
+    assert "J0834+5534" in catalog["0834+555"].aliases

@@ -137,7 +137,15 @@ def test_calibrate_apply_qa_and_image_on_spws_of_different_widths(odd_ms, tmp_pa
     result = _contimg("apply", odd_ms, "--tables", *tables, "--out", tmp_path / "applied")
     assert result.returncode == 0, result.stderr
 
-    result = _contimg("image", obs["output_mms"], "--out", tmp_path / "img", "--json")
+    # no truth file here: the calibrator is measured with the flux the user gives
+    result = _contimg("image", obs["output_mms"], "--out", tmp_path / "img", "--json",
+                      "--calibrator", "0834+555", "--cal-flux", "9.0", "--cal-ref-freq",
+                      "1.4e9", "--cal-index", "0")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    (comparison,) = json.loads(result.stdout)["comparisons"]
+    imaging = json.loads(result.stdout)
+    (comparison,) = imaging["comparisons"]
     assert comparison["coherence_after"] > 0.95
+    corrected = [i for i in imaging["images"] if i["column"] == "corrected"][0]
+    (source,) = [s for s in corrected["sources"] if s["name"] == "0834+555"]
+    assert source["expected_apparent_jy"] == pytest.approx(9.0, rel=0.01)
+    assert abs(source["flux_error"]) < 0.06  # 8.8 Jy at 1.4 GHz, index -0.38, truly

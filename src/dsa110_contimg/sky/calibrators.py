@@ -227,7 +227,9 @@ def read_calibrator_csv(path) -> tuple[Calibrator, ...]:
 
     calibrators = []
     with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(line for line in handle if not line.lstrip().startswith("#"))
+        reader = csv.DictReader(
+            line for line in handle if line.strip() and not line.lstrip().startswith("#")
+        )
         for number, row in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             try:
