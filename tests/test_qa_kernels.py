@@ -131,11 +131,12 @@ def test_thermal_phase_floor_matches_monte_carlo_in_both_passes():
     )
     assert alignment["data_model_phase_floor_deg"] == pytest.approx(expected, rel=0.10)
     assert alignment["data_model_phase_scatter_deg"] == pytest.approx(expected, rel=0.05)
-    ant1 = np.zeros(n_row, int)
-    ant2 = np.ones(n_row, int)
+    ant1 = np.arange(n_row) % 40
+    ant2 = ant1 + 1 + (np.arange(n_row) // 40) % 8  # the floor samples one baseline in 8
+    assert 0.05 < vk.noise_floor_baselines(ant1, ant2).mean() < 0.2
     partials = vk.visibility_partials(
         data, model, data, flag, weight, ant1, ant2, np.zeros(n_row, int),
-        np.zeros((n_row, 3)), 1, 2, 1000.0,
+        np.zeros((n_row, 3)), 1, 48, 1000.0,
     )  # fmt: skip
     metrics = vk.finalise_visibility_metrics(partials)
     assert metrics["data_model_phase_floor_deg"] == pytest.approx(expected, rel=0.10)

@@ -21,6 +21,7 @@ from dsa110_contimg.ms import reads
 from dsa110_contimg.phasing.geometry import FieldGeometry, field_geometry
 from dsa110_contimg.phasing.model import ModelContext
 from dsa110_contimg.qa import kernels
+from dsa110_contimg.qa.visibility_kernels import noise_floor_baselines
 from dsa110_contimg.sky.calibrators import Calibrator
 from dsa110_contimg.sky.coordinates import direction_cosines
 from dsa110_contimg.sky.predict_kernels import point_source_visibilities
@@ -153,9 +154,11 @@ def _spw_chunk_partials(
             coherence[f] += kernels.model_coherence_partials(
                 group_model[:, coherence_chans], predicted, cross, corr_weights
             )
+        a1, a2 = np.asarray(ant1[rows]), np.asarray(ant2[rows])
         partials[f] += kernels.phase_alignment_partials(
-            data[rows], group_model, flag[rows], weight[rows], cross
-        )
+            data[rows], group_model, flag[rows], weight[rows], cross,
+            noise_rows=noise_floor_baselines(a1, a2),
+        )  # fmt: skip
     return partials, coherence
 
 

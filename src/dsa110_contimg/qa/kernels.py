@@ -71,7 +71,7 @@ def floor_phasor(diff_sum, n_diff, power_sum, n_power):
 
 
 @numba.njit(nogil=True, cache=True)
-def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
+def _alignment_sums(data, model, flag, weight, cross, noise_rows, out, lo, scale, n_bins):
     """Fused single pass over (row, chan, corr); adds into ``out`` (see layout above).
 
     Per (row, corr) the noise comes from adjacent-channel differences of
@@ -85,6 +85,7 @@ def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
     for r in range(n_row):
         if not cross[r]:
             continue
+        sampled = noise_rows[r]
         prev_ok[:] = False
         noise[:] = 0.0
         for c in range(n_chan):
@@ -120,6 +121,8 @@ def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
                 position = (0.5 * np.log10(data_power / model_power) - lo) * scale
                 k = int(position) if position > 0 else 0
                 out[_N_SCALARS + min(k, n_bins - 1)] += 1.0
+                if not sampled:
+                    continue
                 vr = (dr * mr + di * mi) * inv_model
                 vi = (di * mr - dr * mi) * inv_model
                 if prev_ok[p]:
@@ -129,7 +132,7 @@ def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
                 noise[p, 2] += data_power
                 noise[p, 3] += 1.0
                 noise[p, 4] += w
-        for p in range(n_corr):
+        for p in range(n_corr if sampled else 0):
             if noise[p, 4] > 0.0:
                 phasor = floor_phasor(noise[p, 0], noise[p, 1], noise[p, 2], noise[p, 3])
                 if phasor >= 0.0:
@@ -137,7 +140,7 @@ def _alignment_sums(data, model, flag, weight, cross, out, lo, scale, n_bins):
                     out[_NOISE_W] += noise[p, 4]
 
 
-def phase_alignment_partials(data, model, flag, weight, cross):
+def phase_alignment_partials(data, model, flag, weight, cross, noise_rows=None):
     """Partial sums for model phase scatter, DATA-MODEL phase scatter and |DATA|/|MODEL|.
 
     A visibility counts when it is an unflagged cross-correlation with finite,
@@ -145,9 +148,11 @@ def phase_alignment_partials(data, model, flag, weight, cross):
     weighted unit phasors: sum w M/|M| and sum w D conj(M) / |D M|. Returns a
     float64 vector of length ``PARTIALS_LENGTH``; add vectors of different
     chunks, then call :func:`finalise_phase_alignment`. One fused pass (numba),
-    accumulated in float64.
+    accumulated in float64. The thermal floor is estimated on ``noise_rows``
+    (bool, (row,); default every row): a sample of baselines is enough.
     """
     out = np.zeros(PARTIALS_LENGTH)
+    noise_rows = np.ones(len(cross), np.bool_) if noise_rows is None else noise_rows
     lo, hi = RATIO_LOG10_RANGE
     _alignment_sums(
         np.ascontiguousarray(data, np.complex64),
@@ -155,6 +160,7 @@ def phase_alignment_partials(data, model, flag, weight, cross):
         np.ascontiguousarray(flag, np.bool_),
         np.ascontiguousarray(weight, np.float32),
         np.ascontiguousarray(cross, np.bool_),
+        np.ascontiguousarray(noise_rows, np.bool_),
         out,
         lo,
         RATIO_BINS / (hi - lo),

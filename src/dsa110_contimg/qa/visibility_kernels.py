@@ -12,8 +12,10 @@ need a finite, non-zero MODEL (CORRECTED). Phase statistics are circular,
 from weighted unit phasors; medians come from histograms on a
 pseudo-logarithmic scale (bins under 0.8 % wide, see ``RATIO_MANTISSA_BITS``).
 
-Thermal noise. Per (row, correlation) the noise per real/imaginary part is
-estimated from the data themselves, sigma^2 = <|V_c - V_(c-1)|^2> / 4 over
+Thermal noise. On the baselines the phase histograms sample (one in
+``PHASE_HISTOGRAM_BASELINE_STRIDE``: a statistical figure needs no more), per
+(row, correlation) the noise per real/imaginary part is estimated from the
+data themselves, sigma^2 = <|V_c - V_(c-1)|^2> / 4 over
 adjacent channels after the model's phase is taken out (so a source off the
 phase centre adds no fringe), and the signal power A^2 = <|V|^2> - 2 sigma^2.
 Thermal noise alone leaves a phase-difference phasor of mean length
@@ -166,6 +168,12 @@ def _ratio_bin(ratio, float_buffer, bits_buffer):
     return min(max(k, 0), RATIO_BINS - 1)
 
 
+def noise_floor_baselines(ant1, ant2) -> np.ndarray:
+    """(row,) bool: the baselines the phase histograms and thermal floors sample."""
+    ant1, ant2 = np.asarray(ant1, np.int64), np.asarray(ant2, np.int64)
+    return (ant1 * 31 + ant2) % PHASE_HISTOGRAM_BASELINE_STRIDE == 0
+
+
 def ratio_bin_edges() -> np.ndarray:
     """(RATIO_BINS + 1,) lower edges of the ratio bins, then the upper edge of the last."""
     bits = (np.arange(RATIO_BINS + 1, dtype=np.int64) + _LO_BITS) << _SHIFT
@@ -282,27 +290,29 @@ def _visibility_sums(
                 corr_dmv_re += vr
                 corr_dmv_im += vi
                 corr_m2 += m_power
-                vr *= inv_m
-                vi *= inv_m
-                if prev_d_ok:
-                    d_diff += (vr - prev_dr) ** 2 + (vi - prev_di) ** 2
-                    d_ndiff += 1.0
-                prev_dr, prev_di, prev_d_ok = vr, vi, True
-                d_pow += d_power
-                d_npow += 1.0
+                if sample_phase:  # the noise floor, from the sampled baselines
+                    vr *= inv_m
+                    vi *= inv_m
+                    if prev_d_ok:
+                        d_diff += (vr - prev_dr) ** 2 + (vi - prev_di) ** 2
+                        d_ndiff += 1.0
+                    prev_dr, prev_di, prev_d_ok = vr, vi, True
+                    d_pow += d_power
+                    d_npow += 1.0
                 if c_ok:
                     ur, ui = cr * mr + ci * mi, ci * mr - cr * mi
                     corr_cmv_re += ur
                     corr_cmv_im += ui
                     corr_cm2 += m_power
-                    ur *= inv_m
-                    ui *= inv_m
-                    if prev_c_ok:
-                        c_diff += (ur - prev_cr) ** 2 + (ui - prev_ci) ** 2
-                        c_ndiff += 1.0
-                    prev_cr, prev_ci, prev_c_ok = ur, ui, True
-                    c_pow += c_power
-                    c_npow += 1.0
+                    if sample_phase:
+                        ur *= inv_m
+                        ui *= inv_m
+                        if prev_c_ok:
+                            c_diff += (ur - prev_cr) ** 2 + (ui - prev_ci) ** 2
+                            c_ndiff += 1.0
+                        prev_cr, prev_ci, prev_c_ok = ur, ui, True
+                        c_pow += c_power
+                        c_npow += 1.0
                 else:
                     prev_c_ok = False
                 # D conj(M) / |D M|: the unit phasor of the phase difference
@@ -338,12 +348,12 @@ def _visibility_sums(
             cmv_re += w * corr_cmv_re
             cmv_im += w * corr_cmv_im
             cmv_m2 += w * corr_cm2
-            if corr_n_dm > 0.0:
+            if corr_n_dm > 0.0 and sample_phase:
                 phasor = floor_phasor(d_diff, d_ndiff, d_pow, d_npow)
                 if phasor >= 0.0:
                     noise_dm_w += w * corr_n_dm
                     floor_dm += w * corr_n_dm * phasor
-            if corr_n_cm > 0.0:
+            if corr_n_cm > 0.0 and sample_phase:
                 phasor = floor_phasor(c_diff, c_ndiff, c_pow, c_npow)
                 if phasor >= 0.0:
                     noise_cm_w += w * corr_n_cm
