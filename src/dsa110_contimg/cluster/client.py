@@ -80,6 +80,9 @@ class QuietDaskLogging(WorkerPlugin):
 
     def setup(self, worker):
         logging.getLogger("distributed").setLevel(logging.ERROR)
+        # A heartbeat cut short by the cluster closing at the end of a run is
+        # logged with a traceback; the run's own outcome is already reported.
+        logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
