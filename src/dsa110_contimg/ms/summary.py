@@ -10,8 +10,6 @@ import numpy as np
 from dsa110_contimg.ms import reads
 from dsa110_contimg.ms.antennas import array_of
 
-CORR_NAMES = {5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY"}
-
 
 @dataclass(frozen=True)
 class SpwSummary:
@@ -106,7 +104,7 @@ def summarise_ms(path) -> MsSummary:
         n_antennas_listed=len(array.names),
         dish_diameter_m=array.dish_diameter_m,
         dish_from_ms=array.dish_from_ms,
-        corr_names=tuple(CORR_NAMES.get(int(c), str(c)) for c in pol.CORR_TYPE.values[0]),
+        corr_names=tuple(reads.CORR_NAMES.get(int(c), str(c)) for c in pol.CORR_TYPE.values[0]),
         field_names=tuple(str(n) for n in field.NAME.values),
         field_phase_dir_deg=tuple(
             (float(ra), float(dec)) for ra, dec in np.degrees(field.PHASE_DIR.values[:, 0, :])
