@@ -23,6 +23,7 @@ from dsa110_contimg.ms.reads import (
     read_subtable,
     require_ms,
     require_parallel_hands,
+    weights_meaningful,
 )
 from dsa110_contimg.qa.scores import DEFAULT_THRESHOLDS as DEFAULT_QA_THRESHOLDS
 from dsa110_contimg.selection import parse_index_selection
@@ -104,6 +105,7 @@ def plan_calibration(
                 n_spw,
                 config,
                 output_dir,
+                equal_weights=not weights_meaningful(ms),
                 cal_fields=fields,
                 phasecenter=phasecenter,
                 refant=resolve_refant(ms, refant),
@@ -121,6 +123,7 @@ def plan_calibration(
                 n_spw,
                 config,
                 output_dir,
+                equal_weights=not weights_meaningful(ms),
                 solutions_from=observations[0].ms,
             )
         )
@@ -179,6 +182,7 @@ def plan_apply(
                 n_spw,
                 config,
                 output_dir,
+                equal_weights=not weights_meaningful(ms),
                 apply_fields=_fields(ms, fields),
                 given_tables=[str(Path(t).absolute()) for t in tables],
             )

@@ -67,6 +67,7 @@ class ObservationPlan:
     solutions_from: str | None = None  # calibrator MS whose tables a target uses
     given_tables: tuple[str, ...] = ()  # for `apply`: tables named by the user
     antennas_with_data: tuple[int, ...] = ()  # whose solutions count (empty: all)
+    equal_weights: bool = False  # WEIGHT holds no positive value: the working copy uses 1
 
     def merged(self, step: str) -> str | None:
         return dict(self.merged_tables).get(step)
@@ -160,6 +161,7 @@ def plan_observation(
     solutions_from: str | None = None,
     given_tables=(),
     antennas_with_data=(),
+    equal_weights: bool = False,
 ) -> ObservationPlan:
     stem = _stem(ms)
     out = Path(output_dir).absolute()
@@ -202,6 +204,7 @@ def plan_observation(
         solutions_from=solutions_from,
         given_tables=tuple(str(t) for t in given_tables),
         antennas_with_data=tuple(int(a) for a in antennas_with_data),
+        equal_weights=equal_weights,
     )
 
 

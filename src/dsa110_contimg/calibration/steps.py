@@ -28,7 +28,6 @@ from dsa110_contimg.casa import tasks
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables, mms
 from dsa110_contimg.ms.publish import publish_directory
-from dsa110_contimg.ms.reads import weights_meaningful
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
                 log_file=log_file,
             )
         detail = {"task": call.task, "casa_seconds": call.seconds}
-        if not weights_meaningful(obs.ms):
+        if obs.equal_weights:
             # CASA solves drop visibilities of non-positive weight: with none
             # meaningful, the working copy weights every visibility equally.
             tasks.run_initweights_ones(str(staged), log_file)
