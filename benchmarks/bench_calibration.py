@@ -35,12 +35,12 @@ import json, sys
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration
 from dsa110_contimg.calibration.serial import run_serial_recipe
-from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.phasing.geometry import FieldChoice, choose_fields
 from dsa110_contimg.sky.calibrators import lookup_calibrator
 
 ms, out, multi_ms = sys.argv[1], sys.argv[2], sys.argv[3] == "mms"
 cal = lookup_calibrator("0834+555")
-fields = select_auto_fields(field_geometry(ms, cal), None, 0.3)
+fields = choose_fields(ms, cal, FieldChoice(auto=True, min_response=0.3))
 plan = plan_calibration([ms], cal, {ms: fields}, "103", resolve_config(), out)
 result = run_serial_recipe(plan.observations[0], cal, plan.config, out, out, multi_ms=multi_ms)
 print("BENCH_STEPS " + json.dumps(result))

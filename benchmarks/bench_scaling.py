@@ -63,7 +63,7 @@ def measure(config, n_ms: int, scratch: Path, client) -> dict:
     """Calibrate ``n_ms`` copies of one observation in one plan, then QA each; seconds."""
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
-    from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+    from dsa110_contimg.phasing.geometry import FieldChoice, choose_fields
     from dsa110_contimg.qa.report import run_qa
     from dsa110_contimg.simulate import simulate_observation
     from dsa110_contimg.sky.calibrators import lookup_calibrator
@@ -77,25 +77,25 @@ def measure(config, n_ms: int, scratch: Path, client) -> dict:
         copy = work / f"obs{i}.ms"
         shutil.copytree(first, copy)
         ms_list.append(str(copy))
-    fields = select_auto_fields(field_geometry(first, calibrator), window=None)
+    fields = choose_fields(first, calibrator, FieldChoice(auto=True))
     plan = plan_calibration(
         ms_list, calibrator, {ms: fields for ms in ms_list}, "103", resolve_config(), work / "out"
     )
     started = time.perf_counter()
     summary = run_plan(plan, client, work / "run", calibrator, progress=False)
     calibration = time.perf_counter() - started
-    if summary["status"] != "ok":
-        raise RuntimeError(f"calibration failed: {summary['observations'][0]['failed']}")
+    if summary.status != "ok":
+        raise RuntimeError(f"calibration failed: {summary.failure_lines()}")
     started = time.perf_counter()
-    for obs in summary["observations"]:
-        run_qa(obs["output_mms"], [], calibrator, scheduler="threads")
+    for obs in summary.observations:
+        run_qa(obs.output_mms, [], calibrator, scheduler="threads")
     qa = time.perf_counter() - started
     with __import__("casacore.tables", fromlist=["table"]).table(str(first), ack=False) as t:
         rows = t.nrows()
     shutil.rmtree(work)
     return {
         "calibration_s": calibration,
-        "calibration_cpu_s": sum(o["task_cpu_seconds"] for o in summary["observations"]),
+        "calibration_cpu_s": sum(o.task_cpu_seconds for o in summary.observations),
         "qa_s": qa,
         "rows_per_ms": rows,
     }

@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from dsa110_contimg.cluster.client import CASA_WORKER_ENVIRON
+from dsa110_contimg.phasing.geometry import FieldChoice
 from dsa110_contimg.simulate import preset, simulate_observation
+
+# The 12 fields nearest the calibrator's transit: what the tests solve on.
+SOLVE_FIELDS = FieldChoice(auto=True, window=12)
 
 
 def one_error_line(result) -> str:

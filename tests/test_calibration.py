@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from casacore.tables import table, taql
 
-from conftest import one_error_line
+from conftest import SOLVE_FIELDS, one_error_line
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_apply, plan_calibration, run_plan
 from dsa110_contimg.calibration.serial import run_serial_recipe
 from dsa110_contimg.cluster import dask_client
-from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.phasing.geometry import choose_fields
 from dsa110_contimg.simulate.truth import load_truth
 from dsa110_contimg.sky.calibrators import lookup_calibrator
 
@@ -38,7 +38,7 @@ def client():
 
 def plan_fields(ms):
     """The 12 fields nearest the calibrator transit."""
-    return select_auto_fields(field_geometry(ms, CAL), window=12)
+    return choose_fields(ms, CAL, SOLVE_FIELDS)
 
 
 def calibrate(ms, out, client, run_dir, **overrides):
@@ -98,14 +98,14 @@ def corrected_model_scatter_deg(mms, fields):
 
 def test_recovers_injected_bandpass(calibrated, corrupted_small):
     plan, summary, before = calibrated
-    assert summary["status"] == "ok"
-    obs = summary["observations"][0]
-    assert obs["calibrated_spws"] == [0, 1, 2, 3]
-    amp_error, phase_error, kept = bandpass_errors(corrupted_small, obs["merged_tables"]["bpcal"])
+    assert summary.status == "ok"
+    obs = summary.observations[0]
+    assert obs.calibrated_spws == [0, 1, 2, 3]
+    amp_error, phase_error, kept = bandpass_errors(corrupted_small, obs.merged_tables["bpcal"])
     assert amp_error < 0.02
     assert phase_error < 2.0
     assert kept > 0.97
-    assert corrected_model_scatter_deg(obs["output_mms"], plan.observations[0].cal_fields) < 5.0
+    assert corrected_model_scatter_deg(obs.output_mms, plan.observations[0].cal_fields) < 5.0
     assert column_digest(corrupted_small) == before, "input DATA was modified"
 
 
@@ -113,7 +113,7 @@ def test_output_reads_as_one_ms(calibrated):
     from daskms import xds_from_ms
 
     _, summary, _ = calibrated
-    mms = summary["observations"][0]["output_mms"]
+    mms = summary.observations[0].output_mms
     datasets = xds_from_ms(mms, columns=["CORRECTED_DATA"], group_cols=["DATA_DESC_ID"])
     assert sorted(ds.attrs["DATA_DESC_ID"] for ds in datasets) == [0, 1, 2, 3]
     with table(mms, ack=False) as t:
@@ -124,11 +124,11 @@ def test_output_reads_as_one_ms(calibrated):
 
 def test_summary_reports_tables_statistics_and_timings(calibrated):
     _, summary, _ = calibrated
-    obs = summary["observations"][0]
-    assert set(obs["merged_tables"]) == {"prebp", "bpcal", "gpcal", "2gcal"}
-    assert obs["solutions"]["bpcal/spw0"]["kept_fraction"] > 0.97
-    assert obs["step_seconds"]["bpcal"] > 0
-    assert all(v["phased_to_calibrator"] for v in obs["phasing"].values())
+    obs = summary.observations[0]
+    assert set(obs.merged_tables) == {"prebp", "bpcal", "gpcal", "2gcal"}
+    assert obs.solutions["bpcal/spw0"]["kept_fraction"] > 0.97
+    assert obs.step_seconds["bpcal"] > 0
+    assert all(v["phased_to_calibrator"] for v in obs.phasing.values())
 
 
 def test_without_rephasing_the_original_failure_returns(corrupted_small, tmp_path, client):
@@ -141,13 +141,13 @@ def test_without_rephasing_the_original_failure_returns(corrupted_small, tmp_pat
         tmp_path / "run1",
         phasing={"rephase": False, "model_position": "phase-centre"},
     )
-    obs = summary["observations"][0]
-    verdicts = {v for spw in obs["phasing"].values() for v in spw["verdicts"]}
+    obs = summary.observations[0]
+    verdicts = {v for spw in obs.phasing.values() for v in spw["verdicts"]}
     assert verdicts & {"stale model", "misaligned"}, "the check must flag the model"
-    amp_error, phase_error, _ = bandpass_errors(corrupted_small, obs["merged_tables"]["bpcal"])
+    amp_error, phase_error, _ = bandpass_errors(corrupted_small, obs.merged_tables["bpcal"])
     assert phase_error > 10 and amp_error > 0.05, "solutions should be far from the truth"
     fields = plan_fields(corrupted_small)
-    assert corrected_model_scatter_deg(obs["output_mms"], fields) > 30
+    assert corrected_model_scatter_deg(obs.output_mms, fields) > 30
 
     _, fixed = calibrate(
         corrupted_small,
@@ -157,7 +157,7 @@ def test_without_rephasing_the_original_failure_returns(corrupted_small, tmp_pat
         phasing={"model_position": "phase-centre"},
     )
     amp_error, phase_error, kept = bandpass_errors(
-        corrupted_small, fixed["observations"][0]["merged_tables"]["bpcal"]
+        corrupted_small, fixed.observations[0].merged_tables["bpcal"]
     )
     assert kept > 0.97 and phase_error < 2.0
 
@@ -166,7 +166,7 @@ def test_dask_run_equals_serial_casa(calibrated, corrupted_small, tmp_path):
     plan, summary, _ = calibrated
     obs = plan.observations[0]
     serial = run_serial_recipe(obs, CAL, plan.config, tmp_path / "serial", tmp_path / "logs")
-    merged = summary["observations"][0]["merged_tables"]
+    merged = summary.observations[0].merged_tables
     for step, serial_table in serial["tables"].items():
         keys = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
         with table(serial_table, ack=False) as a, table(merged[step], ack=False) as b:
@@ -190,26 +190,26 @@ def test_fully_flagged_spw_is_skipped_and_the_rest_calibrate(corrupted_small, tm
         spw1.putcol("FLAG", np.ones_like(spw1.getcol("FLAG")))
         spw1.close()
     _, summary = calibrate(ms, tmp_path / "out", client, tmp_path / "run")
-    obs = summary["observations"][0]
+    obs = summary.observations[0]
     # a skipped SPW is data lost: the run is degraded and says which
-    assert summary["status"] == "degraded"
-    assert obs["degraded"] == ["spw 1 skipped: fully flagged"]
-    assert obs["calibrated_spws"] == [0, 2, 3]
-    assert {"step": "flag", "spw": 1, "error": "SPW fully flagged"} in obs["skipped"]
-    with table(obs["output_mms"], ack=False) as t:
+    assert summary.status == "degraded"
+    assert obs.degraded == ["spw 1 skipped: fully flagged"]
+    assert obs.calibrated_spws == [0, 2, 3]
+    assert {"step": "flag", "spw": 1, "error": "SPW fully flagged"} in obs.skipped
+    with table(obs.output_mms, ack=False) as t:
         assert t.query("DATA_DESC_ID == 1").getcol("FLAG").all()
 
 
 def test_apply_to_a_target_observation(calibrated, make_observation, tmp_path, client):
     _, summary, _ = calibrated
-    tables = summary["observations"][0]["merged_tables"]
+    tables = summary.observations[0].merged_tables
     target = make_observation("small", seed=7, start_time="2026-01-01T20:00:00")
     before = column_digest(target)
     plan = plan_apply([str(target)], [tables["bpcal"], tables["2gcal"]], resolve_config(), tmp_path)
     result = run_plan(plan, client, tmp_path / "run", progress=False)
-    assert result["status"] == "ok"
-    assert result["observations"][0]["calibrated_spws"] == [0, 1, 2, 3]
-    with table(result["observations"][0]["output_mms"], ack=False) as t:
+    assert result.status == "ok"
+    assert result.observations[0].calibrated_spws == [0, 1, 2, 3]
+    with table(result.observations[0].output_mms, ack=False) as t:
         corrected = t.getcol("CORRECTED_DATA")
         assert np.isfinite(corrected).all() and np.abs(corrected).max() > 0
     assert column_digest(target) == before
@@ -294,7 +294,7 @@ def test_refant_suggestion_names_antennas(corrupted_small, tmp_path):
 
 def test_apply_refuses_missing_and_mismatched_tables(calibrated, make_observation, tmp_path):
     _, summary, _ = calibrated
-    bpcal = summary["observations"][0]["merged_tables"]["bpcal"]
+    bpcal = summary.observations[0].merged_tables["bpcal"]
     target = make_observation("small", seed=8)
     missing = run_cli("apply", "--ms", target, "--tables", tmp_path / "nope_bpcal")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
@@ -310,10 +310,10 @@ def test_fast_mode_solutions_stay_within_noise(corrupted_small, tmp_path, client
     _, summary = calibrate(
         corrupted_small, tmp_path, client, tmp_path / "run", fast={"enabled": True, "chanbin": 2}
     )
-    assert summary["status"] == "ok"
-    obs = summary["observations"][0]
+    assert summary.status == "ok"
+    obs = summary.observations[0]
     truth = load_truth(corrupted_small)
-    with table(obs["merged_tables"]["bpcal"], ack=False) as t:
+    with table(obs.merged_tables["bpcal"], ack=False) as t:
         ant, spw = t.getcol("ANTENNA1"), t.getcol("SPECTRAL_WINDOW_ID")
         refant = t.getcol("ANTENNA2")[0]
         solution, flag = t.getcol("CPARAM"), t.getcol("FLAG")
@@ -324,8 +324,8 @@ def test_fast_mode_solutions_stay_within_noise(corrupted_small, tmp_path, client
     ratio = ratio / np.nanmean(ratio, axis=1, keepdims=True)
     assert np.nanmedian(np.abs(np.abs(ratio) - 1)) < 0.02
     assert np.nanmedian(np.degrees(np.abs(np.angle(ratio)))) < 2.0
-    fields = select_auto_fields(field_geometry(corrupted_small, CAL), window=12)
-    assert corrected_model_scatter_deg(obs["output_mms"], fields) < 5.0
+    fields = choose_fields(corrupted_small, CAL, SOLVE_FIELDS)
+    assert corrected_model_scatter_deg(obs.output_mms, fields) < 5.0
 
 
 def test_calibrator_and_targets_in_one_graph(corrupted_small, make_observation, tmp_path, client):
@@ -334,21 +334,18 @@ def test_calibrator_and_targets_in_one_graph(corrupted_small, make_observation, 
     shutil.copytree(make_observation("small", seed=11), second)
     shutil.copytree(make_observation("small", seed=12, start_time="2026-01-01T21:00:00"), target)
     config = resolve_config()
-    fields = {
-        str(ms): select_auto_fields(field_geometry(ms, CAL), window=12)
-        for ms in (corrupted_small, second)
-    }
+    fields = {str(ms): choose_fields(ms, CAL, SOLVE_FIELDS) for ms in (corrupted_small, second)}
     plan = plan_calibration(
         [str(corrupted_small), str(second)], CAL, fields, "103", config, tmp_path / "out",
         targets=[str(target)],
     )  # fmt: skip
     summary = run_plan(plan, client, tmp_path / "run", CAL, progress=False)
-    assert summary["status"] == "ok"
-    roles = [o["role"] for o in summary["observations"]]
+    assert summary.status == "ok"
+    roles = [o.role for o in summary.observations]
     assert roles == ["calibrator", "calibrator", "target"]
-    for obs in summary["observations"]:
-        assert obs["calibrated_spws"] == [0, 1, 2, 3]
-    target_steps = summary["observations"][2]["steps"]
+    for obs in summary.observations:
+        assert obs.calibrated_spws == [0, 1, 2, 3]
+    target_steps = summary.observations[2].steps
     assert [s["step"] for s in target_steps].count("apply") == 4
     apply_log = (tmp_path / "run" / "casa" / "target-spw02-apply.log").read_text()
     assert f"{corrupted_small.stem}_spw02_bpcal" in apply_log
@@ -358,7 +355,7 @@ def test_calibrator_and_targets_in_one_graph(corrupted_small, make_observation, 
 
 def test_each_task_has_its_own_casa_log(calibrated):
     plan, summary, _ = calibrated
-    run_dir = Path(summary["summary_path"]).parent
+    run_dir = Path(summary.summary_path).parent
     bandpass_log = run_dir / "casa" / f"{plan.observations[0].stem}-spw02-bpcal.log"
     text = bandpass_log.read_text()
     assert "Begin Task: bandpass" in text and "spw=2" in text.replace(" ", "").replace('"', "")

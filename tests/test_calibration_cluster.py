@@ -22,11 +22,11 @@ def test_calibrate_on_an_existing_scheduler_matches_the_local_run(
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
     from dsa110_contimg.cluster import dask_client
-    from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+    from dsa110_contimg.phasing.geometry import FieldChoice, choose_fields
     from dsa110_contimg.sky.calibrators import lookup_calibrator
 
     cal = lookup_calibrator("0834+555")
-    fields = select_auto_fields(field_geometry(corrupted_small, cal), window=12)
+    fields = choose_fields(corrupted_small, cal, FieldChoice(auto=True, window=12))
     results = {}
     for name in ("remote", "local"):
         plan = plan_calibration(
@@ -46,20 +46,20 @@ def test_calibrate_on_an_existing_scheduler_matches_the_local_run(
         else:
             with dask_client(n_workers=2) as client:
                 summary = run_plan(plan, client, tmp_path / f"{name}-run", cal, progress=False)
-        assert summary["status"] == "ok"
-        results[name] = summary["observations"][0]
+        assert summary.status == "ok"
+        results[name] = summary.observations[0]
     for step in ("bpcal", "2gcal"):
         with (
-            table(results["remote"]["merged_tables"][step], ack=False) as a,
-            table(results["local"]["merged_tables"][step], ack=False) as b,
+            table(results["remote"].merged_tables[step], ack=False) as a,
+            table(results["local"].merged_tables[step], ack=False) as b,
         ):
             keys = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
             np.testing.assert_array_equal(
                 a.sort(keys).getcol("CPARAM"), b.sort(keys).getcol("CPARAM")
             )
     with (
-        table(results["remote"]["output_mms"], ack=False) as a,
-        table(results["local"]["output_mms"], ack=False) as b,
+        table(results["remote"].output_mms, ack=False) as a,
+        table(results["local"].output_mms, ack=False) as b,
     ):
         order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"
         np.testing.assert_array_equal(

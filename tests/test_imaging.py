@@ -14,7 +14,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from conftest import one_error_line
+from conftest import SOLVE_FIELDS, one_error_line
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
 from dsa110_contimg.casa import tasks
@@ -23,7 +23,7 @@ from dsa110_contimg.imaging import metrics_kernels as k
 from dsa110_contimg.imaging.metrics import image_metrics
 from dsa110_contimg.imaging.pipeline import run_imaging
 from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
-from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.phasing.geometry import choose_fields
 from dsa110_contimg.simulate.truth import load_truth
 from dsa110_contimg.sky.beam import airy_power_response
 from dsa110_contimg.sky.calibrators import lookup_calibrator
@@ -136,15 +136,15 @@ def calibrated_target(make_observation, tmp_path_factory):
     cal = make_observation("small", stem="cal", **common)
     target = make_observation("small", stem="target", start_time="2025-01-15T10:45:14", **common)
     out = tmp_path_factory.mktemp("imaging")
-    fields = select_auto_fields(field_geometry(cal, CAL), window=12)
+    fields = choose_fields(cal, CAL, SOLVE_FIELDS)
     config = resolve_config()
     plan = plan_calibration(
         [str(cal)], CAL, {str(cal): fields}, "103", config, out, targets=[str(target)]
     )
     with dask_client(n_workers=2) as client:
         summary = run_plan(plan, client, out / "run", CAL, progress=False)
-        assert summary["status"] == "ok"
-        mms = summary["observations"][1]["output_mms"]
+        assert summary.status == "ok"
+        mms = summary.observations[1].output_mms
         jobs = plan_imaging(mms, "12", "both", ImagingConfig(), out / "images")
         result = run_imaging(jobs, client, out / "images", out / "run", load_truth_path(target))
         natural = plan_imaging(

@@ -14,11 +14,12 @@ from casacore.tables import table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import SOLVE_FIELDS
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
 from dsa110_contimg.cluster import dask_client
 from dsa110_contimg.ms.reads import main_columns
-from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+from dsa110_contimg.phasing.geometry import choose_fields
 from dsa110_contimg.phasing.model import add_model_write_graph
 from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
 from dsa110_contimg.qa import caltable_kernels as ck
@@ -286,14 +287,14 @@ def test_phase_thresholds_depend_on_the_phasing_context():
 def calibrated_with_dead_antenna(make_observation, tmp_path_factory):
     ms = make_observation("small", stem="dead", dead_antennas=(DEAD,))
     out = tmp_path_factory.mktemp("qa_cal")
-    fields = select_auto_fields(field_geometry(ms, CAL), window=12)
+    fields = choose_fields(ms, CAL, SOLVE_FIELDS)
     plan = plan_calibration([str(ms)], CAL, {str(ms): fields}, "103", resolve_config(), out)
     with dask_client(n_workers=2) as client:
         summary = run_plan(plan, client, out / "run", CAL, progress=False)
-    obs = summary["observations"][0]
-    assert summary["status"] == "ok"
-    tables = [obs["merged_tables"][s] for s in ("bpcal", "2gcal")]
-    return ms, obs["output_mms"], tables, out
+    obs = summary.observations[0]
+    assert summary.status == "ok"
+    tables = [obs.merged_tables[s] for s in ("bpcal", "2gcal")]
+    return ms, obs.output_mms, tables, out
 
 
 def test_dask_pass_equals_numpy_on_the_whole_ms(calibrated_with_dead_antenna):

@@ -32,13 +32,9 @@ from dsa110_contimg.archive.manifest import (
     shown_state,
 )
 from dsa110_contimg.calibration.graph import add_calibration_graph
-from dsa110_contimg.calibration.pipeline import (
-    claimed_outputs,
-    plan_apply,
-    plan_calibration,
-    summarise,
-)
+from dsa110_contimg.calibration.pipeline import claimed_outputs, plan_apply, plan_calibration
 from dsa110_contimg.calibration.plan import applied_steps
+from dsa110_contimg.calibration.summary import summarise
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger(__name__)
@@ -70,7 +66,7 @@ def _unchanged_and_done(manifest: Manifest, entry) -> bool:
 def plan_archive(inputs, out_dir, manifest: Manifest, config, refant: str, catalog,
                  validity_hours: float, min_response: float = 0.3) -> ArchivePlan:  # fmt: skip
     """Discover, classify and pair the inputs; decide what runs (no processing yet)."""
-    from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
+    from dsa110_contimg.phasing.geometry import FieldChoice, choose_fields
 
     by_name = {c.name: c for c in catalog}
     entries, failed = [], []
@@ -128,7 +124,9 @@ def plan_archive(inputs, out_dir, manifest: Manifest, config, refant: str, catal
         targets = [t.path for t in targets_of[cal.path] if t.path not in skipped]
         calibrator = by_name[cal.calibrator]
         if cal.path not in skipped:
-            fields = select_auto_fields(field_geometry(cal.path, calibrator), None, min_response)
+            fields = choose_fields(
+                cal.path, calibrator, FieldChoice(auto=True, min_response=min_response)
+            )
             calibrations.append(plan_calibration(
                 [cal.path], calibrator, {cal.path: fields}, refant, config, out_dir,
                 targets=targets,
@@ -155,20 +153,20 @@ def _finish(outcomes, plan, obs, calibrator, run_dir, truth) -> dict:
 
     started = time.perf_counter()
     one = dataclasses.replace(plan, observations=(obs,))
-    summary = summarise(one, {obs.stem: outcomes}, 0.0)["observations"][0]
+    (summary,) = summarise(one, {obs.stem: outcomes}, 0.0).observations
     result = {
         "ms": obs.ms,
-        "status": "ok" if summary["output_mms"] and not summary["failed"] else "failed",
-        "output_mms": summary["output_mms"],
+        "status": "ok" if summary.output_mms and not summary.failed else "failed",
+        "output_mms": summary.output_mms,
         "applied_tables": _applied_tables(plan, obs),
-        "task_seconds": summary["task_seconds"],
-        "error": "; ".join(f"{f['step']} spw {f['spw']}: {f['error']}" for f in summary["failed"])
+        "task_seconds": summary.task_seconds,
+        "error": "; ".join(f"{f['step']} spw {f['spw']}: {f['error']}" for f in summary.failed)
         or None,
         "qa_score": None,
         "qa_verdict": None,
     }  # fmt: skip
     if result["output_mms"]:
-        tables = list(summary["merged_tables"].values()) or list(obs.given_tables)
+        tables = summary.tables
         try:
             with dask.config.set(scheduler="synchronous"):
                 report = qa_report(result["output_mms"], Path(run_dir) / "qa" / obs.stem, tables,

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from dsa110_contimg.calibration.config import CalibrationConfig
 from dsa110_contimg.calibration.graph import add_calibration_graph
 from dsa110_contimg.calibration.plan import CalibrationPlan, plan_observation
-from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED, product_input
+from dsa110_contimg.calibration.steps import product_input
+from dsa110_contimg.calibration.summary import RunSummary, summarise
+from dsa110_contimg.cluster.run import show_progress
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables
 from dsa110_contimg.ms.antennas import antenna_names, array_of, resolve_refant
@@ -25,13 +27,9 @@ from dsa110_contimg.ms.reads import (
     require_parallel_hands,
     weights_meaningful,
 )
-from dsa110_contimg.qa.scores import DEFAULT_THRESHOLDS as DEFAULT_QA_THRESHOLDS
 from dsa110_contimg.selection import parse_index_selection
 
 log = logging.getLogger(__name__)
-
-SUMMARY_SCHEMA = "dsa110_contimg.calibration_run"
-SUMMARY_VERSION = 1
 
 
 def _spws(ms, selection: str | None) -> tuple[list[int], int]:
@@ -192,18 +190,13 @@ def plan_apply(
 
 
 def run_plan(
-    plan: CalibrationPlan,
-    client,
-    log_dir,
-    calibrator=None,
-    progress: bool | None = None,
-    performance_report: str | None = None,
-) -> dict:
+    plan: CalibrationPlan, client, log_dir, calibrator=None, progress: bool | None = None
+) -> RunSummary:
     """Run every task of the plan on ``client``; write and return the run summary."""
     log_dir = Path(log_dir).absolute()
     (log_dir / "casa").mkdir(parents=True, exist_ok=True)
     with claimed_outputs(plan.observations):
-        return _run_locked_plan(plan, client, log_dir, calibrator, progress, performance_report)
+        return _run_locked_plan(plan, client, log_dir, calibrator, progress)
 
 
 @contextlib.contextmanager
@@ -217,30 +210,19 @@ def claimed_outputs(observations):
         yield
 
 
-def _run_locked_plan(plan, client, log_dir, calibrator, progress, performance_report) -> dict:
-    from distributed import performance_report as dask_performance_report
-    from distributed import progress as dask_progress
-
+def _run_locked_plan(plan, client, log_dir, calibrator, progress) -> RunSummary:
     graph = add_calibration_graph(plan, calibrator, str(log_dir))
     started = time.perf_counter()
-    report = (
-        dask_performance_report(filename=str(performance_report))
-        if performance_report
-        else contextlib.nullcontext()
+    futures = {stem: client.compute(v["outcomes"]) for stem, v in graph.items()}
+    show_progress(
+        [f for fs in futures.values() for f in fs],
+        sys.stderr.isatty() if progress is None else progress,
     )
-    with report:
-        futures = {stem: client.compute(v["outcomes"]) for stem, v in graph.items()}
-        if progress is None:
-            progress = sys.stderr.isatty()
-        if progress:
-            dask_progress([f for fs in futures.values() for f in fs])
-        results = {stem: client.gather(fs) for stem, fs in futures.items()}
-    wall = time.perf_counter() - started
-    summary = summarise(plan, results, wall)
+    results = {stem: client.gather(fs) for stem, fs in futures.items()}
+    summary = summarise(plan, results, time.perf_counter() - started)
     path = log_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str))
-    summary["summary_path"] = str(path)
-    return summary
+    path.write_text(json.dumps(summary.to_json(), indent=2, default=str))
+    return dataclasses.replace(summary, summary_path=str(path))
 
 
 @contextlib.contextmanager
@@ -285,166 +267,3 @@ def _remove_leftovers_of_killed_runs(obs) -> None:
     for folder in (out, out / f"{obs.stem}.caltables"):
         for partial in folder.glob(f".{obs.stem}*.partial-*"):
             shutil.rmtree(partial, ignore_errors=True)
-
-
-def summarise(plan: CalibrationPlan, results: dict, wall_seconds: float) -> dict:
-    observations = []
-    for obs in plan.observations:
-        outcomes = results[obs.stem]
-        timings = defaultdict(float)
-        for o in outcomes:
-            timings[o.step] += o.seconds
-        published = next((o for o in outcomes if o.step == "publish"), None)
-        merged = (
-            {}
-            if not published.ok
-            else {
-                o.step.removeprefix("merge-"): obs.published(o.detail["table"])
-                for o in outcomes
-                if o.step.startswith("merge-") and o.ok
-            }
-        )
-        solutions = {
-            f"{o.step}/spw{o.spw}" if o.spw >= 0 else f"{o.step}/allspw": {
-                k: obs.published(v) if k == "table" else v
-                for k, v in o.detail.items()
-                if k != "casa_seconds"
-            }
-            for o in outcomes
-            if o.ok and "table" in o.detail and not o.step.startswith("merge-")
-        }
-        model = {f"spw{o.spw}": o.detail for o in outcomes if o.step == "model" and o.ok}
-        failed = [_brief(o) for o in outcomes if o.status == FAILED]
-        skipped = [_brief(o) for o in outcomes if o.status == SKIPPED]
-        degraded = [] if failed else _degraded_reasons(obs, plan.config, solutions, skipped)
-        observations.append(
-            {
-                "ms": obs.ms,
-                "role": obs.role,
-                "output_mms": published.detail["output_mms"] if published.ok else None,
-                "calibrated_spws": published.detail.get("calibrated_spws", []),
-                "merged_tables": merged,
-                "given_tables": list(obs.given_tables),
-                "solutions": solutions,
-                "phasing": model,
-                "outcome": FAILED if failed else DEGRADED if degraded else OK,
-                "degraded": degraded,
-                "failed": failed,
-                "skipped": skipped,
-                "step_seconds": dict(timings),
-                "task_seconds": round(sum(o.seconds for o in outcomes), 3),
-                "task_cpu_seconds": round(sum(o.cpu_seconds for o in outcomes), 3),
-                "peak_worker_rss_gb": round(max((o.peak_rss_gb for o in outcomes), default=0), 3),
-                "steps": [
-                    {
-                        "step": o.step,
-                        "spw": o.spw,
-                        "status": o.status,
-                        "seconds": round(o.seconds, 3),
-                        "attempts": o.attempts,
-                        "error": o.error,
-                    }
-                    for o in outcomes
-                ],
-            }
-        )
-    outcomes = {o["outcome"] for o in observations}
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "version": SUMMARY_VERSION,
-        "status": FAILED if FAILED in outcomes else DEGRADED if DEGRADED in outcomes else OK,
-        "calibrator": plan.calibrator,
-        "output_dir": plan.output_dir,
-        "wall_seconds": wall_seconds,
-        "config": plan.config.to_dict(),
-        "observations": observations,
-    }
-
-
-DEGRADED = "degraded"
-# Solutions kept below this fraction make a run degraded (the QA warning limit
-# of the flagged fraction of solutions).
-KEPT_WARNING = 1.0 - DEFAULT_QA_THRESHOLDS["caltable_flagged_fraction"].warning
-
-
-def _degraded_reasons(obs, config: CalibrationConfig, solutions: dict, skipped) -> list[str]:
-    """Why a run that failed nowhere still lost data: solutions lost, SPWs skipped.
-
-    Each reason names the table, the antennas lost and the likely cause
-    (median SNR of the flagged solutions against minsnr) and what to try.
-    """
-    reasons = []
-    names = array_of(obs.ms).names if solutions else ()
-    for key, stats in solutions.items():
-        kept = stats.get("kept_fraction")
-        if kept is None or kept >= KEPT_WARNING:
-            continue
-        step = key.split("/")[0]
-        minsnr = _minsnr_of(step, config)
-        lost = [names[a] if a < len(names) else str(a) for a in stats.get("lost_antennas", [])]
-        cause = (
-            f"; the flagged solutions' median SNR {stats['flagged_snr_median']:.1f} is below "
-            f"minsnr {minsnr:g}: try a longer solution interval, --combine-spw or a lower minsnr"
-            if "flagged_snr_median" in stats and minsnr and stats["flagged_snr_median"] < minsnr
-            else "; too few unflagged baselines per antenna (minblperant) or flagged data"
-        )
-        reasons.append(
-            f"{key}: kept {kept:.0%} of solutions"
-            + (f", lost {len(lost)} antenna(s) ({', '.join(lost[:12])}"
-               + (", ..." if len(lost) > 12 else "") + ")" if lost else "")
-            + cause
-        )  # fmt: skip
-    for item in skipped:
-        if item["error"] == "SPW fully flagged":
-            reasons.append(f"spw {item['spw']} skipped: fully flagged")
-    return reasons
-
-
-def _minsnr_of(step: str, config: CalibrationConfig) -> float | None:
-    section = {"prebp": config.prebp, "kcal": config.delay, "bpcal": config.bandpass}.get(step)
-    return (section or config.gains).minsnr
-
-
-def _brief(outcome) -> dict:
-    return {"step": outcome.step, "spw": outcome.spw, "error": outcome.error}
-
-
-def format_summary(summary: dict) -> str:
-    lines = []
-    for obs in summary["observations"]:
-        lines.append(f"{obs['role']} {obs['ms']}")
-        lines.append(f"  calibrated MS: {obs['output_mms'] or 'none (see failures)'}")
-        lines.append(f"  calibrated SPWs: {obs['calibrated_spws']}")
-        verdicts: dict[str, int] = {}
-        for spw in obs["phasing"].values():
-            for verdict, count in spw["verdicts"].items():
-                verdicts[verdict] = verdicts.get(verdict, 0) + count
-        if verdicts:
-            lines.append(
-                "  model check on the solve fields (field x SPW): "
-                + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
-            )
-            if set(verdicts) - {"excellent", "phased", "degraded", "uncalibrated"}:
-                lines.append(
-                    "  WARNING: DATA and MODEL_DATA disagree on some fields; solutions there "
-                    "will be poor (is the data rephased? is the model current?)"
-                )
-        for step, table in obs["merged_tables"].items():
-            lines.append(f"  {step}: {table}")
-        for key, stats in obs["solutions"].items():
-            if "kept_fraction" in stats:
-                lines.append(
-                    f"  {key:14s} kept {100 * stats['kept_fraction']:5.1f} %"
-                    + (f"  SNR median {stats['snr_median']:.1f}" if "snr_median" in stats else "")
-                )
-        for item in obs["failed"]:
-            lines.append(f"  FAILED {item['step']} spw {item['spw']}: {item['error']}")
-        for reason in obs.get("degraded", []):
-            lines.append(f"  DEGRADED {reason}")
-        for item in obs["skipped"]:
-            if item["error"] == "SPW fully flagged":
-                lines.append(f"  skipped spw {item['spw']}: fully flagged")
-        slowest = sorted(obs["step_seconds"].items(), key=lambda kv: -kv[1])[:6]
-        lines.append("  task seconds: " + ", ".join(f"{step} {sec:.1f}" for step, sec in slowest))
-    lines.append(f"wall time {summary['wall_seconds']:.1f} s; status {summary['status']}")
-    return "\n".join(lines)

@@ -25,6 +25,7 @@ import numpy as np
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables
+from dsa110_contimg.ms.reads import visibility_bytes
 from dsa110_contimg.qa import caltable_kernels
 from dsa110_contimg.qa.report import run_qa
 
@@ -39,25 +40,10 @@ def selection_label(selection: str) -> str:
     return "spw" + re.sub(r"[^0-9A-Za-z]+", "-", selection.replace("~", "-")).strip("-")
 
 
-def _visibility_bytes(ms, spws) -> int:
-    """Bytes of DATA, FLAG and WEIGHT in the rows of ``spws``: what one solve reads."""
-    from casacore.tables import table, taql
-
-    from dsa110_contimg.ms.reads import spw_of_ddid
-
-    ddids = [i for i, s in enumerate(spw_of_ddid(ms)) if s in set(spws)]
-    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
-        selected = taql(f"select from $main where DATA_DESC_ID IN [{','.join(map(str, ddids))}]")
-        n_rows = selected.nrows()
-        if n_rows == 0:
-            return 0
-        n_chan, n_corr = selected.getcell("DATA", 0).shape
-    return int(n_rows * (n_chan * n_corr * (8 + 1) + n_corr * 4))
-
-
-def _quality(obs: dict, calibrator, truth) -> dict:
-    tables = obs["merged_tables"]
-    stats = [s for s in obs["solutions"].values() if "n_solutions" in s]
+def _quality(obs, calibrator, truth) -> dict:
+    """Solutions kept, bandpass SNR and error against the truth, QA of CORRECTED_DATA."""
+    tables = obs.merged_tables
+    stats = [s for s in obs.solutions.values() if "n_solutions" in s]
     n_solutions = sum(s["n_solutions"] for s in stats)
     kept = sum(s["n_solutions"] * s["kept_fraction"] for s in stats)
     quality = {
@@ -83,8 +69,8 @@ def _quality(obs: dict, calibrator, truth) -> dict:
             )  # fmt: skip
             quality["bandpass_amp_error"] = errors["amp_error"]
             quality["bandpass_phase_error_deg"] = errors["phase_error_deg"]
-    if obs.get("output_mms"):
-        summary = run_qa(obs["output_mms"], [], calibrator).summary
+    if obs.output_mms:
+        summary = run_qa(obs.output_mms, [], calibrator).summary
         metrics = summary["visibilities"].get("calibrator", {}).get("metrics", {})
         for key in ("corrected_model_phase_scatter_deg", "median_corrected_model_amp_ratio"):
             if key in metrics:
@@ -121,12 +107,14 @@ def recommend(results: list[dict], tolerance: float) -> dict:
     return {"selection": choice["selection"], "reason": reason}
 
 
-def bench_spw_selections(ms, selections, calibrator, fields, refant, config, out_dir, client,
-                         run_dir, truth=None, tolerance: float = 0.1) -> dict:  # fmt: skip
-    """Calibrate ``ms`` once per selection (concurrently on ``client``); the comparison dict."""
+def bench_spw_selections(ms, selections, calibrator, fields, refant, config, out_dir, run,
+                         truth=None, tolerance: float = 0.1) -> dict:  # fmt: skip
+    """Calibrate ``ms`` once per selection (concurrently in ``run``, a ``RunContext``);
+    the comparison dict. Each selection's logs go to ``run.run_dir/bench-spw/<label>``.
+    """
     if len(set(selections)) != len(selections):
         raise ContimgError("each SPW selection may be given once")
-    out_dir, run_dir = Path(out_dir), Path(run_dir)
+    out_dir, run_dir = Path(out_dir), Path(run.run_dir) / "bench-spw"
     plans = {
         s: plan_calibration(
             [str(ms)],
@@ -142,7 +130,7 @@ def bench_spw_selections(ms, selections, calibrator, fields, refant, config, out
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(plans)) as pool:
         futures = {
             s: pool.submit(
-                run_plan, plan, client, run_dir / selection_label(s), calibrator, progress=False
+                run_plan, plan, run.client, run_dir / selection_label(s), calibrator, progress=False
             )  # fmt: skip
             for s, plan in plans.items()
         }
@@ -150,23 +138,23 @@ def bench_spw_selections(ms, selections, calibrator, fields, refant, config, out
     results = []
     for selection in selections:
         summary = summaries[selection]
-        (obs,) = summary["observations"]
+        (obs,) = summary.observations
         spws = [p.spw for p in plans[selection].observations[0].pieces]
         results.append({
             "selection": selection,
             "spws": spws,
-            "status": summary["status"],
-            "calibrated_spws": obs["calibrated_spws"],
+            "status": summary.status,
+            "calibrated_spws": obs.calibrated_spws,
             "quality": _quality(obs, calibrator, truth),
             "cost": {
-                "wall_seconds": summary["wall_seconds"],
-                "task_seconds": obs["task_seconds"],
-                "task_cpu_seconds": obs["task_cpu_seconds"],
-                "peak_worker_rss_gb": obs["peak_worker_rss_gb"],
-                "visibility_bytes": _visibility_bytes(ms, spws),
+                "wall_seconds": summary.wall_seconds,
+                "task_seconds": obs.task_seconds,
+                "task_cpu_seconds": obs.task_cpu_seconds,
+                "peak_worker_rss_gb": obs.peak_worker_rss_gb,
+                "visibility_bytes": visibility_bytes(ms, spws),
             },
-            "output_mms": obs["output_mms"],
-            "tables": obs["merged_tables"],
+            "output_mms": obs.output_mms,
+            "tables": obs.merged_tables,
         })  # fmt: skip
     return {
         "schema": SCHEMA,

@@ -263,3 +263,17 @@ def chan_freq_hz(path) -> list[np.ndarray]:
     """Channel frequencies (Hz) of each SPW, as a list indexed by SPW id."""
     spw = read_subtable(path, "SPECTRAL_WINDOW", columns=["CHAN_FREQ", "NUM_CHAN"])
     return [row[: int(n)] for row, n in zip(spw.CHAN_FREQ.values, spw.NUM_CHAN.values, strict=True)]
+
+
+def visibility_bytes(ms, spws) -> int:
+    """Bytes of DATA, FLAG and WEIGHT in the rows of ``spws``: what one solve reads."""
+    from casacore.tables import table, taql
+
+    ddids = [i for i, s in enumerate(spw_of_ddid(ms)) if s in set(spws)]
+    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
+        selected = taql(f"select from $main where DATA_DESC_ID IN [{','.join(map(str, ddids))}]")
+        n_rows = selected.nrows()
+        if n_rows == 0:
+            return 0
+        n_chan, n_corr = selected.getcell("DATA", 0).shape
+    return int(n_rows * (n_chan * n_corr * (8 + 1) + n_corr * 4))

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import reads
 from dsa110_contimg.ms.antennas import array_of
+from dsa110_contimg.selection import parse_index_selection
 from dsa110_contimg.sky.beam import airy_fwhm_rad, airy_power_response
-from dsa110_contimg.sky.calibrators import Calibrator
+from dsa110_contimg.sky.calibrators import (
+    UNKNOWN_FLUX,
+    Calibrator,
+    CalibratorRequest,
+    require_known_flux,
+    resolve_calibrator,
+)
 from dsa110_contimg.sky.coordinates import angular_separation
+
+log = logging.getLogger(__name__)
+
+# Below this primary-beam response the calibrator is not in the observation at all.
+MIN_VISIBLE_RESPONSE = 0.05
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,29 @@ class FieldGeometry:
 
 
 def field_geometry(ms, calibrator: Calibrator) -> list[FieldGeometry]:
+    """Every field against ``calibrator``; read once per MS state (FIELD, SPW, ANTENNA)."""
+    path = str(Path(ms).absolute())
+    return list(_cached_geometry(path, _subtable_stamp(path), calibrator))
+
+
+def _subtable_stamp(ms: str) -> tuple:
+    """What changes when FIELD, SPECTRAL_WINDOW or ANTENNA is rewritten (name, size, mtime)."""
+    stamp = []
+    for name in ("FIELD", "SPECTRAL_WINDOW", "ANTENNA"):
+        folder = Path(ms) / name
+        if folder.is_dir():
+            for f in sorted(folder.iterdir()):
+                info = f.stat()
+                stamp.append((name, f.name, info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_geometry(ms: str, stamp: tuple, calibrator: Calibrator) -> tuple[FieldGeometry, ...]:
+    return tuple(_read_field_geometry(ms, calibrator))
+
+
+def _read_field_geometry(ms, calibrator: Calibrator) -> list[FieldGeometry]:
     field = reads.read_subtable(ms, "FIELD", columns=["NAME", "PHASE_DIR", "REFERENCE_DIR"])
     freqs = np.concatenate(reads.chan_freq_hz(ms))
     centre_freq = 0.5 * (freqs.min() + freqs.max())
@@ -97,3 +136,108 @@ def select_auto_fields(
         start = int(np.clip(peak - window // 2, 0, max(len(response) - window, 0)))
         return list(range(start, min(start + window, len(response))))
     return [int(i) for i in np.flatnonzero(response >= min_response)]
+
+
+def centre_freq_hz(ms) -> float:
+    """Midpoint of the observed band."""
+    freqs = np.concatenate(reads.chan_freq_hz(ms))
+    return float(0.5 * (freqs.min() + freqs.max()))
+
+
+def choose_calibrator(
+    ms,
+    request: CalibratorRequest,
+    catalog,
+    needs_flux: str | None = None,
+    from_beam: bool = True,
+    required: bool = True,
+) -> Calibrator | None:
+    """The calibrator the request names, else (``from_beam``) the catalog source brightest
+    in the beam of ``ms``.
+
+    The request's flux (``flux_jy``, ``ref_freq_hz``, ``spectral_index``)
+    replaces the spectrum of whichever calibrator this is. ``needs_flux``
+    names what would use a guessed flux (a model, a flux scale): then a
+    position whose flux is unknown is refused, otherwise warned about.
+    Without ``required``, None when no catalog source is in the beam.
+    """
+    if not request.given and from_beam:
+        best, best_flux = brightest_calibrator_in_beam(ms, catalog, MIN_VISIBLE_RESPONSE)
+        if best is None and (required or request.flux_jy is not None):
+            raise ContimgError(
+                f"no catalog calibrator is in the primary beam of {ms}: give --calibrator NAME "
+                "(or --cal-ra/--cal-dec with --cal-flux)"
+            )
+        if best is None:
+            return None
+        log.info("calibrator from the catalog: %s (%.2f Jy apparent)", best.name, best_flux)
+        if request.flux_jy is None:
+            return best
+        request = CalibratorRequest(best.name, None, None, request.flux_jy,
+                                    request.ref_freq_hz, request.spectral_index)  # fmt: skip
+    calibrator = resolve_calibrator(request, catalog, centre_freq_hz(ms))
+    if needs_flux:
+        require_known_flux(calibrator, needs_flux)
+    elif calibrator.reference.startswith(UNKNOWN_FLUX):
+        log.warning(
+            "%s: flux unknown, 1 Jy assumed (amplitude ratios against the model are in units "
+            "of its true flux); give --cal-flux JY",
+            calibrator.name,
+        )
+    log.debug("calibrator %s: %s", calibrator.name, calibrator.reference)
+    return calibrator
+
+
+@dataclass(frozen=True)
+class FieldChoice:
+    """How the fields to solve on (or check) are chosen.
+
+    ``selection`` ("10~14", "3,4,5") names them; ``auto`` takes those where
+    the calibrator's beam response is highest (``window`` consecutive fields
+    around the peak, else every field of at least ``min_response``). With
+    neither, ``unset`` decides: "all" (None), "auto" or "refuse".
+    ``auto_over_selection``: the original pipeline's command lines give both,
+    and there the automatic choice wins.
+    """
+
+    selection: str | None = None
+    auto: bool = False
+    window: int | None = None
+    min_response: float = 0.3
+    unset: str = "all"
+    auto_over_selection: bool = False
+
+
+def choose_fields(ms, calibrator: Calibrator, choice: FieldChoice) -> list[int] | None:
+    """Field ids by ``choice``; None means every field."""
+    if choice.auto and choice.selection:
+        if not choice.auto_over_selection:
+            raise ContimgError(
+                "give the fields by --field or choose them with --auto-fields, not both"
+            )
+        log.info("--auto-fields chooses the fields: --field %s is not used", choice.selection)
+    geometry = field_geometry(ms, calibrator)
+    best = max(g.pb_response for g in geometry)
+    if best < MIN_VISIBLE_RESPONSE:
+        raise ContimgError(
+            f"{calibrator.name} is outside every field's primary beam in {ms} "
+            f"(best response {best:.2g} < {MIN_VISIBLE_RESPONSE})"
+        )
+    auto = choice.auto or (not choice.selection and choice.unset == "auto")
+    if auto:
+        fields = select_auto_fields(geometry, choice.window, choice.min_response)
+        if not fields:
+            raise ContimgError(
+                f"no field sees {calibrator.name} with primary-beam response >= "
+                f"{choice.min_response} (best {best:.2f}); lower --min-pb-response"
+            )
+        log.info(
+            "%s: fields %s chosen for %s (beam response %.2f at peak, >= %.2f)",
+            ms, fields, calibrator.name, best, choice.min_response,
+        )  # fmt: skip
+        return fields
+    if choice.selection:
+        return parse_index_selection(choice.selection, "field", len(geometry))
+    if choice.unset == "refuse":
+        raise ContimgError("choose the calibrator fields with --field or --auto-fields")
+    return None

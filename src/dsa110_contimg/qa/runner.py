@@ -27,27 +27,26 @@ def qa_report(ms, out_dir, caltables=(), calibrator=None, truth=None, thresholds
     return {**paths, "summary": result.summary, "text": format_qa(result.summary)}
 
 
-def qa_of_calibration_run(summary: dict, calibrator, run_dir, images=None) -> list[dict]:
-    """A report per calibrated MS of a calibrate/apply run, in ``run_dir/qa/<stem>``.
+def qa_of_calibration_run(summary, calibrator, run_dir, images=None) -> list[dict]:
+    """A report per calibrated MS of a calibrate/apply run (a ``RunSummary``), in
+    ``run_dir/qa/<stem>``.
 
     A QA failure is logged and reported, never fatal to the calibration it describes.
     """
     reports = []
-    for obs in summary["observations"]:
-        if not obs.get("output_mms"):
+    for obs in summary.observations:
+        if not obs.output_mms:
             continue
-        stem = Path(obs["ms"]).name.removesuffix(".ms")
-        tables = list(obs.get("merged_tables", {}).values()) or list(obs.get("given_tables", []))
         try:
             report = qa_report(
-                obs["output_mms"], Path(run_dir) / "qa" / stem, tables, calibrator,
-                truth=default_truth(obs["ms"]), images=images,
+                obs.output_mms, Path(run_dir) / "qa" / obs.stem, obs.tables, calibrator,
+                truth=default_truth(obs.ms), images=images,
             )  # fmt: skip
         except ContimgError as error:
-            log.warning("QA of %s skipped: %s", obs["output_mms"], error)
+            log.warning("QA of %s skipped: %s", obs.output_mms, error)
             continue
         except Exception as error:  # noqa: BLE001 - QA must not fail the calibration it describes
-            log.warning("QA of %s failed: %s: %s", obs["output_mms"], type(error).__name__, error)
+            log.warning("QA of %s failed: %s: %s", obs.output_mms, type(error).__name__, error)
             continue
         reports.append(report)
     return reports
