@@ -15,3 +15,12 @@ class CasaTaskError(RuntimeError):
     record it per SPW and retry; the CLI prints it on one line and exits
     with status 1.
     """
+
+
+class StepFailed(Exception):
+    """A calibration step found its data unusable (no solutions kept, nothing calibrated).
+
+    Deterministic, so never retried; recorded in the run summary for that
+    step and SPW while the other SPWs go on. Distinct from
+    :class:`ContimgError`, which is the user's input.
+    """

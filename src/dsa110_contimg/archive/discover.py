@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110_contimg.errors import ContimgError
-from dsa110_contimg.ms.reads import require_ms
+from dsa110_contimg.ms.reads import require_ms, time_range
 
 
 @dataclass(frozen=True)
@@ -101,17 +101,6 @@ def fingerprint(ms) -> str:
             stat = full.stat()
             digest.update(f"{full.relative_to(ms)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def time_range(ms) -> tuple[float, float]:
-    """(first, last) integration midpoint, MJD seconds (main table TIME)."""
-    from casacore.tables import table
-
-    with table(str(ms), ack=False) as main:
-        if main.nrows() == 0:
-            raise ContimgError(f"{ms} has no rows")
-        times = main.getcol("TIME")
-    return float(times.min()), float(times.max())
 
 
 def describe(ms, catalog, min_response: float) -> ArchiveEntry:

@@ -25,9 +25,10 @@ from dsa110_contimg import casa_env
 from dsa110_contimg.calibration.config import CalibrationConfig
 from dsa110_contimg.calibration.plan import ObservationPlan, SpwPiece, applied_steps
 from dsa110_contimg.casa import tasks
-from dsa110_contimg.errors import ContimgError
-from dsa110_contimg.ms import caltables, mms
+from dsa110_contimg.errors import ContimgError, StepFailed
+from dsa110_contimg.ms import caltables, mms, reads
 from dsa110_contimg.ms.publish import publish_directory
+from dsa110_contimg.ms.writes import flag_all_rows
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def run_step(step, obs: ObservationPlan, spw, upstream, body, retries: int) -> S
                 detail=result or {}, cpu_seconds=time.process_time() - cpu_started,
                 peak_rss_gb=_peak_rss_gb(),
             )  # fmt: skip
-        except ContimgError as err:
+        except (StepFailed, ContimgError) as err:  # deterministic: a retry gives the same
             error = str(err)
             break
         except Exception as err:  # noqa: BLE001 - recorded, and the other SPWs go on
@@ -173,20 +174,6 @@ def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
     return run_step("assemble", obs, -1, [], body, config.retries)
 
 
-def _unflagged_fraction(ms, fields) -> float:
-    from casacore.tables import table, taql
-
-    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
-        query = "ANTENNA1 != ANTENNA2 && !FLAG_ROW"
-        if fields:
-            query += f" && FIELD_ID IN [{selection_string(fields)}]"
-        selected = taql(f"select FLAG from $main where {query}")
-        if selected.nrows() == 0:
-            return 0.0
-        flags = selected.getcol("FLAG")
-    return float(1.0 - flags.mean())
-
-
 def flag(obs: ObservationPlan, piece: SpwPiece, config, log_dir, prepared, assembled):
     """Flag autocorrelations and zeros (and RFI when asked); skip a fully flagged SPW."""
 
@@ -195,7 +182,7 @@ def flag(obs: ObservationPlan, piece: SpwPiece, config, log_dir, prepared, assem
             piece.sub_ms, config.flagging.modes(), casa_log(log_dir, obs, piece.spw, "flag")
         )
         fields = obs.cal_fields if obs.role == "calibrator" else obs.apply_fields
-        unflagged = _unflagged_fraction(piece.sub_ms, fields)
+        unflagged = reads.unflagged_cross_fraction(piece.sub_ms, fields)
         detail = {"casa_seconds": call.seconds, "unflagged_fraction": unflagged}
         if unflagged == 0.0:
             log.warning("%s SPW %d is fully flagged: skipped", obs.stem, piece.spw)
@@ -230,7 +217,7 @@ def model(obs: ObservationPlan, piece: SpwPiece, config, calibrator, flagged):
             primary_beam=config.phasing.primary_beam,
         )
         if obs.phasecenter and not report.phased_to_calibrator:
-            raise ContimgError(
+            raise StepFailed(
                 f"rephasing did not take on {obs.stem} spw {piece.spw}: {report.summary}"
             )
         verdicts = {}
@@ -372,7 +359,7 @@ def solve(
                 if snr is not None and minsnr and snr < minsnr
                 else f"SNR below {minsnr}, or too few baselines per antenna"
             )
-            raise ContimgError(
+            raise StepFailed(
                 f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'}: {why}"
             )
         return {"casa_seconds": call.seconds, "table": caltable, **stats}
@@ -418,8 +405,6 @@ def apply(
 
 
 def _fill_uncalibrated(sub_ms, log_file, calibrator, config):
-    from casacore.tables import table
-
     from dsa110_contimg.ms.reads import main_columns
     from dsa110_contimg.phasing.model import add_model_write_graph
 
@@ -430,11 +415,7 @@ def _fill_uncalibrated(sub_ms, log_file, calibrator, config):
                 scheduler="synchronous",
             )
     tasks.run_clearcal(sub_ms, log_file)
-
-    with table(str(sub_ms), readonly=False, ack=False) as main:
-        main.putcol("FLAG_ROW", np.ones(main.nrows(), dtype=bool))
-        flags = main.getcol("FLAG")
-        main.putcol("FLAG", np.ones_like(flags))
+    flag_all_rows(sub_ms)
 
 
 def merge(obs: ObservationPlan, config, step: str, target: str, solved):
@@ -460,12 +441,12 @@ def publish(obs: ObservationPlan, config, assembled, finished):
     def body():
         calibrated = [o.spw for o in finished if o.ok and o.step == "apply" and o.ms == obs.ms]
         if not calibrated and config.apply.enabled:
-            raise ContimgError(f"no SPW of {obs.stem} was calibrated: nothing published")
+            raise StepFailed(f"no SPW of {obs.stem} was calibrated: nothing published")
         failed_solves = sorted(
             {f"{o.step} spw {o.spw}" for o in finished if o.ms == obs.ms and o.status == FAILED}
         )
         if failed_solves and not config.apply.enabled:
-            raise ContimgError(
+            raise StepFailed(
                 f"solve-only run of {obs.stem} failed ({', '.join(failed_solves)}): "
                 "no table published"
             )

@@ -286,3 +286,14 @@ def run_tclean(vis: str, output_dir: str, log_file: str | None = None, **paramet
                 overwrite=True,
             )
     return CasaCall("tclean", str(vis), str(output_dir), time.perf_counter() - started, parameters)
+
+
+def create_multi_ms(output_mms: str, sub_ms_paths: list[str]) -> None:
+    """The casatools ``ms.createmultims`` reference concatenation of ``sub_ms_paths``
+    (moved into ``output_mms/SUBMSS``)."""
+    ms_tool = casa_env.casatools().ms()
+    try:
+        with casa_env.casa_output_to_log():
+            ms_tool.createmultims(output_mms, sub_ms_paths, [], True, False, False, [])
+    finally:
+        ms_tool.close()

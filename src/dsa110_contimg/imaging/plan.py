@@ -18,7 +18,13 @@ import numpy as np
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.instrument import DISH_DIAMETER_M
 from dsa110_contimg.ms.antennas import array_of
-from dsa110_contimg.ms.reads import chan_freq_hz, main_columns, read_subtable, require_ms
+from dsa110_contimg.ms.reads import (
+    chan_freq_hz,
+    main_columns,
+    read_subtable,
+    require_ms,
+    usable_baselines,
+)
 from dsa110_contimg.selection import parse_index_selection
 from dsa110_contimg.sky.beam import airy_power_response
 
@@ -118,23 +124,7 @@ def _longest_baseline_m(ms, fields, columns) -> dict[int, float]:
     visibilities in an imaged column hold NaN or infinity (tclean would
     return a blank or NaN image without complaint).
     """
-    from casacore.tables import table, taql
-
-    non_finite = " + ".join(
-        f"ntrue((isnan({COLUMNS[c]}) || isinf({COLUMNS[c]})) && !FLAG)" for c in columns
-    )
-    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
-        rows = taql(
-            f"select UVW, FIELD_ID, {non_finite} as NON_FINITE from $main "
-            "where ANTENNA1 != ANTENNA2 && !FLAG_ROW && !all(FLAG) "
-            f"&& FIELD_ID IN [{','.join(map(str, fields))}]"
-        )
-        if rows.nrows():
-            uvw, field_ids = rows.getcol("UVW"), rows.getcol("FIELD_ID")
-            bad = rows.getcol("NON_FINITE")
-        else:
-            uvw, field_ids, bad = np.zeros((0, 3)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    length = np.hypot(uvw[:, 0], uvw[:, 1])
+    length, field_ids, bad = usable_baselines(ms, fields, [COLUMNS[c] for c in columns])
     longest = {}
     for f in fields:
         in_field = field_ids == f

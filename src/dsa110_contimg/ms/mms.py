@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dsa110_contimg import casa_env
+from dsa110_contimg.casa.tasks import create_multi_ms
 
 # Subtables every sub-MS keeps its own copy of (CASA's layout).
 _OWN_SUBTABLES = ("SOURCE", "HISTORY")
@@ -34,14 +34,7 @@ def assemble_mms(sub_ms_paths, output_mms, parallel_axis: str = "spw") -> str:
         raise FileExistsError(f"{output_mms} already exists")
     if not sub_ms_paths:
         raise ValueError("no sub-MS to assemble")
-    ms_tool = casa_env.casatools().ms()
-    try:
-        with casa_env.casa_output_to_log():
-            ms_tool.createmultims(
-                str(output_mms), [str(p) for p in sub_ms_paths], [], True, False, False, []
-            )
-    finally:
-        ms_tool.close()
+    create_multi_ms(str(output_mms), [str(p) for p in sub_ms_paths])
     sub_dir = output_mms / "SUBMSS"
     members = [sub_dir / p.name for p in sub_ms_paths]
     for member in [output_mms, *members]:

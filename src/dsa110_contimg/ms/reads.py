@@ -277,3 +277,48 @@ def visibility_bytes(ms, spws) -> int:
             return 0
         n_chan, n_corr = selected.getcell("DATA", 0).shape
     return int(n_rows * (n_chan * n_corr * (8 + 1) + n_corr * 4))
+
+
+def unflagged_cross_fraction(ms, fields=()) -> float:
+    """Unflagged fraction of the cross-correlations (of ``fields``, else all)."""
+    from casacore.tables import table, taql
+
+    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
+        query = "ANTENNA1 != ANTENNA2 && !FLAG_ROW"
+        if fields:
+            query += f" && FIELD_ID IN [{','.join(str(int(f)) for f in fields)}]"
+        selected = taql(f"select FLAG from $main where {query}")
+        if selected.nrows() == 0:
+            return 0.0
+        flags = selected.getcol("FLAG")
+    return float(1.0 - flags.mean())
+
+
+def usable_baselines(ms, fields, columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uv length m, FIELD_ID, non-finite count) of each cross-correlation row of
+    ``fields`` with an unflagged visibility; the count is of unflagged NaN or
+    infinite values in ``columns`` (column names)."""
+    from casacore.tables import table, taql
+
+    non_finite = " + ".join(f"ntrue((isnan({c}) || isinf({c})) && !FLAG)" for c in columns)
+    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
+        rows = taql(
+            f"select UVW, FIELD_ID, {non_finite} as NON_FINITE from $main "
+            "where ANTENNA1 != ANTENNA2 && !FLAG_ROW && !all(FLAG) "
+            f"&& FIELD_ID IN [{','.join(str(int(f)) for f in fields)}]"
+        )
+        if not rows.nrows():
+            return np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+        uvw, field_ids, bad = rows.getcol("UVW"), rows.getcol("FIELD_ID"), rows.getcol("NON_FINITE")
+    return np.hypot(uvw[:, 0], uvw[:, 1]), field_ids, bad
+
+
+def time_range(ms) -> tuple[float, float]:
+    """(first, last) integration midpoint, MJD seconds (main table TIME)."""
+    from casacore.tables import table
+
+    with table(str(ms), ack=False) as main:
+        if main.nrows() == 0:
+            raise ContimgError(f"{ms} has no rows")
+        times = main.getcol("TIME")
+    return float(times.min()), float(times.max())

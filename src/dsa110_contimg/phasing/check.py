@@ -13,18 +13,20 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-import dask
 import numpy as np
 
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import reads
 from dsa110_contimg.phasing.geometry import FieldGeometry, field_geometry
-from dsa110_contimg.phasing.model import ModelContext
+from dsa110_contimg.phasing.view import (
+    add_summed_chunks,
+    calibrator_view,
+    model_coherence_by_field,
+    predicted_model,
+)
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.qa.visibility_kernels import noise_floor_baselines
 from dsa110_contimg.sky.calibrators import Calibrator
-from dsa110_contimg.sky.coordinates import direction_cosines
-from dsa110_contimg.sky.predict_kernels import point_source_visibilities
 
 log = logging.getLogger(__name__)
 
@@ -114,63 +116,45 @@ class PhasingReport:
 
 
 def _spw_chunk_partials(
-    data, model, flag, weight, ant1, ant2, field_id, uvw, n_field, lmn_by_field, freq_hz,
-    flux_by_field, coherence_chans, wanted_fields, corr_weights, unit_weights,
+    data, model, flag, weight, ant1, ant2, field_id, uvw, ddid, view, wanted_fields, unit_weights,
 ):  # fmt: skip
     """Per-field partial sums of one SPW's row chunk.
 
-    ``model`` is MODEL_DATA, or None to compare with a fresh prediction. With
-    MODEL_DATA, ``coherence_chans`` channels are also predicted for the stale
-    test. Returns (partials (field, PARTIALS_LENGTH), coherence (field, chan, 3)
-    or None). Fields not in ``wanted_fields`` are read but skipped. The
-    prediction holds Stokes I in the parallel hands and 0 in the cross-hands
-    (``corr_weights``), so only parallel hands are compared. ``unit_weights``
-    weights every visibility equally (for an MS whose WEIGHT says nothing).
+    ``model`` is MODEL_DATA, or None to compare with a fresh prediction
+    (MODEL_DATA is also tested against one for the stale-model test).
+    Returns (partials (field, PARTIALS_LENGTH), coherence (field, chan, 3) or
+    None). Fields not in ``wanted_fields`` are read but skipped. The
+    prediction holds Stokes I in the parallel hands and 0 in the cross-hands,
+    so only parallel hands are compared. ``unit_weights`` weights every
+    visibility equally (for an MS whose WEIGHT says nothing).
     """
     field_id = np.asarray(field_id)
     if unit_weights:
         weight = np.ones(np.shape(weight), np.float32)
-    partials = np.zeros((n_field, kernels.PARTIALS_LENGTH))
-    coherence = None if model is None else np.zeros((n_field, len(coherence_chans), 3))
+    keep = wanted_fields[field_id]
+    if not keep.all():
+        rows = np.flatnonzero(keep)
+        data, flag, weight, uvw = data[rows], flag[rows], weight[rows], uvw[rows]
+        ant1, ant2, field_id = np.asarray(ant1)[rows], np.asarray(ant2)[rows], field_id[rows]
+        model = None if model is None else model[rows]
+    coherence = None
+    if model is None:
+        model = predicted_model(uvw, field_id, ddid, view)
+    else:
+        coherence = model_coherence_by_field(model, uvw, field_id, ant1, ant2, ddid, view)
+    partials = np.zeros((view.n_field, kernels.PARTIALS_LENGTH))
     order = None if np.all(np.diff(field_id) >= 0) else np.argsort(field_id, kind="stable")
     sorted_ids = field_id if order is None else field_id[order]
     starts = np.flatnonzero(np.r_[True, np.diff(sorted_ids) != 0])
     stops = np.r_[starts[1:], len(sorted_ids)]
     for start, stop in zip(starts, stops, strict=True):
         rows = slice(start, stop) if order is None else order[start:stop]
-        f = int(sorted_ids[start])
-        if not wanted_fields[f]:
-            continue
-        cross = ant1[rows] != ant2[rows]
-        if model is None:
-            vis = point_source_visibilities(uvw[rows], lmn_by_field[f], freq_hz, flux_by_field[f])
-            group_model = vis[:, :, None] * corr_weights[None, None, :]
-        else:
-            group_model = model[rows]
-            predicted = point_source_visibilities(
-                uvw[rows], lmn_by_field[f], freq_hz[coherence_chans],
-                flux_by_field[f][:, coherence_chans],
-            )  # fmt: skip
-            coherence[f] += kernels.model_coherence_partials(
-                group_model[:, coherence_chans], predicted, cross, corr_weights
-            )
         a1, a2 = np.asarray(ant1[rows]), np.asarray(ant2[rows])
-        partials[f] += kernels.phase_alignment_partials(
-            data[rows], group_model, flag[rows], weight[rows], cross,
+        partials[int(sorted_ids[start])] += kernels.phase_alignment_partials(
+            data[rows], model[rows], flag[rows], weight[rows], a1 != a2,
             noise_rows=noise_floor_baselines(a1, a2),
         )  # fmt: skip
     return partials, coherence
-
-
-def _sum_chunks(results):
-    partials = sum(r[0] for r in results)
-    coherence = None if results[0][1] is None else sum(r[1] for r in results)
-    return partials, coherence
-
-
-def coherence_channels(n_chan: int) -> np.ndarray:
-    """First, middle and last channel: enough to see a wrong phase centre."""
-    return np.unique([0, n_chan // 2, n_chan - 1])
 
 
 def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=None):
@@ -188,48 +172,20 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
         row_chunk=row_chunk or reads.balanced_row_chunk(ms),
         group_cols=("DATA_DESC_ID",),
     )
-    context = ModelContext(ms)
-    n_field = len(context.phase_dir_rad)
-    lmn_by_field = np.stack(
-        direction_cosines(
-            calibrator.ra_rad, calibrator.dec_rad,
-            context.phase_dir_rad[:, 0], context.phase_dir_rad[:, 1],
-        ),
-        axis=-1,
-    )[:, None, :]  # fmt: skip
-    wanted_fields = np.ones(n_field, bool)
+    view = calibrator_view(ms, calibrator, primary_beam)
+    wanted_fields = np.ones(view.n_field, bool)
     if fields is not None:
         wanted_fields[:] = False
         wanted_fields[sorted(fields)] = True
-    graph = []
     unit_weights = not reads.weights_meaningful(ms)
+    columns = ("DATA", "MODEL_DATA", "FLAG", "WEIGHT", "ANTENNA1", "ANTENNA2", "FIELD_ID", "UVW")
+    graph = []
     for ds in xds_list:
         ddid = int(ds.attrs["DATA_DESC_ID"])
-        spw = int(context.ddid_spw[ddid])
-        freq = context.freq_hz[spw]
-        flux_by_field = np.stack(
-            [context.apparent_flux(calibrator, f, freq, primary_beam) for f in range(n_field)]
-        )[:, None, :]  # fmt: skip
-        columns = [ds[c].data for c in ("DATA", "MODEL_DATA", "FLAG", "WEIGHT", "ANTENNA1",
-                                        "ANTENNA2", "FIELD_ID", "UVW") if c in ds]  # fmt: skip
-        blocks = [c.to_delayed().ravel() for c in columns]
-        if not has_model:
-            blocks.insert(1, [None] * len(blocks[0]))
-        chunk_results = [
-            dask.delayed(_spw_chunk_partials, pure=True)(
-                *args,
-                n_field,
-                lmn_by_field,
-                freq,
-                flux_by_field,
-                coherence_channels(len(freq)),
-                wanted_fields,
-                context.corr_weights[ddid],
-                unit_weights,
-            )  # fmt: skip
-            for args in zip(*blocks, strict=True)
-        ]
-        graph.append((spw, dask.delayed(_sum_chunks)(chunk_results)))
+        summed = add_summed_chunks(
+            ds, columns, _spw_chunk_partials, ddid, view, wanted_fields, unit_weights
+        )
+        graph.append((int(view.ddid_spw[ddid]), summed))
     return graph, ("MODEL_DATA" if has_model else "prediction")
 
 

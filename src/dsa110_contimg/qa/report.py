@@ -21,10 +21,11 @@ import numpy as np
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables, reads
 from dsa110_contimg.ms.antennas import array_of
+from dsa110_contimg.phasing.view import calibrator_view
 from dsa110_contimg.qa import caltable_kernels as ck
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.qa import visibility_kernels as vk
-from dsa110_contimg.qa.graph import compute_visibility_qa, stale_model_context
+from dsa110_contimg.qa.graph import compute_visibility_qa
 from dsa110_contimg.qa.scores import GOOD, describe, resolve_thresholds, score_value, verdict_of
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         from dsa110_contimg.phasing.geometry import field_geometry
 
         geometry = {g.field_id: g for g in field_geometry(ms, calibrator)}
-        stale_context = stale_model_context(ms, calibrator, primary_beam)
+        stale_context = calibrator_view(ms, calibrator, primary_beam)
     else:
         skipped.append(
             "stale-model test and phasing context skipped: no calibrator known "

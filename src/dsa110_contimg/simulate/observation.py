@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from casacore.tables import table
 
 from dsa110_contimg import instrument
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms.publish import publish_directory
+from dsa110_contimg.ms.writes import rewrite_row_groups
 from dsa110_contimg.simulate import corruption_kernels as ck
 from dsa110_contimg.simulate.config import SimulationConfig
 from dsa110_contimg.simulate.ms_skeleton import build_ms_skeleton
@@ -200,59 +200,50 @@ def fill_visibilities(ms_path: str, plan, truth: SimulationTruth, config: Simula
     source_dec = np.radians([s.dec_deg for s in plan.sources])
     live = np.abs(truth.bandpass).max(axis=(1, 2, 3)) > 0
 
-    with table(ms_path, readonly=False, ack=False) as main:
-        n_rows = main.nrows()
-        field = main.getcol("FIELD_ID")
-        ddid = main.getcol("DATA_DESC_ID")
-        with table(f"{ms_path}/DATA_DESCRIPTION", ack=False) as dd:
-            ddid_spw = dd.getcol("SPECTRAL_WINDOW_ID")
-        starts = np.flatnonzero(np.r_[True, (np.diff(field) != 0) | (np.diff(ddid) != 0)])
-        stops = np.r_[starts[1:], n_rows]
-        weight_value = 1.0 / sigma**2 if sigma > 0 else 1.0
-        for start, stop in zip(starts, stops, strict=True):
-            nrow = int(stop - start)
-            t = int(field[start])
-            spw = int(ddid_spw[ddid[start]])
-            uvw = main.getcol("UVW", start, nrow)
-            a1 = main.getcol("ANTENNA1", start, nrow)
-            a2 = main.getcol("ANTENNA2", start, nrow)
-            l, m, n = direction_cosines(
-                source_ra, source_dec, plan.field_ra_rad[t], plan.field_dec_rad[t]
-            )
-            model = point_source_visibilities(
-                uvw, np.stack([l, m, n], axis=-1), plan.chan_freq_hz[spw], sky_flux[t, :, spw]
-            )
-            gain = truth.bandpass[:, spw] * np.exp(1j * truth.phase_drift_rad[:, t, None, :])
-            g1, g2 = gain[a1], gain[a2]
-            data = ck.apply_baseline_gains(model[:, :, None], g1, g2)
+    weight_value = 1.0 / sigma**2 if sigma > 0 else 1.0
 
-            auto = a1 == a2
-            total_flux = sky_flux[t, :, spw].sum(axis=0)  # (chan,)
-            data[auto] = (np.abs(g1[auto]) ** 2) * (config.sefd_jy + total_flux)[None, :, None]
-            if config.noise:
-                rng = np.random.default_rng([config.seed, 1, t, spw])
-                noise = ck.thermal_noise(rng, data.shape, sigma)
-                scale1 = np.where(live[a1][:, None, None], np.abs(g1), 1.0)
-                scale2 = np.where(live[a2][:, None, None], np.abs(g2), 1.0)
-                noise *= scale1 * scale2
-                # Autocorrelations are real with twice the per-part variance.
-                noise[auto] = np.sqrt(2.0) * noise[auto].real
-                data += noise
-            for chan in range(plan.chan_freq_hz.shape[1]):
-                if (t, spw, chan) in rfi:
-                    rfi_rng = np.random.default_rng([config.seed, 4, t, spw, chan])
-                    spike = RFI_AMPLITUDE_SIGMAS * max(sigma, 1.0)
-                    data[~auto, chan, :] += spike * np.exp(
-                        2j * np.pi * rfi_rng.uniform(size=(int((~auto).sum()), 1))
-                    )
-            if zero:
-                zero_mask = np.array([(t, spw, i, j) in zero for i, j in zip(a1, a2, strict=True)])
-                data[zero_mask] = 0.0
+    def fill(t, spw, columns):
+        uvw, a1, a2 = columns["UVW"], columns["ANTENNA1"], columns["ANTENNA2"]
+        nrow = len(a1)
+        l, m, n = direction_cosines(
+            source_ra, source_dec, plan.field_ra_rad[t], plan.field_dec_rad[t]
+        )
+        model = point_source_visibilities(
+            uvw, np.stack([l, m, n], axis=-1), plan.chan_freq_hz[spw], sky_flux[t, :, spw]
+        )
+        gain = truth.bandpass[:, spw] * np.exp(1j * truth.phase_drift_rad[:, t, None, :])
+        g1, g2 = gain[a1], gain[a2]
+        data = ck.apply_baseline_gains(model[:, :, None], g1, g2)
 
-            main.putcol("DATA", data.astype(np.complex64), start, nrow)
-            main.putcol("SIGMA", np.full((nrow, n_corr), max(sigma, 1.0), np.float32), start, nrow)
-            main.putcol("WEIGHT", np.full((nrow, n_corr), weight_value, np.float32), start, nrow)
-    return n_rows
+        auto = a1 == a2
+        total_flux = sky_flux[t, :, spw].sum(axis=0)  # (chan,)
+        data[auto] = (np.abs(g1[auto]) ** 2) * (config.sefd_jy + total_flux)[None, :, None]
+        if config.noise:
+            rng = np.random.default_rng([config.seed, 1, t, spw])
+            noise = ck.thermal_noise(rng, data.shape, sigma)
+            scale1 = np.where(live[a1][:, None, None], np.abs(g1), 1.0)
+            scale2 = np.where(live[a2][:, None, None], np.abs(g2), 1.0)
+            noise *= scale1 * scale2
+            # Autocorrelations are real with twice the per-part variance.
+            noise[auto] = np.sqrt(2.0) * noise[auto].real
+            data += noise
+        for chan in range(plan.chan_freq_hz.shape[1]):
+            if (t, spw, chan) in rfi:
+                rfi_rng = np.random.default_rng([config.seed, 4, t, spw, chan])
+                spike = RFI_AMPLITUDE_SIGMAS * max(sigma, 1.0)
+                data[~auto, chan, :] += spike * np.exp(
+                    2j * np.pi * rfi_rng.uniform(size=(int((~auto).sum()), 1))
+                )
+        if zero:
+            zero_mask = np.array([(t, spw, i, j) in zero for i, j in zip(a1, a2, strict=True)])
+            data[zero_mask] = 0.0
+        return {
+            "DATA": data.astype(np.complex64),
+            "SIGMA": np.full((nrow, n_corr), max(sigma, 1.0), np.float32),
+            "WEIGHT": np.full((nrow, n_corr), weight_value, np.float32),
+        }
+
+    return rewrite_row_groups(ms_path, ("UVW", "ANTENNA1", "ANTENNA2"), fill)
 
 
 def _apparent_flux(plan: ObservationPlan, config: SimulationConfig) -> np.ndarray:

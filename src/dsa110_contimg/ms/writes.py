@@ -1,0 +1,105 @@
+"""Table writes outside CASA tasks: whole-column rewrites of MSs this system made.
+
+Every write here goes to an MS the system created (a simulation, a working
+copy, a sub-MS of its own Multi-MS), never to an input MS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from casacore.tables import table
+
+
+def rewrite_row_groups(ms_path: str, read_columns, fill) -> int:
+    """Rewrite the MS group by group of consecutive rows sharing FIELD_ID and DATA_DESC_ID.
+
+    ``fill(field_id, spw, columns)`` gets the group's ``read_columns`` and
+    returns {column: values} to write over the group. Returns the rows.
+    """
+    with table(ms_path, readonly=False, ack=False) as main:
+        n_rows = main.nrows()
+        field = main.getcol("FIELD_ID")
+        ddid = main.getcol("DATA_DESC_ID")
+        with table(f"{ms_path}/DATA_DESCRIPTION", ack=False) as dd:
+            ddid_spw = dd.getcol("SPECTRAL_WINDOW_ID")
+        starts = np.flatnonzero(np.r_[True, (np.diff(field) != 0) | (np.diff(ddid) != 0)])
+        stops = np.r_[starts[1:], n_rows]
+        for start, stop in zip(starts, stops, strict=True):
+            nrow = int(stop - start)
+            columns = {c: main.getcol(c, int(start), nrow) for c in read_columns}
+            written = fill(int(field[start]), int(ddid_spw[ddid[start]]), columns)
+            for name, values in written.items():
+                main.putcol(name, values, int(start), nrow)
+    return n_rows
+
+
+def flag_all_rows(ms_path) -> None:
+    """FLAG and FLAG_ROW set on every row (a sub-MS whose calibration failed)."""
+    with table(str(ms_path), readonly=False, ack=False) as main:
+        main.putcol("FLAG_ROW", np.ones(main.nrows(), dtype=bool))
+        flags = main.getcol("FLAG")
+        main.putcol("FLAG", np.ones_like(flags))
+
+
+def list_every_station(ms_path: str, row_of, station_names, station_itrf_m) -> None:
+    """Rewrite the ANTENNA table as the real converter writes it: every station.
+
+    The simulator knows only the antennas with data; their rows move to their
+    stations' places (``row_of[i]`` for the simulator's antenna ``i``), the
+    other stations get rows of their own (position, dish, mount) and no data,
+    and every antenna id (main table, FEED, POINTING) follows.
+    """
+    row_of = np.asarray(row_of)
+    n_stations = len(station_names)
+    with table(f"{ms_path}/ANTENNA", readonly=False, ack=False) as antenna:
+        columns = {c: antenna.getcol(c) for c in antenna.colnames()}
+        antenna.addrows(n_stations - antenna.nrows())
+        for name, values in columns.items():
+            full = np.repeat(values[:1], n_stations, axis=0)
+            full[row_of] = values
+            if name == "POSITION":
+                full = np.asarray(station_itrf_m)
+            elif name in ("NAME", "STATION"):
+                full = np.array(station_names)
+            elif name == "OFFSET":
+                full = np.zeros_like(full)
+            antenna.putcol(name, full)
+    with table(ms_path, readonly=False, ack=False) as main:
+        for column in ("ANTENNA1", "ANTENNA2"):
+            main.putcol(column, row_of[main.getcol(column)].astype(np.int32))
+    with table(f"{ms_path}/POINTING", readonly=False, ack=False) as pointing:
+        if pointing.nrows():
+            pointing.putcol("ANTENNA_ID", row_of[pointing.getcol("ANTENNA_ID")].astype(np.int32))
+    with table(f"{ms_path}/FEED", readonly=False, ack=False) as feed:
+        ids = row_of[feed.getcol("ANTENNA_ID")]
+        first = feed.nrows()
+        missing = sorted(set(range(n_stations)) - set(ids.tolist()))
+        for _ in missing:
+            feed.copyrows(feed, startrowin=0, startrowout=-1, nrow=1)
+        feed.putcol("ANTENNA_ID", np.r_[ids, missing].astype(np.int32), 0, first + len(missing))
+
+
+def finish_simulated_main_table(ms_path: str, time_of_field_mjd_s) -> None:
+    """A simulator's MS as a raw one: DATA only, a scan per field, J2000 UVW, DATA in Jy.
+
+    Refuses (RuntimeError) rows whose TIME is not their field's integration
+    in ``time_of_field_mjd_s`` (MJD seconds per field).
+    """
+    with table(ms_path, readonly=False, ack=False) as main:
+        main.removecols([c for c in ("MODEL_DATA", "CORRECTED_DATA") if c in main.colnames()])
+        field_id = main.getcol("FIELD_ID")
+        main.putcol("SCAN_NUMBER", (field_id + 1).astype(np.int32))
+        # UVW are computed by the simulator in the J2000 frame of each phase centre.
+        keywords = main.getcolkeywords("UVW")
+        keywords["MEASINFO"]["Ref"] = "J2000"
+        main.putcolkeywords("UVW", keywords)
+        # The simulated sky, gains near unity and noise are in Jy.
+        main.putcolkeyword("DATA", "QuantumUnits", ["Jy"])
+        times = main.getcol("TIME")
+        expected = np.asarray(time_of_field_mjd_s)[field_id]
+        worst = float(np.max(np.abs(times - expected)))
+        if worst > 1e-3:
+            raise RuntimeError(
+                f"simulator wrote TIME {worst:.3f} s away from the plan "
+                f"(first integration at MJD {time_of_field_mjd_s[0] / 86400:.6f} d)"
+            )
