@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dsa110_contimg.calibration.config import resolve_config
+from dsa110_contimg.calibration.outcomes import FAILED, OK, SKIPPED, StepOutcome, run_step
 from dsa110_contimg.calibration.plan import applied_steps, plan_observation, solve_steps
-from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED, StepOutcome, run_step
 from dsa110_contimg.cluster.profiles import load_profile, parse_cluster_options, slurm_cluster
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms.antennas import resolve_refant

@@ -24,6 +24,7 @@ from dsa110_contimg.phasing.model import add_model_write_graph
 from dsa110_contimg.phasing.rephase import plan_rephase, rephase_and_model
 from dsa110_contimg.qa import caltable_kernels as ck
 from dsa110_contimg.qa import visibility_kernels as vk
+from dsa110_contimg.qa import visibility_metrics as vm
 from dsa110_contimg.qa.graph import compute_visibility_qa
 from dsa110_contimg.qa.html import render_report, write_report
 from dsa110_contimg.qa.report import run_qa
@@ -129,7 +130,7 @@ def test_visibility_kernel_matches_numpy_on_random_shapes(n_row, n_chan, n_corr,
     partials = vk.visibility_partials(
         data, model, corrected, flag, weight, ant1, ant2, field_id, uvw, 1, 5, 1000.0
     )
-    check_against_reference(chunk, vk.finalise_visibility_metrics(partials))
+    check_against_reference(chunk, vm.finalise_visibility_metrics(partials))
 
 
 def test_histograms_match_numpy_binning():
@@ -145,15 +146,15 @@ def test_histograms_match_numpy_binning():
     with_model = used & np.isfinite(model) & (model != 0)
     sampled = with_model & (vk.phase_sampled_baseline(ant1, ant2) == 1)[:, None, None]
     phase = np.angle(data[sampled] * np.conj(model[sampled]))
-    expected, _ = np.histogram(phase, bins=np.radians(vk.phase_histogram_edges_deg()))
+    expected, _ = np.histogram(phase, bins=np.radians(vm.phase_histogram_edges_deg()))
     # a phase within 1e-5 rad of a bin edge may land in the neighbouring bin
     assert np.abs(partials.phase_hist_data_model[0] - expected).sum() <= 2
     ratio = np.abs(data[with_model]) / np.abs(model[with_model])
-    expected = np.bincount(vk.ratio_bins_of(ratio), minlength=vk.RATIO_BINS)
+    expected = np.bincount(vm.ratio_bins_of(ratio), minlength=vk.RATIO_BINS)
     np.testing.assert_array_equal(partials.hist_data_model[0], expected)
-    edges = vk.ratio_bin_edges()
+    edges = vm.ratio_bin_edges()
     inside = (ratio > vk.RATIO_LIMITS[0]) & (ratio < vk.RATIO_LIMITS[1])
-    k = vk.ratio_bins_of(ratio[inside])
+    k = vm.ratio_bins_of(ratio[inside])
     assert np.all((edges[k] <= ratio[inside]) & (ratio[inside] < edges[k + 1]))
     assert np.all(edges[1:] / edges[:-1] <= 1 + 2.0**-vk.RATIO_MANTISSA_BITS + 1e-9)
 
@@ -179,7 +180,7 @@ def test_partials_add_across_chunks_and_fields_split():
     for f in range(3):
         rows = field_id == f
         sub = tuple(a[rows] for a in chunk)
-        check_against_reference(sub, vk.finalise_visibility_metrics(whole, f))
+        check_against_reference(sub, vm.finalise_visibility_metrics(whole, f))
 
 
 def test_kernel_without_model_or_corrected_and_all_flagged():
@@ -188,7 +189,7 @@ def test_kernel_without_model_or_corrected_and_all_flagged():
     partials = vk.visibility_partials(
         data, None, None, np.ones_like(flag), weight, ant1, ant2, np.zeros(30, int), uvw, 1, 5, 1e3
     )
-    metrics = vk.finalise_visibility_metrics(partials)
+    metrics = vm.finalise_visibility_metrics(partials)
     assert metrics["n_used"] == 0
     assert metrics["flagged_fraction"] == 1.0
     assert np.isnan(metrics["data_model_phase_scatter_deg"])
@@ -208,12 +209,12 @@ def test_decorrelation_and_uv_profile_see_phase_errors_growing_with_baseline():
         data, model, model, np.zeros(data.shape, bool), np.ones((n_row, 2), np.float32),
         ant1, ant2, np.zeros(n_row, int), uvw, 1, 2, 1000.0,
     )  # fmt: skip
-    profile = vk.uv_profile(partials, 1000.0)
+    profile = vm.uv_profile(partials, 1000.0)
     coherence = np.array(profile["data_model_coherence"])
     expected = np.exp(-0.5 * (np.radians(60) * np.array(profile["uv_centre_m"]) / 1000) ** 2)
     np.testing.assert_allclose(coherence, expected, atol=0.03)
-    assert vk.decorrelation(profile, "data_model_coherence") < 0.8
-    assert vk.decorrelation(profile, "corrected_model_coherence") == pytest.approx(1.0)
+    assert vm.decorrelation(profile, "data_model_coherence") < 0.8
+    assert vm.decorrelation(profile, "corrected_model_coherence") == pytest.approx(1.0)
 
 
 def test_caltable_kernel_against_numpy():

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.qa import visibility_kernels as vk
+from dsa110_contimg.qa import visibility_metrics as vm
 
 
 def _reference(data, model, flag, weight, cross):
@@ -138,7 +139,7 @@ def test_thermal_phase_floor_matches_monte_carlo_in_both_passes():
         data, model, data, flag, weight, ant1, ant2, np.zeros(n_row, int),
         np.zeros((n_row, 3)), 1, 48, 1000.0,
     )  # fmt: skip
-    metrics = vk.finalise_visibility_metrics(partials)
+    metrics = vm.finalise_visibility_metrics(partials)
     assert metrics["data_model_phase_floor_deg"] == pytest.approx(expected, rel=0.10)
     assert metrics["vector_corrected_model_amp_ratio"] == pytest.approx(1.0, abs=0.02)
     assert metrics["median_corrected_model_amp_ratio"] > 1.05  # biased by noise

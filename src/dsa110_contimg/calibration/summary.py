@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsa110_contimg.calibration.config import CalibrationConfig
+from dsa110_contimg.calibration.outcomes import FAILED, OK, SKIPPED
 from dsa110_contimg.calibration.plan import CalibrationPlan
-from dsa110_contimg.calibration.steps import FAILED, OK, SKIPPED
 from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.qa.scores import DEFAULT_THRESHOLDS as DEFAULT_QA_THRESHOLDS
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dsa110_contimg.ms.publish import publish_file
-from dsa110_contimg.qa import visibility_kernels as vk
+from dsa110_contimg.qa import visibility_metrics as vm
 from dsa110_contimg.qa.scores import verdict_of
 
 COLOURS = {"good": "#1a7f37", "suboptimal": "#9a6700", "warning": "#bc4c00", "error": "#cf222e",
@@ -126,7 +126,7 @@ def plot_phase_histograms(plots: dict) -> str | None:
     if not fields:
         return None
     total = _summed(plots["spw_results"], fields)
-    edges = vk.phase_histogram_edges_deg()
+    edges = vm.phase_histogram_edges_deg()
     centres = 0.5 * (edges[1:] + edges[:-1])
     fig, ax = _figure(figsize=(6.5, 3.6))
     for counts, label in (

@@ -19,14 +19,21 @@ from pathlib import Path
 import numpy as np
 
 from dsa110_contimg.errors import ContimgError
-from dsa110_contimg.ms import caltables, reads
+from dsa110_contimg.ms import reads
 from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.phasing.view import calibrator_view
-from dsa110_contimg.qa import caltable_kernels as ck
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.qa import visibility_kernels as vk
+from dsa110_contimg.qa import visibility_metrics as vm
+from dsa110_contimg.qa.caltable_report import bandpass_plot_data, caltable_qa
 from dsa110_contimg.qa.graph import compute_visibility_qa
-from dsa110_contimg.qa.scores import GOOD, describe, resolve_thresholds, score_value, verdict_of
+from dsa110_contimg.qa.scores import (
+    GOOD,
+    Scorer,
+    finite_or_none,
+    resolve_thresholds,
+    verdict_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,57 +50,7 @@ class QAResult:
     plots: dict = field(default_factory=dict)
 
 
-class _Scorer:
-    def __init__(self, thresholds):
-        self.thresholds = thresholds
-
-    def entry(self, value, threshold_key, in_overall=True, not_judged: str | None = None) -> dict:
-        """A scored metric; ``not_judged`` says why a measured value gets no verdict."""
-        t = self.thresholds[threshold_key]
-        value = None if value is None or not math.isfinite(value) else float(value)
-        score = score_value(value, t) if value is not None else float("nan")
-        measured = math.isfinite(score)
-        entry = {
-            "value": value,
-            "score": round(score, 4) if measured else None,
-            "verdict": verdict_of(score) if measured else "not measured",
-            "line": describe(value if value is not None else float("nan"), t, score),
-            "in_overall": bool(in_overall and measured),
-            "threshold": threshold_key,
-        }
-        if not_judged and measured:
-            entry.update(score=None, verdict="not judged", in_overall=False,
-                         line=f"{t.label} {value:.3g}: not judged ({not_judged})")  # fmt: skip
-        return entry
-
-    def phase_entry(self, measured, floor, threshold_key, in_overall=True,
-                    not_judged: str | None = None) -> dict:  # fmt: skip
-        """Phase scatter judged by its excess over the thermal floor; all three reported."""
-        measured = float("nan") if measured is None else measured
-        floor = float("nan") if floor is None else floor
-        excess = kernels.excess_scatter_deg(measured, floor)
-        entry = self.entry(excess, threshold_key, in_overall, not_judged)
-        entry["value"] = _finite_or_none(measured)
-        entry["thermal_floor_deg"] = _finite_or_none(floor)
-        entry["excess_deg"] = _finite_or_none(excess)
-        if entry["value"] is not None and entry["thermal_floor_deg"] is not None:
-            label = self.thresholds[threshold_key].label
-            entry["line"] = entry["line"].replace(
-                label,
-                f"{label} {measured:.0f} deg (thermal noise alone {floor:.0f} deg), excess",
-                1,
-            )
-        return entry
-
-
-def _finite_or_none(value):
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _visibility_metrics(m: dict, scorer: _Scorer, role: str, aligned: bool, has_corrected: bool,
+def _visibility_metrics(m: dict, scorer: Scorer, role: str, aligned: bool, has_corrected: bool,
                         coherence: float | None, data_units: str = "Jy") -> dict:  # fmt: skip
     """Scored metrics of one group (a field, an SPW or all fields of a role).
 
@@ -169,14 +126,14 @@ def _info(m: dict) -> dict:
             "n_model", "data_decorrelation", "data_model_phase_floor_deg",
             "corrected_model_phase_floor_deg", "vector_data_model_amp_ratio",
             "vector_corrected_model_amp_ratio")  # fmt: skip
-    return {k: _finite_or_none(m.get(k)) for k in keep}
+    return {k: finite_or_none(m.get(k)) for k in keep}
 
 
 def _group_metrics(partials: vk.VisibilityPartials, uv_max: float) -> tuple[dict, dict]:
-    metrics = vk.finalise_visibility_metrics(partials)
-    profile = vk.uv_profile(partials, uv_max)
-    metrics["corrected_decorrelation"] = vk.decorrelation(profile, "corrected_model_coherence")
-    metrics["data_decorrelation"] = vk.decorrelation(profile, "data_model_coherence")
+    metrics = vm.finalise_visibility_metrics(partials)
+    profile = vm.uv_profile(partials, uv_max)
+    metrics["corrected_decorrelation"] = vm.decorrelation(profile, "corrected_model_coherence")
+    metrics["data_decorrelation"] = vm.decorrelation(profile, "data_model_coherence")
     return metrics, profile
 
 
@@ -207,7 +164,7 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
     ``truth`` is a simulation truth file for the caltables' error against it.
     """
     ms = reads.require_ms(ms)
-    scorer = _Scorer(resolve_thresholds(thresholds))
+    scorer = Scorer(resolve_thresholds(thresholds))
     skipped: list[str] = []
     started = time.perf_counter()
 
@@ -336,7 +293,7 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         })  # fmt: skip
     visibilities["antennas"] = _antenna_table(total, spw_results, calibrator_fields, array)
 
-    tables = [_caltable_qa(p, ms, scorer, array, truth, units) for p in caltable_paths]
+    tables = [caltable_qa(p, ms, scorer, array, truth, units) for p in caltable_paths]
     summary = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -377,7 +334,7 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
         "target_fields": target_fields,
         "antenna_names": antenna_names,
         "antennas_with_data": array.with_data,
-        "caltables": [_bandpass_plot_data(p) for p in caltable_paths],
+        "caltables": [bandpass_plot_data(p) for p in caltable_paths],
     }
     return QAResult(summary, plots)
 
@@ -387,8 +344,8 @@ def _antenna_table(total, spw_results, calibrator_fields, array) -> list[dict]:
     antenna_names = array.names
     if calibrator_fields:
         cal = total.select(calibrator_fields)
-        data_scatter = vk.antenna_phase_scatter_deg(cal, "data")
-        corrected_scatter = vk.antenna_phase_scatter_deg(cal, "corrected")
+        data_scatter = vm.antenna_phase_scatter_deg(cal, "data")
+        corrected_scatter = vm.antenna_phase_scatter_deg(cal, "corrected")
     else:
         data_scatter = corrected_scatter = np.full(len(antenna_names), np.nan)
     flagged = sum(r.partials.flag_map[:, :, 0].sum(axis=1) for r in spw_results)
@@ -399,127 +356,11 @@ def _antenna_table(total, spw_results, calibrator_fields, array) -> list[dict]:
         rows.append({
             "antenna": int(a),
             "name": name,
-            "data_model_phase_scatter_deg": _finite_or_none(data_scatter[a]),
-            "corrected_model_phase_scatter_deg": _finite_or_none(corrected_scatter[a]),
-            "flagged_fraction": _finite_or_none(flagged[a] / counted[a]) if counted[a] else None,
+            "data_model_phase_scatter_deg": finite_or_none(data_scatter[a]),
+            "corrected_model_phase_scatter_deg": finite_or_none(corrected_scatter[a]),
+            "flagged_fraction": finite_or_none(flagged[a] / counted[a]) if counted[a] else None,
         })  # fmt: skip
     return rows
-
-
-def _caltable_qa(path, ms, scorer: _Scorer, array, truth, data_units: str = "Jy") -> dict:
-    """Per-SPW scored solution metrics of one table; an unusable table is reported, not raised.
-
-    Only the antennas with data count: CASA writes flagged solutions for
-    antennas that never observed.
-    """
-    antenna_names = list(array.names)
-    entry: dict = {"path": str(path)}
-    try:
-        by_spw = caltables.read_solutions_by_spw(path)
-        if not by_spw:
-            raise ContimgError(f"caltable {path} holds no solutions")
-        solutions = next(iter(by_spw.values()))
-        n_spw = len(reads.chan_freq_hz(ms))
-        caltables.check_caltable_matches(solutions.info, len(antenna_names), n_spw, [])
-        if list(solutions.antenna_names) != list(antenna_names):
-            raise ContimgError(
-                f"caltable {path} names other antennas than {ms}: it was solved on another MS"
-            )
-    except ContimgError as error:
-        entry["error"] = str(error)
-        return entry
-    kind = solutions.info.kind
-    entry["kind"] = kind
-    entry["solved_on"] = solutions.ms_name
-    truth_bandpass = None
-    if truth is not None and kind == "B":
-        from dsa110_contimg.simulate.truth import load_truth
-
-        truth_bandpass = load_truth(truth).bandpass
-    entry["spws"] = []
-    dead = set()
-    for spw, solutions in by_spw.items():
-        rows = array.has_data[solutions.antenna]
-        if not rows.any():
-            continue
-        m = ck.spw_solution_metrics(
-            solutions.values[rows], solutions.flag[rows],
-            None if solutions.snr is None else solutions.snr[rows],
-            solutions.antenna[rows], len(antenna_names), kind,
-        )  # fmt: skip
-        metrics = {
-            "flagged_fraction": scorer.entry(m["flagged_fraction"], "caltable_flagged_fraction"),
-            "n_fully_flagged_antennas": scorer.entry(
-                m["n_fully_flagged_antennas"], "n_fully_flagged_antennas"
-            ),
-        }
-        if "snr_median" in m:
-            metrics["snr_median"] = scorer.entry(m["snr_median"], "snr_median")
-        if "amp_out_of_range_fraction" in m:
-            metrics["amp_out_of_range_fraction"] = scorer.entry(
-                m["amp_out_of_range_fraction"], "amp_out_of_range_fraction",
-                not_judged=None if data_units.lower() == "jy" else (
-                    f"DATA in {data_units or 'unstated'!r} units: gains carry the correlator's "
-                    "scale"
-                ),
-            )  # fmt: skip
-        if kind != "B" and data_units.lower() != "jy" and "amp_scatter" in m:
-            metrics["gain_amp_scatter"] = scorer.entry(m["amp_scatter"], "gain_amp_scatter")
-        if kind == "B" and "bandpass_amp_roughness" in m:
-            metrics["bandpass_amp_roughness"] = scorer.entry(
-                m["bandpass_amp_roughness"], "bandpass_amp_roughness"
-            )
-        elif kind != "B" and "phase_scatter_deg" in m:
-            metrics["gain_phase_scatter_deg"] = scorer.entry(
-                m["phase_scatter_deg"], "gain_phase_scatter_deg"
-            )
-        if truth_bandpass is not None:
-            errors = ck.bandpass_truth_errors(
-                solutions.values[rows], solutions.flag[rows], solutions.antenna[rows],
-                solutions.spw[rows], int(solutions.refant[rows][0]), truth_bandpass,
-            )  # fmt: skip
-            metrics["bandpass_amp_error"] = scorer.entry(errors["amp_error"], "bandpass_amp_error")
-            metrics["bandpass_phase_error_deg"] = scorer.entry(
-                errors["phase_error_deg"], "bandpass_phase_error_deg"
-            )
-        dead.update(m["fully_flagged_antennas"])
-        info = {
-            k: _finite_or_none(m.get(k))
-            for k in ("n_solutions", "snr_p10", "amp_median", "amp_scatter", "phase_scatter_deg",
-                      "bandpass_phase_roughness_deg")
-        }  # fmt: skip
-        info["fully_flagged_antennas"] = [antenna_names[a] for a in m["fully_flagged_antennas"]]
-        info["antenna_flagged_fraction"] = {
-            antenna_names[a]: round(float(f), 4)
-            for a, f in enumerate(m["antenna_flagged_fraction"])
-            if np.isfinite(f)
-        }
-        entry["spws"].append({"spw": spw, "metrics": metrics, "info": info})
-    entry["fully_flagged_antennas"] = [antenna_names[a] for a in sorted(dead)]
-    return entry
-
-
-def _bandpass_plot_data(path) -> dict | None:
-    """Rows of every SPW, channels padded with NaN to the widest SPW (not drawn)."""
-    try:
-        by_spw = caltables.read_solutions_by_spw(path)
-    except ContimgError:
-        return None
-    parts = list(by_spw.values())
-    if not parts or parts[0].info.kind != "B" or not np.iscomplexobj(parts[0].values):
-        return None
-    n_chan = max(p.values.shape[1] for p in parts)
-    values = []
-    for p in parts:
-        padded = np.full((p.values.shape[0], n_chan, p.values.shape[2]), np.nan, complex)
-        padded[:, : p.values.shape[1]] = np.where(p.flag, np.nan, p.values)
-        values.append(padded)
-    return {
-        "path": str(path),
-        "values": np.concatenate(values),
-        "antenna": np.concatenate([p.antenna for p in parts]),
-        "spw": np.concatenate([p.spw for p in parts]),
-    }
 
 
 def _headline_verdicts(visibilities, tables) -> list[str]:

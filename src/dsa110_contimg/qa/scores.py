@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.qa import kernels
 
 ERROR, WARNING, SUBOPTIMAL, GOOD = "error", "warning", "suboptimal", "good"
 ANCHOR_SCORES = (1.0, 0.9, 0.66, 0.33, 0.0)
@@ -186,3 +187,55 @@ def _check_anchor_order(name: str, threshold: Threshold) -> None:
             f"QA threshold {name}: anchors best, good, warning, error, worst must run in one "
             f"direction, got {values}"
         )
+
+
+class Scorer:
+    """Scored metric entries of qa.json under one set of thresholds."""
+
+    def __init__(self, thresholds):
+        self.thresholds = thresholds
+
+    def entry(self, value, threshold_key, in_overall=True, not_judged: str | None = None) -> dict:
+        """A scored metric; ``not_judged`` says why a measured value gets no verdict."""
+        t = self.thresholds[threshold_key]
+        value = None if value is None or not math.isfinite(value) else float(value)
+        score = score_value(value, t) if value is not None else float("nan")
+        measured = math.isfinite(score)
+        entry = {
+            "value": value,
+            "score": round(score, 4) if measured else None,
+            "verdict": verdict_of(score) if measured else "not measured",
+            "line": describe(value if value is not None else float("nan"), t, score),
+            "in_overall": bool(in_overall and measured),
+            "threshold": threshold_key,
+        }
+        if not_judged and measured:
+            entry.update(score=None, verdict="not judged", in_overall=False,
+                         line=f"{t.label} {value:.3g}: not judged ({not_judged})")  # fmt: skip
+        return entry
+
+    def phase_entry(self, measured, floor, threshold_key, in_overall=True,
+                    not_judged: str | None = None) -> dict:  # fmt: skip
+        """Phase scatter judged by its excess over the thermal floor; all three reported."""
+        measured = float("nan") if measured is None else measured
+        floor = float("nan") if floor is None else floor
+        excess = kernels.excess_scatter_deg(measured, floor)
+        entry = self.entry(excess, threshold_key, in_overall, not_judged)
+        entry["value"] = finite_or_none(measured)
+        entry["thermal_floor_deg"] = finite_or_none(floor)
+        entry["excess_deg"] = finite_or_none(excess)
+        if entry["value"] is not None and entry["thermal_floor_deg"] is not None:
+            label = self.thresholds[threshold_key].label
+            entry["line"] = entry["line"].replace(
+                label,
+                f"{label} {measured:.0f} deg (thermal noise alone {floor:.0f} deg), excess",
+                1,
+            )
+        return entry
+
+
+def finite_or_none(value):
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
