@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint browser-deps bench bench-deps clean
+.PHONY: demo test test-fast lint browser-deps bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ lint: $(STAMP)
 
 test: $(STAMP) lint browser-deps
 	$(BIN)/python -m pytest -q
+
+# The quick loop while editing: no cluster, no browser, no whole-observation runs.
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -q -m "not slow and not cluster and not browser"
 
 # Debian's chromium and chromedriver for the QA report's browser test.
 browser-deps:

@@ -28,6 +28,13 @@ def one_error_line(result) -> str:
     return errors[0]
 
 
+def pytest_collection_modifyitems(items):
+    """A test that uses a Dask cluster is marked ``cluster`` (``make test-fast`` skips it)."""
+    for item in items:
+        if {"client", "scheduler"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _run_logs_in_tmp(tmp_path_factory):
     os.environ["CONTIMG_RUN_ROOT"] = str(tmp_path_factory.mktemp("runs"))
@@ -62,6 +69,7 @@ def corrupted_small(make_observation):
 
 
 BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _wait_for(pattern, path, timeout=60):
@@ -73,6 +81,15 @@ def _wait_for(pattern, path, timeout=60):
             return found
         time.sleep(0.2)
     raise TimeoutError(f"{pattern!r} not seen in {path}:\n{text}")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local cluster of two single-threaded worker processes, shared by a module's tests."""
+    from dsa110_contimg.cluster import dask_client
+
+    with dask_client(n_workers=2) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

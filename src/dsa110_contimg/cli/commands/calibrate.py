@@ -193,51 +193,6 @@ def _overrides(args) -> dict:
     return sections
 
 
-def _overrides(args) -> dict:
-    """Nested config overrides from the flags the user actually gave."""
-    sections: dict = {}
-
-    def put(section, key, value):
-        if value is not None:
-            sections.setdefault(section, {})[key] = value
-
-    if args.no_flag:
-        put("flagging", "enabled", False)
-    put("flagging", "tfcrop", True if args.tfcrop else None)
-    put("flagging", "rflag", True if args.rflag else None)
-    put("apply", "calwt", True if args.calwt else None)
-    if args.retries is not None:
-        sections["retries"] = args.retries
-    if args.command not in ("calibrate", "bench-spw"):
-        return sections
-    put("phasing", "rephase", False if args.no_rephase else None)
-    put("phasing", "model_position", "phase-centre" if args.model_at_phase_centre else None)
-    put("phasing", "primary_beam", False if args.primary_beam is False else None)
-    put("prebp", "enabled", False if args.no_prebp_phase else None)
-    put("prebp", "solint", args.prebp_solint)
-    put("prebp", "minsnr", args.prebp_minsnr)
-    put("prebp", "uvrange", args.prebp_uvrange)
-    put("delay", "enabled", True if args.delay else None)
-    put("bandpass", "combine_field", args.bp_combine_field)
-    put("bandpass", "solint", args.bp_solint)
-    put("bandpass", "minsnr", args.bp_minsnr)
-    put("bandpass", "fillgaps", args.fillgaps)
-    put("bandpass", "minblperant", args.minblperant)
-    put("gains", "minblperant", args.minblperant)
-    put("prebp", "minblperant", args.minblperant)
-    put("gains", "solints", args.gain_solints)
-    put("gains", "calmode", args.gain_calmode)
-    put("apply", "gain_solint", args.apply_solint)
-    put("apply", "enabled", False if args.no_apply else None)
-    if args.fast or args.timebin or args.chanbin:
-        put("fast", "enabled", True)
-        put("fast", "timebin", args.timebin)
-        put("fast", "chanbin", args.chanbin if args.chanbin else (None if args.timebin else 4))
-    if args.combine_spw:
-        sections["combine_spw"] = True
-    return sections
-
-
 def _ms_list(args) -> list[str]:
     from dsa110_contimg.ms.reads import require_ms
 

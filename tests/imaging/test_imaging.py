@@ -30,6 +30,8 @@ from dsa110_contimg.sky.calibrators import lookup_calibrator
 from dsa110_contimg.sky.coordinates import angular_separation
 from dsa110_contimg.sky.sources import PointSource
 
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
+
 CAL = lookup_calibrator("0834+555")
 
 
@@ -130,7 +132,7 @@ def test_image_metrics_against_a_synthetic_image(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def calibrated_target(make_observation, tmp_path_factory):
+def calibrated_target(make_observation, tmp_path_factory, client):
     """A calibrator transit and a target file two hours later with the same instrument gains."""
     common = {"sefd_jy": 1000.0, "drift_phase_rms_deg": 0.0, "n_field_sources": 6, "seed": 5}
     cal = make_observation("small", stem="cal", **common)
@@ -141,18 +143,17 @@ def calibrated_target(make_observation, tmp_path_factory):
     plan = plan_calibration(
         [str(cal)], CAL, {str(cal): fields}, "103", config, out, targets=[str(target)]
     )
-    with dask_client(n_workers=2) as client:
-        summary = run_plan(plan, client, out / "run", CAL, progress=False)
-        assert summary.status == "ok"
-        mms = summary.observations[1].output_mms
-        jobs = plan_imaging(mms, "12", "both", ImagingConfig(), out / "images")
-        result = run_imaging(jobs, client, out / "images", out / "run", load_truth_path(target))
-        natural = plan_imaging(
-            mms, "12", "corrected", ImagingConfig(weighting="natural"), out / "natural"
-        )
-        natural_result = run_imaging(
-            natural, client, out / "natural", out / "run", load_truth_path(target)
-        )
+    summary = run_plan(plan, client, out / "run", CAL, progress=False)
+    assert summary.status == "ok"
+    mms = summary.observations[1].output_mms
+    jobs = plan_imaging(mms, "12", "both", ImagingConfig(), out / "images")
+    result = run_imaging(jobs, client, out / "images", out / "run", load_truth_path(target))
+    natural = plan_imaging(
+        mms, "12", "corrected", ImagingConfig(weighting="natural"), out / "natural"
+    )
+    natural_result = run_imaging(
+        natural, client, out / "natural", out / "run", load_truth_path(target)
+    )
     return target, mms, result, natural_result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import REPO_ROOT
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.outcomes import FAILED, OK, SKIPPED, StepOutcome, run_step
 from dsa110_contimg.calibration.plan import applied_steps, plan_observation, solve_steps
@@ -248,11 +249,10 @@ def test_casa_log_reason_reads_solve_statistics_and_joins_continued_lines(tmp_pa
 
 def test_the_readme_catalog_example_reads(tmp_path):
     """The CSV catalog example in the README is a catalog the program reads."""
-    from pathlib import Path
 
     from dsa110_contimg.sky.calibrators import read_calibrator_csv
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     block = readme.split("name,ra_deg,dec_deg,flux_jy")[1].split("```")[0]
     path = tmp_path / "catalog.csv"
     path.write_text("name,ra_deg,dec_deg,flux_jy" + block)

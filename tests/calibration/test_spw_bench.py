@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
+
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "dsa110_contimg", *map(str, args)],

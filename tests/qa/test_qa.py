@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from conftest import SOLVE_FIELDS
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_calibration, run_plan
-from dsa110_contimg.cluster import dask_client
 from dsa110_contimg.ms.reads import main_columns
 from dsa110_contimg.phasing.geometry import choose_fields
 from dsa110_contimg.phasing.model import add_model_write_graph
@@ -285,13 +284,12 @@ def test_phase_thresholds_depend_on_the_phasing_context():
 
 
 @pytest.fixture(scope="module")
-def calibrated_with_dead_antenna(make_observation, tmp_path_factory):
+def calibrated_with_dead_antenna(make_observation, tmp_path_factory, client):
     ms = make_observation("small", stem="dead", dead_antennas=(DEAD,))
     out = tmp_path_factory.mktemp("qa_cal")
     fields = choose_fields(ms, CAL, SOLVE_FIELDS)
     plan = plan_calibration([str(ms)], CAL, {str(ms): fields}, "103", resolve_config(), out)
-    with dask_client(n_workers=2) as client:
-        summary = run_plan(plan, client, out / "run", CAL, progress=False)
+    summary = run_plan(plan, client, out / "run", CAL, progress=False)
     obs = summary.observations[0]
     assert summary.status == "ok"
     tables = [obs.merged_tables[s] for s in ("bpcal", "2gcal")]
@@ -362,11 +360,12 @@ def test_uncalibrated_data_scores_poorly_calibrated_corrected_scores_good(
     json.loads(json.dumps(summary))
 
 
-def test_uncalibrated_input_with_model_scores_warning(calibrated_with_dead_antenna, tmp_path):
+def test_uncalibrated_input_with_model_scores_warning(
+    calibrated_with_dead_antenna, tmp_path, client
+):
     ms, _, _, _ = calibrated_with_dead_antenna
     plan = plan_rephase(ms, CAL, (10, 11, 12, 13), output_ms=tmp_path / "rephased.ms")
-    with dask_client(n_workers=1) as client:
-        rephase_and_model(plan, CAL, client)
+    rephase_and_model(plan, CAL, client)
     summary = run_qa(plan.output_ms, [], CAL).summary
     cal = summary["visibilities"]["calibrator"]["metrics"]
     assert cal["data_model_phase_scatter_deg"]["in_overall"]
@@ -376,14 +375,13 @@ def test_uncalibrated_input_with_model_scores_warning(calibrated_with_dead_anten
     assert any("CORRECTED_DATA missing" in s for s in summary["skipped"])
 
 
-def test_stale_model_written_before_rephasing_is_caught(clean_small, tmp_path):
+def test_stale_model_written_before_rephasing_is_caught(clean_small, tmp_path, client):
     fields = (10, 11, 12, 13)
     before = tmp_path / "before.ms"
     shutil.copytree(clean_small, before)
     dask.compute(add_model_write_graph(before, CAL))
     plan = plan_rephase(clean_small, CAL, fields, output_ms=tmp_path / "rephased.ms")
-    with dask_client(n_workers=1) as client:
-        rephase_and_model(plan, CAL, client)
+    rephase_and_model(plan, CAL, client)
     stale = tmp_path / "stale.ms"
     shutil.copytree(plan.output_ms, stale)
     with table(str(before), ack=False) as t:

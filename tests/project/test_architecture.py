@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT
+
+ROOT = REPO_ROOT
 PACKAGE = ROOT / "src" / "dsa110_contimg"
 LAYERS = ["foundation", "pure kernels and plans (numpy)", "graphs and I/O", "drivers",
           "command line"]  # fmt: skip

@@ -17,10 +17,11 @@ from conftest import SOLVE_FIELDS, one_error_line
 from dsa110_contimg.calibration.config import resolve_config
 from dsa110_contimg.calibration.pipeline import plan_apply, plan_calibration, run_plan
 from dsa110_contimg.calibration.serial import run_serial_recipe
-from dsa110_contimg.cluster import dask_client
 from dsa110_contimg.phasing.geometry import choose_fields
 from dsa110_contimg.simulate.truth import load_truth
 from dsa110_contimg.sky.calibrators import lookup_calibrator
+
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
 
 CAL = lookup_calibrator("0834+555")
 
@@ -28,12 +29,6 @@ CAL = lookup_calibrator("0834+555")
 def column_digest(ms, column="DATA") -> str:
     with table(str(ms), ack=False) as t:
         return hashlib.sha256(t.getcol(column).tobytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def client():
-    with dask_client(n_workers=2) as c:
-        yield c
 
 
 def plan_fields(ms):

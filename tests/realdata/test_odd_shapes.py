@@ -21,6 +21,8 @@ from dsa110_contimg.simulate.config import preset
 from dsa110_contimg.simulate.plan import plan_observation
 from dsa110_contimg.sky.calibrators import lookup_calibrator
 
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
+
 CAL = lookup_calibrator("0834+555")
 SPWS = (("a", 1.40e9, 1e6, 8), ("b", 1.45e9, 0.5e6, 16))
 

@@ -20,11 +20,14 @@ import numpy as np
 import pytest
 from casacore.tables import table
 
+from conftest import REPO_ROOT, one_error_line
 from dsa110_contimg.ms.reads import corr_types_of_ddid
 from dsa110_contimg.phasing.model import add_model_write_graph, stokes_i_weights
 from dsa110_contimg.sky.calibrators import Calibrator
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
+
+REALDATA = REPO_ROOT.parent / "shared" / "realdata"
 PARALLEL = {"XX", "YY", "RR", "LL"}
 STOKES_NAMES = {5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY"}
 
@@ -149,7 +152,6 @@ def test_ata_qa_reads_its_units_weights_and_antennas(ata, tmp_path):
 def test_ata_calibration_refuses_in_one_line_with_casas_reason(ata, tmp_path):
     """One integration and 16 channels: the pre-bandpass solve lacks baselines beyond
     1 klambda, the bandpass lacks SNR; each says so (from CASA's own statistics)."""
-    from conftest import one_error_line
 
     result = _contimg("calibrate", ata, "--calibrator", "3C286", "--refant", "1b",
                       "--out", tmp_path / "cal")  # fmt: skip
@@ -165,7 +167,6 @@ def test_ata_calibration_refuses_in_one_line_with_casas_reason(ata, tmp_path):
 
 
 def test_a_position_without_flux_is_refused_where_the_flux_matters(ata):
-    from conftest import one_error_line
 
     result = _contimg("write-model", ata, "--cal-ra", "10", "--cal-dec", "10")
     assert result.returncode == 2
@@ -176,7 +177,6 @@ def test_a_position_without_flux_is_refused_where_the_flux_matters(ata):
 
 def test_paper_xy_only_is_refused_for_models_and_calibration(tmp_path):
     """PAPER's file holds XY only: no parallel hand carries an unpolarised calibrator."""
-    from conftest import one_error_line
 
     ms = _unpack("paper_xy.ms.tgz", tmp_path)
     for command in (

@@ -11,7 +11,6 @@ import pytest
 from casacore.tables import table
 
 from conftest import one_error_line
-from dsa110_contimg.cluster import dask_client
 from dsa110_contimg.phasing.check import check_phasing
 from dsa110_contimg.phasing.geometry import field_geometry, select_auto_fields
 from dsa110_contimg.phasing.model import add_model_write_graph
@@ -93,7 +92,7 @@ def _divide_out_truth_gains(src, dst):
 
 
 @pytest.fixture(scope="module")
-def rephased(make_observation, tmp_path_factory):
+def rephased(make_observation, tmp_path_factory, client):
     """Rephase + model on three inputs: corrected-corrupted, noiseless-clean, raw corrupted."""
     work = tmp_path_factory.mktemp("rephase")
     inputs = {
@@ -105,10 +104,9 @@ def rephased(make_observation, tmp_path_factory):
     data_before = {k: _column(v, "DATA") for k, v in inputs.items()}
     before = {k: check_phasing(v, CAL) for k, v in inputs.items()}
     after = {}
-    with dask_client(n_workers=1) as client:
-        for key, ms in inputs.items():
-            plan = plan_rephase(ms, CAL, CAL_FIELDS, output_ms=work / f"{key}_rephased.ms")
-            after[key] = (plan, rephase_and_model(plan, CAL, client))
+    for key, ms in inputs.items():
+        plan = plan_rephase(ms, CAL, CAL_FIELDS, output_ms=work / f"{key}_rephased.ms")
+        after[key] = (plan, rephase_and_model(plan, CAL, client))
     return inputs, before, after, data_before
 
 

@@ -18,6 +18,8 @@ from dsa110_contimg.archive.discover import fingerprint
 from dsa110_contimg.archive.manifest import Manifest
 from dsa110_contimg.simulate.archive import simulate_archive
 
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
+
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):

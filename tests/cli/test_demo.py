@@ -4,6 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
+
 
 def test_demo_runs_end_to_end(tmp_path):
     result = subprocess.run(

@@ -2,11 +2,14 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py"))
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # builds or calibrates whole observations
+
+BENCHMARKS = sorted((REPO_ROOT / "benchmarks").glob("bench_*.py"))
 
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
@@ -30,7 +33,7 @@ def _run_all(*arguments, cwd):
 
 
 def test_run_all_gathers_results_a_markdown_table_and_the_readme_block(tmp_path):
-    here = Path(__file__).parents[1] / "benchmarks"
+    here = REPO_ROOT / "benchmarks"
     readme = tmp_path / "README.md"
     readme.write_text(
         "# Project\n\n<!-- benchmarks:start -->\nold table\n<!-- benchmarks:end -->\n\nafter\n"
@@ -66,7 +69,7 @@ def test_run_all_gathers_results_a_markdown_table_and_the_readme_block(tmp_path)
 
 
 def test_run_all_refuses_an_unknown_benchmark_or_preset_name(tmp_path):
-    here = Path(__file__).parents[1] / "benchmarks"
+    here = REPO_ROOT / "benchmarks"
     for arguments in (["--only", "nosuch"], ["--preset", "nosuch=tiny"], ["--preset", "qa"]):
         result = _run_all(*arguments, "--out", str(tmp_path), cwd=here)
         assert result.returncode == 2, arguments
@@ -75,7 +78,7 @@ def test_run_all_refuses_an_unknown_benchmark_or_preset_name(tmp_path):
 
 
 def _import_run_all():
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     try:
         import run_all
     finally:
