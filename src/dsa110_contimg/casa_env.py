@@ -90,6 +90,31 @@ def configure_astropy() -> None:
     iers.conf.iers_degraded_accuracy = "warn"
 
 
+def offline_observatory_sites() -> None:
+    """No download of astropy's observatory list (pyuvdata asks for it).
+
+    The list holds DSA-110 only; pyuvdata then knows other telescopes from
+    its own list, and a file that gives its telescope's location needs none.
+    """
+    from astropy import units as u
+    from astropy.coordinates import EarthLocation
+    from astropy.coordinates.sites import SiteRegistry
+
+    from dsa110_contimg import instrument
+
+    if not EarthLocation._site_registry:
+        registry = SiteRegistry()
+        registry.add_site(
+            ["DSA-110", "dsa110"],
+            EarthLocation.from_geodetic(
+                instrument.SITE_LONGITUDE_DEG * u.deg,
+                instrument.SITE_LATITUDE_DEG * u.deg,
+                instrument.SITE_HEIGHT_M * u.m,
+            ),
+        )
+        EarthLocation._site_registry = registry
+
+
 def set_casa_logfile(path: str | os.PathLike) -> None:
     """Send the CASA log of this process (and of processes it starts) to ``path``."""
     path = Path(path).resolve()

@@ -46,13 +46,22 @@ def command_parser(prog: str, description: str | None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dsa110_contimg.cli.commands import archive, calibrate, demo, image, inspect, phasing, qa
+    from dsa110_contimg.cli.commands import (
+        archive,
+        calibrate,
+        convert,
+        demo,
+        image,
+        inspect,
+        phasing,
+        qa,
+    )
     from dsa110_contimg.cli.commands import simulate as simulate_command
 
     parser, commands = command_parser(
         "contimg", "Calibrate and quality-check DSA-110 Measurement Sets on Dask."
     )
-    for group in (simulate_command, inspect, phasing, demo, image, qa, archive, calibrate):
+    for group in (simulate_command, convert, inspect, phasing, demo, image, qa, archive, calibrate):
         group.register(commands)
     return parser
 

@@ -33,6 +33,15 @@ def rewrite_row_groups(ms_path: str, read_columns, fill) -> int:
     return n_rows
 
 
+def write_uvdata_ms(uv, ms_path) -> None:
+    """A pyuvdata UVData written as a Measurement Set (pyuvdata's writer, checks off)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uv.write_ms(str(ms_path), clobber=False, run_check=False)
+
+
 def flag_all_rows(ms_path) -> None:
     """FLAG and FLAG_ROW set on every row (a sub-MS whose calibration failed)."""
     with table(str(ms_path), readonly=False, ack=False) as main:

@@ -16,8 +16,14 @@ _SIMULATION_FIELDS = (
 
 def register(commands) -> None:
     simulate = commands.add_parser("simulate", help="write a synthetic DSA-110 observation")
-    simulate.add_argument("out", help="output Measurement Set path (e.g. obs.ms)")
-    simulate.add_argument("--overwrite", action="store_true", help="replace an existing MS")
+    simulate.add_argument(
+        "out", help="output Measurement Set (e.g. obs.ms), or with --format uvh5 a directory"
+    )
+    simulate.add_argument(
+        "--format", choices=["ms", "uvh5"], default="ms",
+        help="ms (default) or uvh5: the correlator's subband files <time>_sbNN.hdf5",
+    )  # fmt: skip
+    simulate.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _add_simulation_options(simulate)
     simulate.set_defaults(func=run_simulate)
 
@@ -101,6 +107,14 @@ def run_simulate(args) -> int:
 
     config = simulation_config(args)
     log.debug("simulation config: %s", json.dumps(config.to_dict()))
+    if args.format == "uvh5":
+        from dsa110_contimg.simulate.subbands import simulate_subband_files
+
+        written = simulate_subband_files(args.out, config, overwrite=args.overwrite)
+        print(f"subband files: {written.directory} ({len(written.files)} files, "
+              f"{written.seconds:.1f} s)")  # fmt: skip
+        print(f"truth: {written.truth_path}")
+        return 0
     result = simulate_observation(args.out, config, overwrite=args.overwrite)
     print(f"MS:    {result.ms_path} ({result.n_rows} rows, {result.seconds:.1f} s)")
     print(f"truth: {result.truth_path}")
