@@ -13,14 +13,18 @@ POSITION_TOLERANCE_M = 1e-3
 UVW_RELATIVE_SLACK = 1e-6
 
 
-def check_converted_ms(ms, antenna_positions_m, meridian_ra_rad: dict,
+def check_converted_ms(ms, antenna_numbers, antenna_positions_m, meridian_ra_rad: dict,
                        pointing_dec_rad: float) -> list[tuple[bool, str]]:  # fmt: skip
-    """(passed, line) for frequencies, phase centres, UVW lengths and antenna positions."""
+    """(passed, line) for frequencies, phase centres, UVW lengths and antenna positions.
+
+    ``antenna_positions_m`` (antenna, 3) ITRF of the files' antennas, whose
+    ANTENNA rows are their ``antenna_numbers``.
+    """
     return [
         _frequencies_ascending(ms),
         _phase_centres_at_meridian(ms, meridian_ra_rad, pointing_dec_rad),
         _uvw_within_array(ms),
-        _antenna_positions(ms, antenna_positions_m),
+        _antenna_positions(ms, antenna_numbers, antenna_positions_m),
     ]
 
 
@@ -68,15 +72,18 @@ def _uvw_within_array(ms) -> tuple[bool, str]:
     return True, f"UVW lengths within the baselines (longest {longest:.1f} m)"
 
 
-def _antenna_positions(ms, expected_m) -> tuple[bool, str]:
+def _antenna_positions(ms, numbers, expected_m) -> tuple[bool, str]:
     antenna = read_subtable(ms, "ANTENNA", columns=["POSITION"])
     positions = np.asarray(antenna.POSITION.values, float)
-    expected = np.asarray(expected_m, float)
-    if positions.shape != expected.shape:
-        return False, f"ANTENNA has {len(positions)} rows, the files {len(expected)} antennas"
-    worst = float(np.abs(positions - expected).max(initial=0.0))
+    numbers = np.asarray(numbers, int)
+    if numbers.max(initial=-1) >= len(positions):
+        return (
+            False,
+            f"ANTENNA has {len(positions)} rows; the files number antennas up to {numbers.max()}",
+        )
+    worst = float(np.abs(positions[numbers] - np.asarray(expected_m, float)).max(initial=0.0))
     ok = worst < POSITION_TOLERANCE_M
     return ok, (
-        f"antenna positions {'equal' if ok else 'DIFFER from'} the files' ({len(positions)} "
+        f"antenna positions {'equal' if ok else 'DIFFER from'} the files' ({len(numbers)} "
         f"antennas, largest difference {worst * 1000:.3f} mm)"
     )

@@ -125,6 +125,7 @@ def _write_observation(subbands, job: ConversionJob) -> dict:
         write_uvdata_ms(combined, partial)
         verdicts = check_converted_ms(
             partial,
+            antenna_numbers=combined.telescope.antenna_numbers,
             antenna_positions_m=_absolute_positions(combined),
             meridian_ra_rad=_field_ras(combined),
             pointing_dec_rad=uvh5.pointing_dec_rad(combined),
