@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
+from casacore.tables import table
 
 from conftest import SOLVE_FIELDS, one_error_line
 from dsa110_contimg.calibration.config import resolve_config
@@ -356,3 +357,31 @@ def test_worker_killed_mid_image_is_one_line_and_the_next_run_cleans_up(corrupte
     assert result.returncode == 0, result.stderr
     assert (final / "image.image.fits").exists()
     assert not list(tmp_path.glob(".*partial-*"))
+
+
+def test_whole_file_image_at_the_median_meridian(calibrated_target, tmp_path, client):
+    """--phasecenter: every field shifted into a new MS and imaged as one; input untouched."""
+    from dsa110_contimg.imaging.plan import parse_phasecenter, plan_whole_file
+
+    target, mms, _, _ = calibrated_target
+    before = _column_digest(mms)
+    centre, label = parse_phasecenter("median-meridian", mms)
+    shift, jobs = plan_whole_file(mms, centre, label, "both", ImagingConfig(niter=200), tmp_path)
+    result = run_imaging(jobs, client, tmp_path, tmp_path / "run", load_truth_path(target),
+                         shift=shift)  # fmt: skip
+    (comparison,) = result["comparisons"]
+    assert comparison["label"] == "all fields"
+    assert comparison["coherence_after"] > comparison["coherence_before"]
+    assert result["phase_shift"]["phasecenter"] == "median-meridian"
+    with table(f"{shift.output_ms}/FIELD", ack=False) as t:
+        phase = np.degrees(t.getcol("PHASE_DIR")[:, 0, :])
+    np.testing.assert_allclose(phase[:, 1], centre[1], atol=1e-6)
+    assert np.all(np.abs((phase[:, 0] - centre[0] + 180) % 360 - 180) < 1e-6)
+    assert _column_digest(mms) == before, "the input changed"
+
+
+def _column_digest(ms) -> str:
+    import hashlib
+
+    with table(str(ms), ack=False) as t:
+        return hashlib.sha256(t.getcol("CORRECTED_DATA").tobytes()).hexdigest()

@@ -124,8 +124,10 @@ def run_phaseshift(
     spw: str = "",
     field: str = "",
     log_file: str | None = None,
+    datacolumn: str = "data",
 ) -> CasaCall:
-    """Copy DATA of ``vis`` (``spw``/``field`` selection) to ``outputvis``, shifting fields.
+    """Copy ``datacolumn`` of ``vis`` (``spw``/``field`` selection) to ``outputvis``, shifting
+    fields (``all``: DATA and CORRECTED_DATA).
 
     ``phasecenters`` maps field id -> direction (``J2000 128.7deg 55.6deg``);
     fields not in it keep their phase centre. CASA needs the per-field dict
@@ -136,7 +138,7 @@ def run_phaseshift(
         field=field,
         spw=spw,
         phasecenter={str(f): c for f, c in phasecenters.items()},
-        datacolumn="data",
+        datacolumn=datacolumn,
     )
     return _write_ms("phaseshift", vis, outputvis, log_file, parameters)
 

@@ -23,7 +23,9 @@ from dsa110_contimg.imaging.metrics import (
     known_sources,
     read_fits_pixels,
 )
-from dsa110_contimg.imaging.plan import ImageJob
+from dsa110_contimg.imaging.plan import WHOLE_FILE, ImageJob, ShiftJob
+from dsa110_contimg.ms.publish import publish_directory
+from dsa110_contimg.ms.reads import main_columns, read_subtable
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ TASK_PRIORITY = {"compare": 2, "data": 1, "corrected": 0}
 def tclean_parameters(job: ImageJob) -> dict:
     c = job.config
     parameters = dict(
-        field=str(job.field),
+        field="" if job.field == WHOLE_FILE else str(job.field),
         datacolumn=job.column,
         imsize=job.imsize,
         cell=f"{job.cell_arcsec:.4f}arcsec",
@@ -63,8 +65,25 @@ def tclean_parameters(job: ImageJob) -> dict:
     return parameters
 
 
-def image_and_measure(job: ImageJob, sources, log_dir) -> dict:
-    """One Dask task: tclean (and FITS export), then the image metrics."""
+def shift_phase_centre(shift: ShiftJob, log_dir) -> str:
+    """One Dask task: every field of the input phase-shifted into a new MS (DATA and, when
+    present, CORRECTED_DATA); the input is only read."""
+    log_file = str(Path(log_dir) / "casa" / f"{Path(shift.output_ms).name}-phaseshift.log")
+    n_fields = read_subtable(shift.input_ms, "FIELD", columns=["NAME"]).sizes["row"]
+    columns = "all" if "CORRECTED_DATA" in main_columns(shift.input_ms) else "data"
+    with publish_directory(shift.output_ms) as partial:
+        tasks.run_phaseshift(
+            shift.input_ms, str(partial), dict.fromkeys(range(n_fields), shift.direction),
+            log_file=log_file, datacolumn=columns,
+        )  # fmt: skip
+    return shift.output_ms
+
+
+def image_and_measure(job: ImageJob, sources, log_dir, shifted=None) -> dict:
+    """One Dask task: tclean (and FITS export), then the image metrics.
+
+    ``shifted`` is the phase-shifted MS the job images (a dependency only).
+    """
     log_file = str(Path(log_dir) / "casa" / f"{Path(job.output_dir).name}.log")
     started_unix = time.time()
     call = tasks.run_tclean(job.ms, job.output_dir, log_file, **tclean_parameters(job))
@@ -79,6 +98,7 @@ def image_and_measure(job: ImageJob, sources, log_dir) -> dict:
     return {
         "ms": job.ms,
         "field": job.field,
+        "label": job.label,
         "column": job.column,
         "image": f"{job.imagename}.image",
         "fits": f"{job.imagename}.image.fits",
@@ -92,11 +112,12 @@ def image_and_measure(job: ImageJob, sources, log_dir) -> dict:
 def compare_field(data: dict, corrected: dict, png: str) -> dict:
     """One Dask task per field: the DATA -> CORRECTED improvement and the side-by-side PNG."""
     plot_comparison(data, corrected, png)
-    return {"ms": data["ms"], "field": data["field"], "png": png, **improvement(data, corrected)}
+    return {"ms": data["ms"], "field": data["field"], "label": data["label"], "png": png,
+            **improvement(data, corrected)}  # fmt: skip
 
 
 def run_imaging(
-    jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None, catalog=None
+    jobs: list[ImageJob], client, out_dir, log_dir, truth_path=None, catalog=None, shift=None
 ) -> dict:
     """Run every job on ``client``; write ``image_comparison.json`` and PNGs; return it.
 
@@ -110,7 +131,13 @@ def run_imaging(
     sources_by_ms = {}
     for job in jobs:
         if job.ms not in sources_by_ms:
-            sources_by_ms[job.ms] = known_sources(job.ms, truth_path, catalog)
+            measured_ms = shift.input_ms if shift is not None else job.ms
+            sources_by_ms[job.ms] = known_sources(measured_ms, truth_path, catalog)
+    shifted = None
+    if shift is not None:
+        shifted = dask.delayed(shift_phase_centre, pure=False)(
+            shift, str(log_dir), dask_key_name=f"phaseshift-{Path(shift.output_ms).name}"
+        )
     image_and_measure_task = dask.delayed(image_and_measure, pure=False)
     image_tasks = {}
     for job in jobs:
@@ -119,6 +146,7 @@ def run_imaging(
                 job,
                 sources_by_ms[job.ms][0],
                 str(log_dir),
+                shifted,
                 dask_key_name=f"tclean-{Path(job.output_dir).name}",
             )
     compare_tasks = []
@@ -143,6 +171,14 @@ def run_imaging(
     result = {
         "schema": SCHEMA,
         "version": VERSION,
+        "phase_shift": None
+        if shift is None
+        else {
+            "input_ms": shift.input_ms,
+            "output_ms": shift.output_ms,
+            "centre_deg": list(shift.centre_deg),
+            "phasecenter": shift.label,
+        },
         "sources_from": {ms: origin for ms, (_, origin) in sources_by_ms.items()},
         "wall_seconds": wall,
         "images": images,
@@ -176,7 +212,7 @@ def plot_comparison(data: dict, corrected: dict, png) -> None:
         )
         coherence = "" if m["coherence"] is None else f", coherence {m['coherence']:.2f}"
         axis.set_title(
-            f"{m['column'].upper()} field {m['field']}\n"
+            f"{m['column'].upper()} {m['label']}\n"
             f"rms {1e3 * m['rms_jy']:.2f} mJy, peak {m['peak_jy']:.3f} Jy, "
             f"DR {m['dynamic_range']:.0f}{coherence}",
             fontsize=9,
@@ -207,7 +243,7 @@ def format_comparison(result: dict) -> str:
         )
     for c in result["comparisons"]:
         line = (
-            f"field {c['field']}: noise {c['noise_ratio']:.2f}x lower, dynamic range "
+            f"{c['label']}: noise {c['noise_ratio']:.2f}x lower, dynamic range "
             f"{c['dynamic_range_ratio']:.2f}x higher"
         )
         if "coherence_after" in c:

@@ -71,9 +71,26 @@ class ImagingConfig:
                 raise ContimgError(f"invalid imaging settings: {message}")
 
 
+WHOLE_FILE = -1  # ImageJob.field: every field of the MS in one image
+
+
+@dataclass(frozen=True)
+class ShiftJob:
+    """Every field of ``input_ms`` phase-shifted to one centre, into a new MS."""
+
+    input_ms: str
+    output_ms: str
+    centre_deg: tuple[float, float]  # J2000 RA, Dec
+    label: str  # median-meridian, calibrator or given
+
+    @property
+    def direction(self) -> str:
+        return f"J2000 {self.centre_deg[0]:.8f}deg {self.centre_deg[1]:.8f}deg"
+
+
 @dataclass(frozen=True)
 class ImageJob:
-    """One tclean run: an MS, a field, a data column, its own output directory."""
+    """One tclean run: an MS, a field (or the whole file), a data column, its own directory."""
 
     ms: str
     field: int
@@ -89,6 +106,79 @@ class ImageJob:
     @property
     def imagename(self) -> str:
         return str(Path(self.output_dir) / "image")
+
+    @property
+    def label(self) -> str:
+        return "all fields" if self.field == WHOLE_FILE else f"field {self.field}"
+
+
+def median_meridian_deg(ms) -> tuple[float, float]:
+    """The median of the fields' pointings (FIELD::REFERENCE_DIR, the meridian of a drift
+    scan, which rephasing leaves alone): circular in RA."""
+    field = read_subtable(ms, "FIELD", columns=["REFERENCE_DIR"])
+    pointing = field.REFERENCE_DIR.values[:, 0, :]
+    ra = np.angle(np.median(np.cos(pointing[:, 0])) + 1j * np.median(np.sin(pointing[:, 0])))
+    return float(np.degrees(ra) % 360), float(np.degrees(np.median(pointing[:, 1])))
+
+
+def parse_phasecenter(text: str, ms, calibrator=None) -> tuple[tuple[float, float], str]:
+    """(J2000 RA, Dec deg, label) of --phasecenter: median-meridian, calibrator, RA,DEC deg,
+    or a CASA direction ``J2000 <ra>deg <dec>deg``."""
+    if text == "median-meridian":
+        return median_meridian_deg(ms), "median-meridian"
+    if text == "calibrator":
+        if calibrator is None:
+            raise ContimgError(
+                "--phasecenter calibrator needs --calibrator (or --cal-ra/--cal-dec)"
+            )
+        return (calibrator.ra_deg, calibrator.dec_deg), calibrator.name
+    parts = text.replace(",", " ").split()
+    if parts and parts[0].upper() in ("J2000", "ICRS"):
+        parts = parts[1:]
+    try:
+        ra, dec = (float(p.removesuffix("deg")) for p in parts)
+    except ValueError:
+        raise ContimgError(
+            f"--phasecenter {text!r}: give median-meridian, calibrator, RA,DEC in degrees "
+            "or 'J2000 <ra>deg <dec>deg'"
+        ) from None
+    if not (0 <= ra < 360 and -90 <= dec <= 90):
+        raise ContimgError(f"--phasecenter {text!r}: RA must be in [0, 360), Dec in [-90, 90]")
+    return (ra, dec), "given"
+
+
+def plan_whole_file(ms, centre_deg, label: str, datacolumn: str, config: ImagingConfig,
+                    output_dir) -> tuple[ShiftJob, list[ImageJob]]:  # fmt: skip
+    """The shifted copy of ``ms`` and its whole-file images (every field in one image)."""
+    per_field = plan_imaging(ms, None, datacolumn, config, output_dir)
+    stem = Path(ms).name.removesuffix(".mms").removesuffix(".ms")
+    shifted = Path(output_dir).absolute() / f"{stem}_{label.replace('+', 'p')}.ms"
+    shift = ShiftJob(str(Path(ms).absolute()), str(shifted), tuple(centre_deg), label)
+    pointings = np.array([j.pointing_deg for j in per_field])
+    spread = np.degrees(np.abs(np.angle(np.exp(1j * np.radians(pointings[:, 0] - centre_deg[0])))))
+    grow = 1 + 2 * float(spread.max()) * 3600 / (per_field[0].imsize * per_field[0].cell_arcsec)
+    imsize = good_fft_size(per_field[0].imsize * grow)
+    if imsize > config.max_imsize:
+        raise ContimgError(
+            f"a whole-file image covering every field's beam needs {imsize} x {imsize} pixels "
+            f"(more than {config.max_imsize}); raise --cell or --pb-limit, or --max-imsize"
+        )
+    median_pointing = median_meridian_deg(ms)
+    jobs = []
+    for column in sorted({j.column for j in per_field}):
+        jobs.append(
+            dataclasses.replace(
+                per_field[0],
+                ms=str(shifted),
+                field=WHOLE_FILE,
+                column=column,
+                output_dir=str(Path(output_dir).absolute() / f"{stem}_all_{column}"),
+                imsize=imsize,
+                phase_dir_deg=tuple(centre_deg),
+                pointing_deg=median_pointing,
+            )
+        )
+    return shift, jobs
 
 
 def good_fft_size(n: int) -> int:

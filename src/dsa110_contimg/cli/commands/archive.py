@@ -21,8 +21,9 @@ def register(commands) -> None:
         "reprocess", help="calibrate, apply and QA a whole archive on the cluster (resumable)"
     )
     reprocess.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="MS paths, directories, or lists of MS paths"
-    )
+        "inputs", nargs="+", metavar="INPUT",
+        help="MS paths, UVH5 subband files, directories of either, or lists of MS paths",
+    )  # fmt: skip
     reprocess.add_argument("--out", required=True, help="output directory (holds the manifest)")
     reprocess.add_argument(
         "--validity-hours", type=float, default=12.0, help="calibrator-target gap allowed (12)"
@@ -34,6 +35,14 @@ def register(commands) -> None:
     reprocess.add_argument("--calibrator", help="the catalog source --cal-flux describes")
     add_calibrator_flux_options(reprocess)
     reprocess.add_argument("--dry-run", action="store_true", help="print the plan only")
+    reprocess.add_argument(
+        "--allow-partial", action="store_true",
+        help="subband files: convert an observation with missing subbands (default: refuse it)",
+    )  # fmt: skip
+    reprocess.add_argument(
+        "--time-tolerance", type=float, default=0.0, metavar="SECONDS",
+        help="subband files: one observation when time stamps are this close (default 0)",
+    )  # fmt: skip
     add_cluster_options(reprocess)
     reprocess.set_defaults(func=run_reprocess)
 
@@ -45,7 +54,8 @@ def register(commands) -> None:
 
 def run_reprocess(args) -> int:
     from dsa110_contimg.archive.manifest import Manifest
-    from dsa110_contimg.archive.runner import format_status, plan_archive, run_archive
+    from dsa110_contimg.archive.raw import convert_raw, format_raw_plan, plan_raw, split_inputs
+    from dsa110_contimg.archive.runner import format_status, run_archive
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.cluster.run import open_run
     from dsa110_contimg.outputs import check_output_dir
@@ -60,10 +70,50 @@ def run_reprocess(args) -> int:
     cluster = cluster_choice(args)
     # Planning reads the manifest without creating one: a dry run or a refused
     # plan leaves nothing on disk.
+    raw_inputs, ms_inputs = split_inputs(args.inputs)
     with Manifest(out, writable=False) as existing:
-        archive = plan_archive(
-            args.inputs, out, existing, config, args.refant, catalog, args.validity_hours
-        )
+        raw = None
+        if raw_inputs:
+            raw = plan_raw(raw_inputs, out, existing, args.allow_partial, args.time_tolerance)
+            print(format_raw_plan(raw), flush=True)
+        planned_ms = ms_inputs + list(raw.ready if raw else ())
+        archive = _plan_and_report(args, planned_ms, out, existing, config, catalog)
+    if args.dry_run:
+        return 0
+    with Manifest(out) as manifest:
+        with open_run(cluster, args.run_dir, args.performance_report) as run:
+            if raw is not None and raw.conversions.jobs + raw.conversions.refused:
+                converted = convert_raw(raw, run.client, manifest)
+                archive = _plan_and_report(
+                    args, planned_ms + converted, out, manifest, config, catalog
+                )
+            result = (
+                run_archive(
+                    archive, run.client, manifest, run.run_dir, catalog, progress=run.progress
+                )  # fmt: skip
+                if archive is not None
+                else None
+            )
+        summary_path = Path(args.run_dir) / "reprocess_summary.json"
+        if result is not None:
+            summary_path.write_text(json.dumps(result, indent=2))
+        print(format_status(manifest))
+        if result is not None:
+            print(
+                f"wall time {result['wall_seconds']:.1f} s; tasks {result['task_seconds']:.1f} s; "
+                f"driver CPU {result['driver_cpu_seconds']:.1f} s; manifest {manifest.path}; "
+                f"summary {summary_path}"
+            )
+        return 0 if manifest.counts()["failed"] == 0 else 1
+
+
+def _plan_and_report(args, inputs, out, manifest, config, catalog):
+    """The archive plan of the MS inputs (None when there are none yet), and its line."""
+    from dsa110_contimg.archive.runner import plan_archive
+
+    if not inputs:
+        return None
+    archive = plan_archive(inputs, out, manifest, config, args.refant, catalog, args.validity_hours)
     n_run = sum(len(p.observations) for p in archive.plans)
     print(
         f"{n_run} MS to process ({len(archive.calibrations)} calibrator file(s) to solve), "
@@ -72,22 +122,7 @@ def run_reprocess(args) -> int:
     )
     for path, reason in archive.failed:
         print(f"  refused {path}: {reason}")
-    if args.dry_run:
-        return 0
-    with Manifest(out) as manifest:
-        with open_run(cluster, args.run_dir, args.performance_report) as run:
-            result = run_archive(
-                archive, run.client, manifest, run.run_dir, catalog, progress=run.progress
-            )
-        summary_path = Path(args.run_dir) / "reprocess_summary.json"
-        summary_path.write_text(json.dumps(result, indent=2))
-        print(format_status(manifest))
-        print(
-            f"wall time {result['wall_seconds']:.1f} s; tasks {result['task_seconds']:.1f} s; "
-            f"driver CPU {result['driver_cpu_seconds']:.1f} s; manifest {manifest.path}; "
-            f"summary {summary_path}"
-        )
-        return 0 if result["counts"]["failed"] == 0 else 1
+    return archive
 
 
 def _catalog_with_user_flux(args, catalog) -> tuple:

@@ -31,7 +31,7 @@ def run_demo(args) -> int:
     from dsa110_contimg.calibration.summary import format_summary
     from dsa110_contimg.cluster.run import ClusterChoice, open_run
     from dsa110_contimg.imaging.pipeline import format_comparison, run_imaging
-    from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
+    from dsa110_contimg.imaging.plan import ImagingConfig, parse_phasecenter, plan_whole_file
     from dsa110_contimg.ms.summary import format_summary as format_ms_summary
     from dsa110_contimg.ms.summary import summarise_ms
     from dsa110_contimg.phasing.check import check_phasing, format_report
@@ -85,11 +85,17 @@ def run_demo(args) -> int:
         applied = run_plan(plan, run.client, run.run_dir / "apply")
         print(format_summary(applied))
         (target_result,) = applied.observations
-        log.info("demo 6/7: image a target field from DATA and from CORRECTED_DATA")
-        jobs = plan_imaging(target_result.output_mms, "12", "both", ImagingConfig(), out / "images")
+        log.info(
+            "demo 6/7: image the whole target file (every field shifted to the median "
+            "meridian) from DATA and from CORRECTED_DATA"
+        )
+        centre, label = parse_phasecenter("median-meridian", target_result.output_mms)
+        shift, jobs = plan_whole_file(
+            target_result.output_mms, centre, label, "both", ImagingConfig(), out / "images"
+        )
         images = run_imaging(
             jobs, run.client, out / "images", run.run_dir / "image",
-            truth_path=target.truth_path,
+            truth_path=target.truth_path, shift=shift,
         )  # fmt: skip
         print(format_comparison(images))
     after = check_phasing(solved.output_mms, calibrator, fields=fields)
@@ -111,6 +117,7 @@ def run_demo(args) -> int:
     print(f"  caltables          {', '.join(tables.values())}")
     print(f"  check (after)      {out / 'check_after.json'}")
     print(f"  calibrated target  {target_result.output_mms}")
+    print(f"  shifted target     {shift.output_ms}")
     print(f"  image comparison   {images['json_path']}")
     for report in reports:
         print(f"  QA report          {report['report_html']}")

@@ -31,6 +31,11 @@ def register(commands) -> None:
     image.add_argument("ms", help="Measurement Set (or calibrated Multi-MS)")
     image.add_argument("--field", help="fields, e.g. 12 or 10~14 (default: all)")
     image.add_argument(
+        "--phasecenter", metavar="CENTRE",
+        help="image the whole file as one image, every field shifted (into a new MS) to "
+        "median-meridian, calibrator (--calibrator), RA,DEC degrees or 'J2000 <ra>deg <dec>deg'",
+    )  # fmt: skip
+    image.add_argument(
         "--datacolumn", default="both", choices=["data", "corrected", "both"], help="default both"
     )
     image.add_argument("--out", default="images", help="output directory (default ./images)")
@@ -57,14 +62,29 @@ def run_image(args) -> int:
     from dsa110_contimg.cluster.run import open_run
     from dsa110_contimg.imaging.pipeline import format_comparison, run_imaging
     from dsa110_contimg.imaging.plan import ImagingConfig, plan_imaging
+    from dsa110_contimg.ms.reads import require_ms
     from dsa110_contimg.outputs import check_output_dir
 
     settings = {k: getattr(args, k) for k in _IMAGING_SETTINGS if getattr(args, k) is not None}
     check_output_dir(args.out, "--out")
     check_performance_report(args)
     cluster = cluster_choice(args)
-    jobs = plan_imaging(args.ms, args.field, args.datacolumn, ImagingConfig(**settings), args.out)
     catalog = _sources_to_measure(args)
+    shift = None
+    if args.phasecenter:
+        if args.field:
+            raise ContimgError("--phasecenter images every field as one image: drop --field")
+        from dsa110_contimg.imaging.plan import parse_phasecenter, plan_whole_file
+
+        calibrator = catalog[0] if calibrator_request(args).given else None
+        centre, label = parse_phasecenter(args.phasecenter, require_ms(args.ms), calibrator)
+        shift, jobs = plan_whole_file(
+            args.ms, centre, label, args.datacolumn, ImagingConfig(**settings), args.out
+        )
+    else:
+        jobs = plan_imaging(
+            args.ms, args.field, args.datacolumn, ImagingConfig(**settings), args.out
+        )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     log.info(
         "%d image(s) of %d x %d pixels, %.2f arcsec cells",
@@ -75,8 +95,9 @@ def run_image(args) -> int:
     )
     with open_run(cluster, args.run_dir, args.performance_report) as run:
         result = run_imaging(
-            jobs, run.client, args.out, run.run_dir, truth_path=args.truth, catalog=catalog
-        )
+            jobs, run.client, args.out, run.run_dir, truth_path=args.truth, catalog=catalog,
+            shift=shift,
+        )  # fmt: skip
     if args.json:
         print_json(result)
     else:

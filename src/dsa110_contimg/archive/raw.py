@@ -1,0 +1,122 @@
+"""An archive of raw subband files: each observation converted once, then reprocessed as an MS.
+
+The manifest holds one record per observation (role ``subbands``, keyed
+``<folder>/<time stamp>_sb*.hdf5``): the fingerprint of its files and the
+converted MS. A rerun converts again only an observation whose files
+changed (or whose MS is gone); the converted MS then goes through the
+archive plan like any MS, so a new conversion is recalibrated and an
+unchanged one is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsa110_contimg.archive.manifest import DONE, Manifest
+from dsa110_contimg.raw.convert import ConversionPlan, format_plan, plan_conversion, run_conversion
+from dsa110_contimg.raw.groups import RAW_SUFFIXES, SubbandGroup
+
+RAW_ROLE = "subbands"
+CONVERTED_DIR = "converted"
+
+
+@dataclass(frozen=True)
+class RawPlan:
+    conversions: ConversionPlan  # observations to convert (new or changed)
+    ready: tuple[str, ...]  # converted earlier, files unchanged: their MS
+    fingerprints: dict  # group key -> fingerprint of its files
+
+
+def _is_raw_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in RAW_SUFFIXES
+
+
+def split_inputs(inputs) -> tuple[list[str], list[str]]:
+    """(raw inputs, MS inputs): UVH5 files and folders holding them are raw; a folder
+    holding Measurement Sets as well is both."""
+    raw, ms = [], []
+    for item in inputs:
+        path = Path(item)
+        if _is_raw_file(path):
+            raw.append(str(item))
+        elif path.is_dir() and any(_is_raw_file(p) for p in path.iterdir()):
+            raw.append(str(item))
+            if any(path.rglob("*.ms")):
+                ms.append(str(item))
+        else:
+            ms.append(str(item))
+    return raw, ms
+
+
+def group_key(group: SubbandGroup) -> str:
+    folder = Path(group.files[0].path).parent
+    if group.expected == 1:
+        return group.files[0].path
+    return str(folder / f"{group.name}_sb*.hdf5")
+
+
+def group_fingerprint(group: SubbandGroup) -> str:
+    """SHA-256 of (name, size, mtime) of every file of the observation."""
+    digest = hashlib.sha256()
+    for f in group.files:
+        stat = Path(f.path).stat()
+        digest.update(f"{Path(f.path).name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def plan_raw(inputs, out_dir, manifest: Manifest, allow_partial: bool = False,
+             tolerance_s: float = 0.0) -> RawPlan:  # fmt: skip
+    """The observations to convert into ``out_dir/converted`` and the MSs already there."""
+    plan = plan_conversion(inputs, Path(out_dir) / CONVERTED_DIR, allow_partial, tolerance_s,
+                           overwrite=True)  # fmt: skip
+    todo, ready, fingerprints = [], [], {}
+    for job in plan.jobs:
+        key, fingerprint = group_key(job.group), group_fingerprint(job.group)
+        fingerprints[key] = fingerprint
+        record = manifest.get(key)
+        unchanged = (
+            record is not None
+            and record["state"] == DONE
+            and record["fingerprint"] == fingerprint
+            and all(Path(p).exists() for p in record["outputs"])
+        )
+        (ready if unchanged else todo).append(job.output_ms if unchanged else job)
+    return RawPlan(ConversionPlan(tuple(todo), plan.refused), tuple(ready), fingerprints)
+
+
+def format_raw_plan(raw: RawPlan) -> str:
+    lines = [
+        f"{len(raw.conversions.jobs)} observation(s) of subband files to convert, "
+        f"{len(raw.ready)} converted and unchanged, {len(raw.conversions.refused)} refused"
+    ]
+    text = format_plan(raw.conversions)
+    return "\n".join(lines + ([text] if text else []))
+
+
+def convert_raw(raw: RawPlan, client, manifest: Manifest) -> list[str]:
+    """Convert every observation of the plan on ``client``; the manifest records each."""
+    by_name = {job.group.name: job for job in raw.conversions.jobs}
+    for job in raw.conversions.jobs:
+        key = group_key(job.group)
+        manifest.register(key, RAW_ROLE, raw.fingerprints[key])
+        manifest.mark_running(key)
+    for name, reason in raw.conversions.refused:
+        key = f"{name} (subbands)"
+        if manifest.get(key) is None:
+            manifest.register(key, RAW_ROLE, "")
+        manifest.mark_failed(key, reason)
+    started = time.perf_counter()
+    converted = []
+    for result in run_conversion(raw.conversions, client):
+        job = by_name[result["observation"]]
+        key = group_key(job.group)
+        seconds = time.perf_counter() - started
+        if result.get("error"):
+            manifest.mark_failed(key, result["error"], seconds)
+        else:
+            manifest.mark_done(key, [result["ms"]], [], seconds)
+            converted.append(result["ms"])
+    return converted
