@@ -28,6 +28,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "status ok" in result.stdout
     comparison = json.loads((tmp_path / "demo" / "images" / "image_comparison.json").read_text())
     (field,) = comparison["comparisons"]
+    assert field["label"] == "all fields"  # the whole target file, shifted to its median meridian
+    assert comparison["phase_shift"]["phasecenter"] == "median-meridian"
     assert field["coherence_after"] > 0.9 > field["coherence_before"]
     assert field["noise_ratio"] > 1 and field["dynamic_range_ratio"] > 1
     # QA reports: the calibrator's and the target's, with the images folded in
