@@ -330,7 +330,7 @@ def _imaging_section(images: dict) -> str:
         rows.append(
             "<tr>" + "".join(
                 f"<td>{html.escape(str(v))}</td>" for v in (
-                    Path(c.get("ms", "")).name, c.get("field"),
+                    Path(c.get("ms", "")).name, c.get("label", c.get("field")),
                     _fmt(imp.get("noise_ratio")), _fmt(imp.get("dynamic_range_ratio")),
                     _fmt(imp.get("coherence_before")), _fmt(imp.get("coherence_after")),
                     _fmt(imp.get("flux_error_before")), _fmt(imp.get("flux_error_after")),
