@@ -90,3 +90,32 @@ def _subtable_names(ms: Path) -> list[str]:
 def sub_ms_paths(mms) -> list[Path]:
     """The sub-MSs of a Multi-MS, in name order."""
     return sorted((Path(mms) / "SUBMSS").glob("*.ms"))
+
+
+def join_as_spws(sub_ms_paths) -> None:
+    """Make single-SPW MSs, alike in all else, the SPWs 0..n-1 of one Multi-MS (in order).
+
+    Member ``k``'s rows get DATA_DESC_ID ``k``; the first member's
+    SPECTRAL_WINDOW and DATA_DESCRIPTION (which :func:`assemble_mms` shares
+    with every member) list all n, and its FEED rows apply to every SPW.
+    """
+    import numpy as np
+    from casacore.tables import table
+
+    paths = [str(p) for p in sub_ms_paths]
+    master, n = paths[0], len(paths)
+    with table(f"{master}/SPECTRAL_WINDOW", readonly=False, ack=False) as spw:
+        if spw.nrows() != 1:
+            raise ValueError(f"{master} has {spw.nrows()} SPWs; one each is joined")
+        for other in paths[1:]:
+            with table(f"{other}/SPECTRAL_WINDOW", ack=False) as theirs:
+                theirs.copyrows(spw)
+    with table(f"{master}/DATA_DESCRIPTION", readonly=False, ack=False) as dd:
+        for _ in paths[1:]:
+            dd.copyrows(dd, startrowin=0, nrow=1)
+        dd.putcol("SPECTRAL_WINDOW_ID", np.arange(n, dtype=np.int32))
+    with table(f"{master}/FEED", readonly=False, ack=False) as feed:
+        feed.putcol("SPECTRAL_WINDOW_ID", np.full(feed.nrows(), -1, np.int32))
+    for k, path in enumerate(paths):
+        with table(path, readonly=False, ack=False) as main:
+            main.putcol("DATA_DESC_ID", np.full(main.nrows(), k, np.int32))

@@ -5,9 +5,11 @@ observation, what cannot make a sound MS: a missing subband (unless
 partial observations are allowed), a file that is not UVH5, subbands that
 differ in channels, integrations or correlations, phased files. Each
 observation then becomes a small graph: a task per subband file (read,
-UVWs from the antenna positions, each integration phased to its meridian)
-and a task that joins them in ascending frequency, writes the MS once under
-a hidden name, checks it and renames it into place.
+UVWs from the antenna positions, each integration phased to its meridian,
+written as its own single-SPW MS: one writer per table, so the writes run in
+parallel) and a task that joins them as the SPWs, in ascending frequency,
+of one Multi-MS (which CASA and dask-ms read as one MS) under a hidden
+name, checks it and renames it into place.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import dask
 import numpy as np
 
 from dsa110_contimg.errors import ContimgError
+from dsa110_contimg.ms.mms import assemble_mms, join_as_spws
 from dsa110_contimg.ms.publish import publish_directory
 from dsa110_contimg.ms.validate import check_converted_ms
 from dsa110_contimg.ms.writes import write_uvdata_ms
@@ -117,22 +120,48 @@ def format_plan(plan: ConversionPlan) -> str:
     return "\n".join(lines)
 
 
-def _write_observation(subbands, job: ConversionJob) -> dict:
-    """Join the phased subbands, write the MS under a hidden name, check it, publish it."""
-    combined = uvh5.combine_subbands(list(subbands))
-    Path(job.output_ms).parent.mkdir(parents=True, exist_ok=True)
-    with publish_directory(job.output_ms) as partial:
-        write_uvdata_ms(combined, partial)
-        verdicts = check_converted_ms(
-            partial,
-            antenna_numbers=combined.telescope.antenna_numbers,
-            antenna_positions_m=_absolute_positions(combined),
-            meridian_ra_rad=_field_ras(combined),
-            pointing_dec_rad=uvh5.pointing_dec_rad(combined),
-        )
-        failed = [line for ok, line in verdicts if not ok]
-        if failed:
-            raise ContimgError(f"{job.group.name}: the converted MS failed a check: {failed[0]}")
+def work_dir(job: ConversionJob) -> Path:
+    """Where the observation's per-subband MSs are written before they are joined."""
+    final = Path(job.output_ms)
+    return final.with_name(f".{final.name}.subbands")
+
+
+def _convert_subband(path: str, sub_ms: str) -> dict:
+    """One Dask task: a subband file read, phased and written as a single-SPW MS."""
+    uv = uvh5.read_phased_subband(path)
+    write_uvdata_ms(uv, sub_ms)
+    return {
+        "sub_ms": sub_ms,
+        "freq_min_hz": float(np.min(uv.freq_array)),
+        "rows": int(uv.Nblts),
+        "antenna_numbers": np.asarray(uv.telescope.antenna_numbers),
+        "antenna_positions_m": _absolute_positions(uv),
+        "meridian_ra_rad": _field_ras(uv),
+        "pointing_dec_rad": uvh5.pointing_dec_rad(uv),
+    }
+
+
+def _join_observation(subbands, job: ConversionJob) -> dict:
+    """One Dask task: the subbands' MSs joined as the SPWs (ascending) of one Multi-MS,
+    checked, and published under the observation's name."""
+    ordered = sorted(subbands, key=lambda s: s["freq_min_hz"])
+    members = [s["sub_ms"] for s in ordered]
+    first = ordered[0]
+    try:
+        join_as_spws(members)
+        with publish_directory(job.output_ms) as partial:
+            assemble_mms(members, partial)
+            verdicts = check_converted_ms(
+                partial, first["antenna_numbers"], first["antenna_positions_m"],
+                first["meridian_ra_rad"], first["pointing_dec_rad"],
+            )  # fmt: skip
+            failed = [line for ok, line in verdicts if not ok]
+            if failed:
+                raise ContimgError(
+                    f"{job.group.name}: the converted MS failed a check: {failed[0]}"
+                )
+    finally:
+        shutil.rmtree(work_dir(job), ignore_errors=True)
     truth = _truth_beside(job.group)
     if truth is not None:
         shutil.copyfile(truth, truth_path(job.output_ms))
@@ -141,7 +170,7 @@ def _write_observation(subbands, job: ConversionJob) -> dict:
         "ms": job.output_ms,
         "subbands": [f.index for f in job.group.files],
         "missing": list(job.group.missing),
-        "rows": int(combined.Nblts * combined.Nspws),
+        "rows": int(sum(s["rows"] for s in ordered)),
         "checks": [line for _, line in verdicts],
     }
 
@@ -171,30 +200,44 @@ def _truth_beside(group: SubbandGroup) -> Path | None:
 
 
 def add_conversion_graph(job: ConversionJob):
-    """Delayed result of one observation: a read task per subband file, one write task."""
-    reads = [
-        dask.delayed(uvh5.read_phased_subband, pure=False)(
-            f.path, dask_key_name=f"read-{job.group.name}-sb{f.index:02d}"
-        )
+    """Delayed result of one observation: a task per subband file (read, phase, write its
+    own MS), then one task joining them."""
+    folder = work_dir(job)
+    shutil.rmtree(folder, ignore_errors=True)  # what a killed run left
+    folder.mkdir(parents=True)
+    subbands = [
+        dask.delayed(_convert_subband, pure=False)(
+            f.path,
+            str(folder / f"sb{f.index:02d}.ms"),
+            dask_key_name=f"convert-{job.group.name}-sb{f.index:02d}",
+        )  # fmt: skip
         for f in job.group.files
     ]
-    return dask.delayed(_write_observation, pure=False)(
-        reads, job, dask_key_name=f"write-{job.group.name}"
+    return dask.delayed(_join_observation, pure=False)(
+        subbands, job, dask_key_name=f"join-{job.group.name}"
     )
 
 
 def run_conversion(plan: ConversionPlan, client) -> list[dict]:
     """Every job's graph on ``client``; a result per observation (``error`` when it failed)."""
     futures = {job.group.name: client.compute(add_conversion_graph(job)) for job in plan.jobs}
+    jobs = {job.group.name: job for job in plan.jobs}
     results = []
     for name, future in futures.items():
-        try:
-            results.append(future.result())
-        except ContimgError as err:
-            results.append({"observation": name, "ms": None, "error": str(err)})
-        except Exception as err:  # noqa: BLE001 - one observation fails, the others go on
-            log.debug("conversion of %s failed", name, exc_info=True)
-            reason = " ".join(str(err).split()) or type(err).__name__
-            results.append({"observation": name, "ms": None,
-                            "error": f"{name}: {type(err).__name__}: {reason}"})  # fmt: skip
+        results.append(_result(name, future))
+        if results[-1].get("error"):
+            shutil.rmtree(work_dir(jobs[name]), ignore_errors=True)
     return results
+
+
+def _result(name, future) -> dict:
+    """The observation's result, or its failure as one line (the others go on)."""
+    try:
+        return future.result()
+    except ContimgError as err:
+        return {"observation": name, "ms": None, "error": str(err)}
+    except Exception as err:  # noqa: BLE001 - one observation fails, the others go on
+        log.debug("conversion of %s failed", name, exc_info=True)
+        reason = " ".join(str(err).split()) or type(err).__name__
+        return {"observation": name, "ms": None,
+                "error": f"{name}: {type(err).__name__}: {reason}"}  # fmt: skip
