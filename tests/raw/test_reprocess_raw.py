@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,9 @@ def test_raw_night_end_to_end_and_reruns(night, tmp_path):
     records = {r["path"]: r for r in status["observations"]}
     subbands = [r for r in records.values() if r["role"] == "subbands"]
     assert len(subbands) == 3 and all(r["state"] == "done" for r in subbands)
+    for record in subbands:  # the observation's files, each with its fingerprint
+        assert [Path(i["path"]).name[-9:] for i in record["inputs"]] == ["sb14.hdf5", "sb15.hdf5"]
+        assert all(len(i["fingerprint"]) == 64 for i in record["inputs"])
     converted = {r["outputs"][0] for r in subbands}
     assert converted == {str(out / "converted" / f"{s}.ms") for s in stamps}
     for ms in converted:

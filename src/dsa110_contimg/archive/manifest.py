@@ -45,12 +45,13 @@ CREATE TABLE IF NOT EXISTS observations (
     qa_verdict TEXT,
     error TEXT,
     run_host TEXT,
-    run_pid INTEGER
+    run_pid INTEGER,
+    inputs TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 # Columns added after the first schema; older manifests gain them on open.
-_ADDED_COLUMNS = {"run_host": "TEXT", "run_pid": "INTEGER"}
+_ADDED_COLUMNS = {"run_host": "TEXT", "run_pid": "INTEGER", "inputs": "TEXT"}
 _SQLITE_HEADER = b"SQLite format 3\x00"
 # A run that is no longer alive left these entries ``running``: shown as interrupted.
 INTERRUPTED = "interrupted"
@@ -159,6 +160,12 @@ class Manifest:
             (str(path), role, fingerprint, solutions_from),
         )
 
+    def record_inputs(self, path, inputs: list[dict]) -> None:
+        """The files an entry was made from, e.g. [{path, fingerprint}] of subband files."""
+        self._write(
+            "UPDATE observations SET inputs = ? WHERE path = ?", (json.dumps(inputs), str(path))
+        )
+
     def mark_running(self, path) -> None:
         self._write(
             "UPDATE observations SET state = 'running', started = ?, error = NULL, "
@@ -238,6 +245,7 @@ def _as_dict(row: sqlite3.Row, path: Path) -> dict:
     try:
         record["outputs"] = json.loads(record["outputs"])
         record["caltables"] = json.loads(record["caltables"])
+        record["inputs"] = json.loads(record["inputs"]) if record.get("inputs") else []
     except (TypeError, ValueError):
         raise ContimgError(
             f"{path} is damaged (entry {record.get('path')!r} holds invalid JSON); "

@@ -58,12 +58,19 @@ def group_key(group: SubbandGroup) -> str:
     return str(folder / f"{group.name}_sb*.hdf5")
 
 
+def file_fingerprint(path) -> str:
+    """SHA-256 of a file's name, size and modification time."""
+    stat = Path(path).stat()
+    return hashlib.sha256(
+        f"{Path(path).name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+    ).hexdigest()
+
+
 def group_fingerprint(group: SubbandGroup) -> str:
-    """SHA-256 of (name, size, mtime) of every file of the observation."""
+    """SHA-256 of the fingerprints of every file of the observation."""
     digest = hashlib.sha256()
     for f in group.files:
-        stat = Path(f.path).stat()
-        digest.update(f"{Path(f.path).name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(file_fingerprint(f.path).encode())
     return digest.hexdigest()
 
 
@@ -102,6 +109,10 @@ def convert_raw(raw: RawPlan, client, manifest: Manifest) -> list[str]:
     for job in raw.conversions.jobs:
         key = group_key(job.group)
         manifest.register(key, RAW_ROLE, raw.fingerprints[key])
+        manifest.record_inputs(
+            key,
+            [{"path": f.path, "fingerprint": file_fingerprint(f.path)} for f in job.group.files],
+        )
         manifest.mark_running(key)
     for name, reason in raw.conversions.refused:
         key = f"{name} (subbands)"
