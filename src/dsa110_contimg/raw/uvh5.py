@@ -124,6 +124,8 @@ def read_phased_subband(path):
                 cat_name=field_name(i),
                 select_mask=uv.time_array == time,
             )
+        # The drift scan's zenith entry is left unused; unremoved it would be a FIELD row.
+        # pyuvdata has no public call for this.
         uv._clear_unused_phase_centers()
     return uv
 
