@@ -85,10 +85,15 @@ def _wait_for(pattern, path, timeout=60):
 
 @pytest.fixture(scope="module")
 def client():
-    """A local cluster of two single-threaded worker processes, shared by a module's tests."""
+    """A local cluster of two single-threaded worker processes, shared by a module's tests.
+
+    Not the default scheduler: work reaches it only through the client, so a
+    test's own ``dask.compute`` (e.g. a MODEL_DATA write) stays in the test
+    process, whose tables it then reads and writes.
+    """
     from dsa110_contimg.cluster import dask_client
 
-    with dask_client(n_workers=2) as c:
+    with dask_client(n_workers=2, set_as_default=False) as c:
         yield c
 
 

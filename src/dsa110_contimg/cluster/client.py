@@ -118,13 +118,19 @@ def dask_client(
     n_workers: int | None = None,
     memory_limit: str = "auto",
     dashboard_address: str = "127.0.0.1:0",
+    set_as_default: bool = True,
 ):
-    """Yield a ``distributed.Client``; a LocalCluster is closed on exit."""
+    """Yield a ``distributed.Client``; a LocalCluster is closed on exit.
+
+    ``set_as_default=False`` leaves ``dask.compute`` of other code in this
+    process on its own scheduler (work goes to the cluster only through the
+    client's own calls).
+    """
     from distributed import Client, LocalCluster
 
     if scheduler_address:
         try:
-            client = Client(scheduler_address, timeout="20s")
+            client = Client(scheduler_address, timeout="20s", set_as_default=set_as_default)
         except OSError as err:
             raise ContimgError(f"cannot reach Dask scheduler {scheduler_address}: {err}") from err
         log.info("using Dask scheduler %s (dashboard %s)", scheduler_address, client.dashboard_link)
@@ -142,7 +148,7 @@ def dask_client(
             dashboard_address=dashboard_address,
             memory_limit=memory_limit,
         )
-    client = Client(cluster)
+    client = Client(cluster, set_as_default=set_as_default)
     client.register_plugin(QuietDaskLogging(), name="contimg-quiet-dask-logging")
     log.info(
         "Dask LocalCluster: %d worker processes x 1 thread; dashboard %s",
