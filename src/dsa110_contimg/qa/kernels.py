@@ -101,7 +101,9 @@ def _alignment_sums(data, model, flag, weight, cross, noise_rows, out, lo, scale
                     continue
                 d = data[r, c, p]
                 m = model[r, c, p]
-                dr, di, mr, mi = d.real, d.imag, m.real, m.imag
+                # float64: uncalibrated amplitudes (1e32) overflow float32 when squared
+                dr, di = np.float64(d.real), np.float64(d.imag)
+                mr, mi = np.float64(m.real), np.float64(m.imag)
                 data_power = dr * dr + di * di
                 model_power = mr * mr + mi * mi
                 both = data_power * model_power

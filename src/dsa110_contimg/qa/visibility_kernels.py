@@ -219,7 +219,9 @@ def _visibility_sums(
                     prev_d_ok = prev_c_ok = False
                     continue
                 d = data[r, c, p]
-                dr, di = d.real, d.imag
+                # float64 arithmetic: uncalibrated amplitudes reach 1e32, whose square
+                # overflows float32
+                dr, di = np.float64(d.real), np.float64(d.imag)
                 if not (np.isfinite(dr) and np.isfinite(di)):
                     n_nonfinite += 1.0
                     continue
@@ -238,7 +240,7 @@ def _visibility_sums(
                 c_ok = False
                 if has_corrected:
                     cv = corrected[r, c, p]
-                    cr, ci = cv.real, cv.imag
+                    cr, ci = np.float64(cv.real), np.float64(cv.imag)
                     c_power = cr * cr + ci * ci
                     c_ok = np.isfinite(c_power) and c_power > 0.0
                     if c_ok:
@@ -252,7 +254,7 @@ def _visibility_sums(
                 if not has_model:
                     continue
                 m = model[r, c, p]
-                mr, mi = m.real, m.imag
+                mr, mi = np.float64(m.real), np.float64(m.imag)
                 m_power = mr * mr + mi * mi
                 if not (np.isfinite(m_power) and m_power > 0.0):
                     prev_d_ok = prev_c_ok = False
