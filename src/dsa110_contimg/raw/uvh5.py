@@ -134,25 +134,6 @@ def _phase_centre_names(uv) -> str:
     return ", ".join(sorted(str(c["cat_name"]) for c in uv.phase_center_catalog.values()))
 
 
-def combine_subbands(subbands):
-    """One UVData of every subband, SPWs in ascending frequency (SPW 0 lowest)."""
-    ordered = sorted(subbands, key=lambda uv: float(np.min(uv.freq_array)))
-    for spw, uv in enumerate(ordered):
-        if uv.Nspws == 1:
-            uv.spw_array = np.array([spw])
-            uv.flex_spw_id_array = np.full(uv.Nfreqs, spw)
-        if np.any(np.diff(uv.freq_array) < 0):
-            uv.reorder_freqs(channel_order="freq", run_check=False)
-    if len(ordered) == 1:
-        return ordered[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ordered[0].fast_concat(
-            ordered[1:], axis="freq", inplace=False, run_check=False, check_extra=False,
-            run_check_acceptability=False,
-        )  # fmt: skip
-
-
 def uvdata_from_ms(ms_path):
     """A Measurement Set as a UVData (pyuvdata's MS reader, checks off)."""
     uv = _uvdata()()

@@ -77,12 +77,18 @@ def run_reprocess(args) -> int:
             raw = plan_raw(raw_inputs, out, existing, args.allow_partial, args.time_tolerance)
             print(format_raw_plan(raw), flush=True)
         planned_ms = ms_inputs + list(raw.ready if raw else ())
-        archive = _plan_and_report(args, planned_ms, out, existing, config, catalog)
+        converting = raw is not None and bool(raw.conversions.jobs + raw.conversions.refused)
+        # With conversions to run, the archive is planned once, after them.
+        archive = (
+            None
+            if converting and not args.dry_run
+            else _plan_and_report(args, planned_ms, out, existing, config, catalog)
+        )
     if args.dry_run:
         return 0
     with Manifest(out) as manifest:
         with open_run(cluster, args.run_dir, args.performance_report) as run:
-            if raw is not None and raw.conversions.jobs + raw.conversions.refused:
+            if converting:
                 converted = convert_raw(raw, run.client, manifest)
                 archive = _plan_and_report(
                     args, planned_ms + converted, out, manifest, config, catalog
