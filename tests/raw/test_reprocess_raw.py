@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 
+from dsa110_contimg.archive.discover import describe
+from dsa110_contimg.archive.manifest import Manifest
+from dsa110_contimg.archive.plan import CALIBRATOR_MIN_RESPONSE
+from dsa110_contimg.archive.raw import pending_entry, plan_raw
 from dsa110_contimg.simulate import preset
 from dsa110_contimg.simulate.plan import mjd_seconds_to_iso, transit_centred_start
 from dsa110_contimg.simulate.subbands import simulate_subband_files
-from dsa110_contimg.sky.calibrators import lookup_calibrator
+from dsa110_contimg.sky.calibrators import load_catalog, lookup_calibrator
 
 pytestmark = pytest.mark.slow  # converts and calibrates three observations
 
@@ -46,9 +52,23 @@ def night(tmp_path_factory):
 def test_raw_night_end_to_end_and_reruns(night, tmp_path):
     folder, stamps = night
     out = tmp_path / "out"
+    catalog = load_catalog(None)
+    with Manifest(out, writable=False) as manifest:
+        raw = plan_raw([folder], out, manifest, allow_partial=True)
+    planned = [pending_entry(job, catalog, CALIBRATOR_MIN_RESPONSE) for job in raw.conversions.jobs]
     first = run_cli("reprocess", folder, "--out", out, "--allow-partial", "--n-workers", 2)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "3 observation(s) of subband files to convert" in first.stdout
+    assert "3 MS to process (1 calibrator file(s) to solve)" in first.stdout
+    # what the headers said before converting is what the converted MS says
+    for entry in planned:
+        converted = describe(entry.path, catalog, CALIBRATOR_MIN_RESPONSE)
+        assert (entry.role, entry.calibrator) == (converted.role, converted.calibrator)
+        assert abs(entry.start_mjd_s - converted.start_mjd_s) < 1e-3
+        assert abs(entry.end_mjd_s - converted.end_mjd_s) < 1e-3
+        assert abs(entry.apparent_flux_jy - converted.apparent_flux_jy) <= (
+            1e-6 * converted.apparent_flux_jy
+        )
     status = json.loads(run_cli("status", out, "--json").stdout)
     records = {r["path"]: r for r in status["observations"]}
     subbands = [r for r in records.values() if r["role"] == "subbands"]
@@ -77,3 +97,27 @@ def test_raw_night_end_to_end_and_reruns(night, tmp_path):
     assert third.returncode == 0, third.stderr[-3000:]
     assert "1 observation(s) of subband files to convert, 2 converted and unchanged" in third.stdout
     assert "1 MS to process" in third.stdout
+
+
+def test_calibrator_that_cannot_be_converted_fails_its_targets(night, tmp_path):
+    """The calibrator's file loses its data after planning read its header: its targets
+    are converted but fail, saying why; nothing half-written is left."""
+    source, stamps = night
+    folder = tmp_path / "raw"
+    shutil.copytree(source, folder)
+    with h5py.File(folder / f"{stamps[0]}_sb15.hdf5", "a") as broken:
+        del broken["Data/visdata"]
+    out = tmp_path / "out"
+    result = run_cli("reprocess", folder, "--out", out, "--allow-partial", "--n-workers", 2)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    records = {r["path"]: r for r in json.loads(run_cli("status", out, "--json").stdout)[
+        "observations"]}  # fmt: skip
+    calibrator = records[str(folder / f"{stamps[0]}_sb*.hdf5")]
+    assert calibrator["state"] == "failed" and "not a readable UVH5" in calibrator["error"]
+    for stamp in stamps[1:]:
+        target = records[str(out / "converted" / f"{stamp}.ms")]
+        assert target["state"] == "failed", target
+        assert "its calibrator file could not be converted" in target["error"]
+    left = sorted(p.name for p in (out / "converted").iterdir() if not p.name.endswith(".npz"))
+    assert left == [f"{s}.ms" for s in sorted(stamps[1:])]

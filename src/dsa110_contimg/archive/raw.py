@@ -3,21 +3,26 @@
 The manifest holds one record per observation (role ``subbands``, keyed
 ``<folder>/<time stamp>_sb*.hdf5``): the fingerprint of its files and the
 converted MS. A rerun converts again only an observation whose files
-changed (or whose MS is gone); the converted MS then goes through the
-archive plan like any MS, so a new conversion is recalibrated and an
-unchanged one is skipped.
+changed (or whose MS is gone). An observation to convert enters the archive
+plan as a pending entry described from its headers (its role and time), so
+its conversion and its calibration run in one graph; an unchanged one is
+planned from its MS like any other.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from dsa110_contimg import instrument
+from dsa110_contimg.archive.discover import ArchiveEntry
 from dsa110_contimg.archive.manifest import DONE, Manifest
-from dsa110_contimg.raw.convert import ConversionPlan, format_plan, plan_conversion, run_conversion
+from dsa110_contimg.raw.convert import ConversionJob, ConversionPlan, format_plan, plan_conversion
 from dsa110_contimg.raw.groups import RAW_SUFFIXES, SubbandGroup
+from dsa110_contimg.raw.uvh5 import JD_MJD
 
 RAW_ROLE = "subbands"
 CONVERTED_DIR = "converted"
@@ -103,9 +108,33 @@ def format_raw_plan(raw: RawPlan) -> str:
     return "\n".join(lines + ([text] if text else []))
 
 
-def convert_raw(raw: RawPlan, client, manifest: Manifest) -> list[str]:
-    """Convert every observation of the plan on ``client``; the manifest records each."""
-    by_name = {job.group.name: job for job in raw.conversions.jobs}
+def pending_entry(job: ConversionJob, catalog, min_response: float) -> ArchiveEntry:
+    """The archive entry of an observation still to convert, from its files' headers: the
+    converted MS's fields point at each integration's meridian at the pointing Dec."""
+    from dsa110_contimg.phasing.geometry import brightest_in_beam
+
+    first = job.headers[0]
+    centre = 0.5 * (min(h.freq_min_hz for h in job.headers)
+                    + max(h.freq_max_hz for h in job.headers))  # fmt: skip
+    ras = first.meridian_ras_rad
+    calibrator, flux = brightest_in_beam(
+        ras, np.full_like(ras, first.pointing_dec_rad), centre,
+        first.dish_diameter_m or instrument.DISH_DIAMETER_M, catalog, min_response,
+    )  # fmt: skip
+    times_s = (np.asarray(first.times_jd) - JD_MJD) * 86400.0
+    return ArchiveEntry(
+        path=job.output_ms,
+        fingerprint="",  # known once converted
+        start_mjd_s=float(times_s.min()),
+        end_mjd_s=float(times_s.max()),
+        role="calibrator" if calibrator is not None else "target",
+        calibrator=None if calibrator is None else calibrator.name,
+        apparent_flux_jy=float(flux),
+    )
+
+
+def register_conversions(raw: RawPlan, manifest: Manifest) -> None:
+    """Every observation to convert as running (with its files), every refusal as failed."""
     for job in raw.conversions.jobs:
         key = group_key(job.group)
         manifest.register(key, RAW_ROLE, raw.fingerprints[key])
@@ -119,15 +148,12 @@ def convert_raw(raw: RawPlan, client, manifest: Manifest) -> list[str]:
         if manifest.get(key) is None:
             manifest.register(key, RAW_ROLE, "")
         manifest.mark_failed(key, reason)
-    started = time.perf_counter()
-    converted = []
-    for result in run_conversion(raw.conversions, client):
-        job = by_name[result["observation"]]
-        key = group_key(job.group)
-        seconds = time.perf_counter() - started
-        if result.get("error"):
-            manifest.mark_failed(key, result["error"], seconds)
-        else:
-            manifest.mark_done(key, [result["ms"]], [], seconds)
-            converted.append(result["ms"])
-    return converted
+
+
+def record_conversion(job: ConversionJob, result: dict, manifest: Manifest, seconds: float):
+    """One observation converted (or not) into the manifest."""
+    key = group_key(job.group)
+    if result.get("error"):
+        manifest.mark_failed(key, result["error"], seconds)
+    else:
+        manifest.mark_done(key, [result["ms"]], [], seconds)

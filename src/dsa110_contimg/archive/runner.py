@@ -1,23 +1,21 @@
 """Reprocess an archive: every calibrator solved, every target calibrated, all QA'd, one graph.
 
-The archive plan is data first: discover the MS, give each a role (a catalog
-calibrator transits it, or not), pair every target with the calibrator file
-nearest in time within the validity window, and skip what the manifest says
-is done with unchanged inputs. Each calibrator then becomes a calibration
-plan with its targets (their applies depend on its solves); a calibrator done
-earlier lends its recorded tables to an apply plan for its new targets. All
-plans' graphs, plus a finishing task per MS (summary and QA report), are
-submitted together, so solves, applies and QA of different files overlap on
-the cluster; the manifest is updated as each MS finishes.
+The archive plan (``archive/plan.py``) says what runs. All its plans' graphs,
+plus a finishing task per MS (summary and QA report), are submitted
+together, so solves, applies and QA of different files overlap on the
+cluster; the manifest is updated as each MS finishes. Subband files to
+convert are submitted with them: as each observation is converted, the plans
+waiting for it are made and join the same graph, so conversions of later
+observations overlap the calibration of earlier ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask
@@ -31,110 +29,15 @@ from dsa110_contimg.archive.manifest import (
     Manifest,
     shown_state,
 )
+from dsa110_contimg.archive.plan import ArchivePlan, DeferredPlan, make_deferred
+from dsa110_contimg.archive.raw import RawPlan, record_conversion, register_conversions
 from dsa110_contimg.calibration.graph import add_calibration_graph
-from dsa110_contimg.calibration.pipeline import claimed_outputs, plan_apply, plan_calibration
+from dsa110_contimg.calibration.pipeline import claimed_outputs
 from dsa110_contimg.calibration.plan import applied_steps
 from dsa110_contimg.calibration.summary import summarise
 from dsa110_contimg.errors import ContimgError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ArchivePlan:
-    calibrations: tuple  # CalibrationPlan per calibrator file to solve (with its targets)
-    applies: tuple  # CalibrationPlan per earlier-solved calibrator lending its tables
-    skipped: tuple[str, ...]  # done and unchanged
-    failed: tuple[tuple[str, str], ...]  # (path, reason) known before anything runs
-    roles: dict = field(default_factory=dict)  # path -> (role, fingerprint, solutions_from)
-
-    @property
-    def plans(self) -> tuple:
-        return self.calibrations + self.applies
-
-
-def _unchanged_and_done(manifest: Manifest, entry) -> bool:
-    record = manifest.get(entry.path)
-    return (
-        record is not None
-        and record["state"] == DONE
-        and record["fingerprint"] == entry.fingerprint
-        and all(Path(p).exists() for p in record["outputs"])
-    )
-
-
-def plan_archive(inputs, out_dir, manifest: Manifest, config, refant: str, catalog,
-                 validity_hours: float, min_response: float = 0.3) -> ArchivePlan:  # fmt: skip
-    """Discover, classify and pair the inputs; decide what runs (no processing yet)."""
-    from dsa110_contimg.phasing.geometry import FieldChoice, choose_fields
-
-    by_name = {c.name: c for c in catalog}
-    entries, failed = [], []
-    for path in discover.expand_inputs(inputs):
-        try:
-            entries.append(discover.describe(path, catalog, min_response))
-        except ContimgError as error:
-            failed.append((str(path), str(error)))
-    stems = {}
-    for entry in entries:
-        stem = Path(entry.path).name.removesuffix(".ms")
-        if stem in stems:
-            raise ContimgError(
-                f"{entry.path} and {stems[stem]} share the name {stem}: their products would "
-                "collide in one output directory; reprocess them into different --out"
-            )
-        stems[stem] = entry.path
-    calibrators = [e for e in entries if e.role == "calibrator"]
-    validity_s = validity_hours * 3600.0
-    targets_of: dict[str, list] = {c.path: [] for c in calibrators}
-    roles = {}
-    for entry in entries:
-        if entry.role == "calibrator":
-            roles[entry.path] = ("calibrator", entry.fingerprint, None)
-            continue
-        nearest = discover.nearest_calibrator(entry, calibrators, validity_s)
-        if nearest is None:
-            roles[entry.path] = ("target", entry.fingerprint, None)
-            failed.append((entry.path, f"no calibrator file within {validity_hours:g} h"))
-            continue
-        roles[entry.path] = ("target", entry.fingerprint, nearest.path)
-        targets_of[nearest.path].append(entry)
-
-    done = {e.path for e in entries if _unchanged_and_done(manifest, e)}
-    fingerprints = {e.path: e.fingerprint for e in entries}
-
-    def solutions_current(target) -> bool:
-        """The target's calibrator is the same file, with the input its tables came from."""
-        calibrator = roles[target][2]
-        used = manifest.get(target)["solutions_from"]
-        record = manifest.get(calibrator) if calibrator else None
-        return (
-            calibrator is not None
-            and used == calibrator
-            and record is not None
-            and record["fingerprint"] == fingerprints[calibrator]
-        )
-
-    skipped = tuple(
-        e.path for e in entries
-        if e.path in done and (e.role == "calibrator" or solutions_current(e.path))
-    )  # fmt: skip
-    calibrations, applies = [], []
-    for cal in calibrators:
-        targets = [t.path for t in targets_of[cal.path] if t.path not in skipped]
-        calibrator = by_name[cal.calibrator]
-        if cal.path not in skipped:
-            fields = choose_fields(
-                cal.path, calibrator, FieldChoice(auto=True, min_response=min_response)
-            )
-            calibrations.append(plan_calibration(
-                [cal.path], calibrator, {cal.path: fields}, refant, config, out_dir,
-                targets=targets,
-            ))  # fmt: skip
-        elif targets:
-            tables = manifest.get(cal.path)["caltables"]
-            applies.append(plan_apply(targets, tables, config, out_dir))
-    return ArchivePlan(tuple(calibrations), tuple(applies), skipped, tuple(failed), roles)
 
 
 def _applied_tables(plan, obs) -> list[str]:
@@ -181,55 +84,52 @@ def _finish(outcomes, plan, obs, calibrator, run_dir, truth) -> dict:
 
 
 def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catalog,
-                progress: bool | None = None) -> dict:  # fmt: skip
-    """Run every plan's graph on ``client``; update the manifest as each MS finishes."""
-    from distributed import as_completed
+                progress: bool | None = None, raw: RawPlan | None = None) -> dict:  # fmt: skip
+    """Run every plan's graph on ``client``; update the manifest as each MS finishes.
 
-    from dsa110_contimg.qa.runner import default_truth
-
-    by_name = {c.name: c for c in catalog}
+    With ``raw``, its observations are converted on the same cluster, and each
+    deferred plan is made and submitted as soon as the observations it needs are
+    converted, while the other conversions and plans still run.
+    """
+    run = _ArchiveRun(archive, client, manifest, Path(run_dir).absolute(), catalog)
+    pending = set()
+    if raw is not None:
+        register_conversions(raw, manifest)
+        pending = {job.output_ms for job in raw.conversions.jobs}
     for path, (role, fingerprint, solutions_from) in archive.roles.items():
-        if path not in archive.skipped:
+        if path not in archive.skipped and path not in pending:
             manifest.register(path, role, fingerprint, solutions_from)
     for path, reason in archive.failed:
+        if path in pending:
+            continue  # registered once converted
         if manifest.get(path) is None:
             manifest.register(path, "unknown", "", None)
         manifest.mark_failed(path, reason)
-    run_dir = Path(run_dir).absolute()
-    (run_dir / "casa").mkdir(parents=True, exist_ok=True)
-    observations = [obs for plan in archive.plans for obs in plan.observations]
+    (run.run_dir / "casa").mkdir(parents=True, exist_ok=True)
     started, cpu_started = time.perf_counter(), time.process_time()
-    finished = {}
-    with claimed_outputs(observations):
-        futures, finishes = [], []
+    with contextlib.ExitStack() as claims:
+        run.claims = claims
+        for job in raw.conversions.jobs if raw is not None else ():
+            run.submit_conversion(job)
         for plan in archive.plans:
-            calibrator = by_name.get(plan.calibrator) if plan.calibrator else None
-            graph = add_calibration_graph(plan, calibrator, str(run_dir))
-            for obs in plan.observations:
-                finish = dask.delayed(_finish, pure=False)(
-                    graph[obs.stem]["outcomes"], plan, obs, calibrator, str(run_dir),
-                    default_truth(obs.ms), dask_key_name=f"finish-{obs.stem}-{id(graph):x}",
-                )  # fmt: skip
-                manifest.mark_running(obs.ms)
-                finishes.append(finish)
-                futures.append(client.compute(finish))
-        total = len(futures)
+            run.submit_plan(plan)
         if progress is None:
             progress = sys.stderr.isatty()
-        task_keys = {str(k) for f in finishes for k in f.__dask_graph__()}
-        completed = as_completed(futures)
         done_count = 0
-        while not completed.is_empty():
-            batch = completed.next_batch(block=False)
+        while not run.completed.is_empty():
+            batch = run.completed.next_batch(block=False)
             for future in batch:
+                if future.key in run.conversions:
+                    run.converted(future)
+                    continue
                 done_count += 1
-                result = _record(future, manifest, finished)
+                result = _record(future, manifest, run.finished)
                 if result is None:
                     continue
                 counts = manifest.counts()
                 verdict = f", QA {result['qa_verdict']}" if result["qa_verdict"] else ""
                 line = (
-                    f"{done_count}/{total} MS finished: {counts[DONE]} done, "
+                    f"{done_count}/{run.total} MS finished: {counts[DONE]} done, "
                     f"{counts[FAILED]} failed; last {Path(result['ms']).name} "
                     f"{result['status']}{verdict}"
                 )
@@ -238,26 +138,139 @@ def run_archive(archive: ArchivePlan, client, manifest: Manifest, run_dir, catal
                 else:
                     print(line, flush=True)
             if progress:
-                failed_now = sum(1 for r in finished.values() if r["status"] != "ok")
-                _draw_bar(client, task_keys, done_count, total, failed_now)
+                failed_now = sum(1 for r in run.finished.values() if r["status"] != "ok")
+                _draw_bar(client, run.task_keys, done_count, run.total, failed_now)
             if not batch:
                 time.sleep(0.5)
         if progress:
             print(file=sys.stderr)
-    for obs in observations:
-        if obs.ms not in finished:
-            manifest.mark_failed(obs.ms, "its finishing task raised (see the log)")
+    for ms in run.submitted:
+        if ms not in run.finished:
+            manifest.mark_failed(ms, "its finishing task raised (see the log)")
     return {
         "schema": "dsa110_contimg.reprocess_run",
         "version": 1,
         "wall_seconds": time.perf_counter() - started,
         # the driver holds the client, the manifest and (for a local cluster) the scheduler
         "driver_cpu_seconds": time.process_time() - cpu_started,
-        "task_seconds": sum(r["task_seconds"] for r in finished.values()),
-        "processed": len(observations),
+        "task_seconds": sum(r["task_seconds"] for r in run.finished.values()),
+        "processed": len(run.submitted),
+        "converted": run.n_converted,
         "skipped": list(archive.skipped),
         "counts": manifest.counts(),
     }
+
+
+class _ArchiveRun:
+    """The futures of one archive run: conversions, plans, and plans waiting for conversions."""
+
+    def __init__(self, archive: ArchivePlan, client, manifest: Manifest, run_dir: Path, catalog):
+        from distributed import as_completed
+
+        self.archive, self.client, self.manifest, self.run_dir = archive, client, manifest, run_dir
+        self.by_name = {c.name: c for c in catalog}
+        self.deferred = list(archive.deferred)
+        self.completed = as_completed()
+        self.conversions: dict = {}  # future key -> (job, submitted at)
+        self.task_keys: set[str] = set()
+        self.submitted: list[str] = []  # MS with a finishing task
+        self.finished: dict = {}
+        self.orphans: dict[str, str] = {}  # target MS -> why it has no plan
+        self.total = 0
+        self.n_converted = 0
+        self.claims = None
+
+    def submit_conversion(self, job) -> None:
+        from dsa110_contimg.raw.convert import add_conversion_graph
+
+        graph = add_conversion_graph(job)
+        self.task_keys |= {str(k) for k in graph.__dask_graph__()}
+        future = self.client.compute(graph)
+        self.conversions[future.key] = (job, time.perf_counter())
+        self.completed.add(future)
+
+    def submit_plan(self, plan) -> None:
+        from dsa110_contimg.qa.runner import default_truth
+
+        self.claims.enter_context(claimed_outputs(plan.observations))
+        calibrator = self.by_name.get(plan.calibrator) if plan.calibrator else None
+        graph = add_calibration_graph(plan, calibrator, str(self.run_dir))
+        for obs in plan.observations:
+            finish = dask.delayed(_finish, pure=False)(
+                graph[obs.stem]["outcomes"], plan, obs, calibrator, str(self.run_dir),
+                default_truth(obs.ms), dask_key_name=f"finish-{obs.stem}-{id(graph):x}",
+            )  # fmt: skip
+            self.manifest.mark_running(obs.ms)
+            self.task_keys |= {str(k) for k in finish.__dask_graph__()}
+            self.completed.add(self.client.compute(finish))
+            self.submitted.append(obs.ms)
+            self.total += 1
+
+    def converted(self, future) -> None:
+        """One observation converted (or not): its MS registered, and the plans it
+        completes made and submitted."""
+        from dsa110_contimg.raw.convert import conversion_result
+
+        job, submitted = self.conversions.pop(future.key)
+        result = conversion_result(job, future)
+        record_conversion(job, result, self.manifest, time.perf_counter() - submitted)
+        ms = job.output_ms
+        if result.get("error"):
+            self._conversion_failed(ms, result["error"])
+            return
+        self.n_converted += 1
+        role, _, solutions_from = self.archive.roles.get(ms, ("target", "", None))
+        self.manifest.register(ms, role, discover.fingerprint(ms), solutions_from)
+        for path, reason in self.archive.failed:
+            if path == ms:
+                self.manifest.mark_failed(ms, reason)
+        if ms in self.orphans:
+            self.manifest.mark_failed(ms, self.orphans.pop(ms))
+        still = []
+        for deferred in self.deferred:
+            if ms in deferred.waits_for:
+                deferred = deferred.without(ms)
+            if deferred.waits_for:
+                still.append(deferred)
+            else:
+                self._make_and_submit(deferred)
+        self.deferred = still
+
+    def _conversion_failed(self, ms: str, reason: str) -> None:
+        still = []
+        for deferred in self.deferred:
+            if deferred.calibrator_ms == ms and not deferred.tables:
+                why = f"its calibrator file could not be converted: {reason}"
+                for target in deferred.targets:
+                    self._fail_target(target, why)
+                continue
+            if ms in deferred.targets:
+                deferred = deferred.drop_target(ms)
+                if not deferred.targets and deferred.tables:
+                    continue
+            if deferred.waits_for:
+                still.append(deferred)
+            else:
+                self._make_and_submit(deferred)
+        self.deferred = still
+
+    def _fail_target(self, target: str, why: str) -> None:
+        if target in self.archive.roles and not self._waiting(target):
+            self.manifest.mark_failed(target, why)
+        else:
+            self.orphans[target] = why
+
+    def _waiting(self, ms: str) -> bool:
+        return any(job.output_ms == ms for job, _ in self.conversions.values())
+
+    def _make_and_submit(self, deferred: DeferredPlan) -> None:
+        try:
+            plan = make_deferred(self.archive.settings, deferred)
+        except ContimgError as error:
+            for ms in (*([deferred.calibrator_ms] * (not deferred.tables)), *deferred.targets):
+                self.manifest.mark_failed(ms, str(error))
+            return
+        self.submit_plan(plan)
 
 
 def _record(future, manifest: Manifest, finished: dict) -> dict | None:

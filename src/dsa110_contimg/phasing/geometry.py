@@ -110,9 +110,28 @@ def _read_field_geometry(ms, calibrator: Calibrator) -> list[FieldGeometry]:
 
 def brightest_calibrator_in_beam(ms, catalog, min_response: float):
     """(calibrator, apparent flux Jy) of the catalog source brightest in the beam, or (None, 0)."""
+    field = reads.read_subtable(ms, "FIELD", columns=["REFERENCE_DIR"])
+    pointing = field.REFERENCE_DIR.values[:, 0, :]
+    return brightest_in_beam(
+        pointing[:, 0], pointing[:, 1], centre_freq_hz(ms), array_of(ms).dish_diameter_m,
+        catalog, min_response,
+    )  # fmt: skip
+
+
+def brightest_in_beam(pointing_ra_rad, pointing_dec_rad, centre_freq: float, dish_m: float,
+                      catalog, min_response: float):  # fmt: skip
+    """(calibrator, apparent flux Jy) brightest in the beam of any of the pointings, or (None, 0).
+
+    The response is the Airy power response at ``centre_freq`` from the pointing nearest
+    the source; the same figure ``field_geometry`` gives as ``pb_response``.
+    """
     best, best_flux = None, 0.0
     for candidate in catalog:
-        response = max(g.pb_response for g in field_geometry(ms, candidate))
+        offset = angular_separation(
+            np.asarray(pointing_ra_rad), np.asarray(pointing_dec_rad),
+            candidate.ra_rad, candidate.dec_rad,
+        )  # fmt: skip
+        response = float(np.max(airy_power_response(offset, centre_freq, dish_m)))
         apparent = response * candidate.flux_jy
         if response >= min_response and apparent > best_flux:
             best, best_flux = candidate, apparent

@@ -39,6 +39,7 @@ class ConversionJob:
     group: SubbandGroup
     output_ms: str
     partial: bool  # converted with the subbands it has
+    headers: tuple[uvh5.SubbandHeader, ...] = ()  # one per file, as planning read them
 
 
 @dataclass(frozen=True)
@@ -67,44 +68,46 @@ def plan_conversion(inputs, out, allow_partial: bool = False, tolerance_s: float
     jobs, refused = [], []
     for group in groups:
         target = output_path(out, group.name, len(groups))
-        reason = _refusal(group, allow_partial)
+        reason, headers = _refusal(group, allow_partial)
         if reason is None and target.exists() and not overwrite:
             reason = f"{target} already exists; pass --overwrite to replace it"
         if reason is None:
-            jobs.append(ConversionJob(group, str(target), not group.complete))
+            jobs.append(ConversionJob(group, str(target), not group.complete, headers))
         else:
             refused.append((group.name, reason))
     return ConversionPlan(tuple(jobs), tuple(refused))
 
 
-def _refusal(group: SubbandGroup, allow_partial: bool) -> str | None:
+def _refusal(group: SubbandGroup, allow_partial: bool) -> tuple[str | None, tuple]:
+    """(why the observation cannot be converted or None, its files' headers)."""
     if group.missing and not allow_partial:
         return (
             f"missing {group.describe_missing()} ({len(group.files)} of {group.expected} "
             "subbands); skipped (--allow-partial converts what is there)"
-        )
+        ), ()
     try:
         headers = [uvh5.read_header(f.path) for f in group.files]
     except ContimgError as err:
-        return str(err)
+        return str(err), ()
     first = headers[0]
     for header in headers:
         name = Path(header.path).name
         if not header.drift:
-            return f"{name} is phased, not a drift scan: convert takes unphased correlator files"
+            reason = f"{name} is phased, not a drift scan: convert takes unphased correlator files"
+            return reason, ()
         if header.n_chan != first.n_chan:
             return (
                 f"subbands differ in channels ({Path(first.path).name}: {first.n_chan}, "
                 f"{name}: {header.n_chan})"
-            )
+            ), ()
         if header.times_jd != first.times_jd:
-            return f"subbands hold different integrations ({Path(first.path).name}, {name})"
+            return f"subbands hold different integrations ({Path(first.path).name}, {name})", ()
         if header.n_pol != first.n_pol:
-            return f"subbands differ in correlations ({Path(first.path).name}, {name})"
+            return f"subbands differ in correlations ({Path(first.path).name}, {name})", ()
     edges = sorted((h.freq_min_hz, h.freq_max_hz) for h in headers)
     if any(lo <= prev_hi for (_, prev_hi), (lo, _) in zip(edges, edges[1:], strict=False)):
-        return "subbands overlap in frequency: a file is there twice under another name"
-    return None
+        return "subbands overlap in frequency: a file is there twice under another name", ()
+    return None, tuple(headers)
 
 
 def format_plan(plan: ConversionPlan) -> str:
@@ -222,16 +225,19 @@ def run_conversion(plan: ConversionPlan, client) -> list[dict]:
     """Every job's graph on ``client``; a result per observation (``error`` when it failed)."""
     futures = {job.group.name: client.compute(add_conversion_graph(job)) for job in plan.jobs}
     jobs = {job.group.name: job for job in plan.jobs}
-    results = []
-    for name, future in futures.items():
-        results.append(_result(name, future))
-        if results[-1].get("error"):
-            shutil.rmtree(work_dir(jobs[name]), ignore_errors=True)
-    return results
+    return [conversion_result(jobs[name], future) for name, future in futures.items()]
+
+
+def conversion_result(job: ConversionJob, future) -> dict:
+    """The observation's result, or its failure as one line (the others go on); a failed
+    conversion leaves nothing behind."""
+    result = _result(job.group.name, future)
+    if result.get("error"):
+        shutil.rmtree(work_dir(job), ignore_errors=True)
+    return result
 
 
 def _result(name, future) -> dict:
-    """The observation's result, or its failure as one line (the others go on)."""
     try:
         return future.result()
     except ContimgError as err:

@@ -67,6 +67,14 @@ class SubbandHeader:
     n_pol: int
     drift: bool
     telescope: str
+    pointing_dec_rad: float
+    longitude_deg: float
+    dish_diameter_m: float | None  # median of the file's antenna diameters, None if none
+
+    @property
+    def meridian_ras_rad(self) -> np.ndarray:
+        """RA of the meridian at each integration: where the converted MS's fields point."""
+        return np.atleast_1d(meridian_ra_rad(np.asarray(self.times_jd), self.longitude_deg))
 
 
 def read_header(path) -> SubbandHeader:
@@ -81,7 +89,19 @@ def read_header(path) -> SubbandHeader:
         n_pol=int(uv.Npols),
         drift=all(c["cat_type"] == "unprojected" for c in uv.phase_center_catalog.values()),
         telescope=str(uv.telescope.name),
+        pointing_dec_rad=pointing_dec_rad(uv),
+        longitude_deg=float(uv.telescope.location.lon.deg),
+        dish_diameter_m=_dish_diameter_m(uv),
     )
+
+
+def _dish_diameter_m(uv) -> float | None:
+    diameters = uv.telescope.antenna_diameters
+    if diameters is None:
+        return None
+    diameters = np.asarray(diameters, float)
+    diameters = diameters[np.isfinite(diameters) & (diameters > 0)]
+    return float(np.median(diameters)) if len(diameters) else None
 
 
 def pointing_dec_rad(uv) -> float:

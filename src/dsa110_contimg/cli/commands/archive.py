@@ -54,7 +54,12 @@ def register(commands) -> None:
 
 def run_reprocess(args) -> int:
     from dsa110_contimg.archive.manifest import Manifest
-    from dsa110_contimg.archive.raw import convert_raw, format_raw_plan, plan_raw, split_inputs
+    from dsa110_contimg.archive.plan import (
+        CALIBRATOR_MIN_RESPONSE,
+        format_archive_plan,
+        plan_archive,
+    )
+    from dsa110_contimg.archive.raw import format_raw_plan, pending_entry, plan_raw, split_inputs
     from dsa110_contimg.archive.runner import format_status, run_archive
     from dsa110_contimg.calibration.config import resolve_config
     from dsa110_contimg.cluster.run import open_run
@@ -68,38 +73,31 @@ def run_reprocess(args) -> int:
     out = check_output_dir(args.out, "--out")
     check_performance_report(args)
     cluster = cluster_choice(args)
+    min_response = CALIBRATOR_MIN_RESPONSE
     # Planning reads the manifest without creating one: a dry run or a refused
-    # plan leaves nothing on disk.
+    # plan leaves nothing on disk. Observations to convert are planned from
+    # their headers and converted in the same graph as the calibration.
     raw_inputs, ms_inputs = split_inputs(args.inputs)
     with Manifest(out, writable=False) as existing:
-        raw = None
+        raw, pending = None, []
         if raw_inputs:
             raw = plan_raw(raw_inputs, out, existing, args.allow_partial, args.time_tolerance)
             print(format_raw_plan(raw), flush=True)
-        planned_ms = ms_inputs + list(raw.ready if raw else ())
-        converting = raw is not None and bool(raw.conversions.jobs + raw.conversions.refused)
-        # With conversions to run, the archive is planned once, after them.
-        archive = (
-            None
-            if converting and not args.dry_run
-            else _plan_and_report(args, planned_ms, out, existing, config, catalog)
-        )
+            pending = [pending_entry(j, catalog, min_response) for j in raw.conversions.jobs]
+        inputs = ms_inputs + list(raw.ready if raw else ())
+        archive = None
+        if inputs or pending:
+            archive = plan_archive(inputs, out, existing, config, args.refant, catalog,
+                                   args.validity_hours, min_response, pending)  # fmt: skip
+            print(format_archive_plan(archive), flush=True)
     if args.dry_run:
         return 0
     with Manifest(out) as manifest:
-        with open_run(cluster, args.run_dir, args.performance_report) as run:
-            if converting:
-                converted = convert_raw(raw, run.client, manifest)
-                archive = _plan_and_report(
-                    args, planned_ms + converted, out, manifest, config, catalog
-                )
-            result = (
-                run_archive(
-                    archive, run.client, manifest, run.run_dir, catalog, progress=run.progress
-                )  # fmt: skip
-                if archive is not None
-                else None
-            )
+        result = None
+        if archive is not None or raw is not None:
+            with open_run(cluster, args.run_dir, args.performance_report) as run:
+                result = run_archive(archive or _nothing(), run.client, manifest, run.run_dir,
+                                     catalog, progress=run.progress, raw=raw)  # fmt: skip
         summary_path = Path(args.run_dir) / "reprocess_summary.json"
         if result is not None:
             summary_path.write_text(json.dumps(result, indent=2))
@@ -113,22 +111,10 @@ def run_reprocess(args) -> int:
         return 0 if manifest.counts()["failed"] == 0 else 1
 
 
-def _plan_and_report(args, inputs, out, manifest, config, catalog):
-    """The archive plan of the MS inputs (None when there are none yet), and its line."""
-    from dsa110_contimg.archive.runner import plan_archive
+def _nothing():
+    from dsa110_contimg.archive.plan import ArchivePlan
 
-    if not inputs:
-        return None
-    archive = plan_archive(inputs, out, manifest, config, args.refant, catalog, args.validity_hours)
-    n_run = sum(len(p.observations) for p in archive.plans)
-    print(
-        f"{n_run} MS to process ({len(archive.calibrations)} calibrator file(s) to solve), "
-        f"{len(archive.skipped)} done and unchanged, {len(archive.failed)} refused",
-        flush=True,
-    )
-    for path, reason in archive.failed:
-        print(f"  refused {path}: {reason}")
-    return archive
+    return ArchivePlan((), (), (), ())
 
 
 def _catalog_with_user_flux(args, catalog) -> tuple:
