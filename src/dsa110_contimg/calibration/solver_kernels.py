@@ -1,0 +1,297 @@
+"""Antenna-based gain solving: reduce the visibilities, then solve every problem at once.
+
+The native engine's arithmetic, free of I/O. A solve of ``V_pq = g_p conj(g_q) M_pq``
+over a block of data (a solution interval, one channel or a channel range, one
+correlation) minimises ``sum w |V - g_p conj(g_q) M|^2``. Within the block the
+gains are constant, so that sum equals ``sum_pq W_pq |X_pq - g_p conj(g_q)|^2``
+plus a constant, with ``W = sum w |M|^2`` and ``X = sum w V conj(M) / W``: the
+visibilities divided by the model and averaged with weights ``w |M|^2`` (what
+CASA does to its solve buffer). :func:`accumulate` makes ``sum w V conj(M)``
+and ``W`` per baseline in one pass; :func:`solve_gains` runs StEFCal
+(Salvini & Wijnholds 2014) on every block at once; :func:`solution_snr` is
+CASA's SNR (``|g| / err``, the error from the Hessian's diagonal scaled by the
+reduced chi-squared of the block); the rest are CASA's finishing steps
+(reference antenna, ``minblperant``, ``solnorm``, ``fillgaps``).
+
+Arrays of problems are ``(problem, antenna, antenna)``: a problem is one
+(block, channel, correlation).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, row_prior_1,
+               row_prior_2, vis_sum, weight_sum):  # fmt: skip
+    """Add each row's ``w V conj(M)`` and ``w |M|^2`` to its block's baseline sums.
+
+    ``data``, ``model`` (row, chan, corr) complex; ``weight`` (row, chan, corr); ``flag``
+    (row, chan, corr) bool; ``row_block`` (row,) the block of each row, -1 for rows
+    not used; ``chan_out`` (chan,) the output channel of each channel, -1 for none.
+    ``row_prior_1``/``row_prior_2`` (row, chan, corr) complex: the earlier tables'
+    gains of antenna 1 and 2 at the row (1 when none); the data are divided by
+    ``prior_1 conj(prior_2)`` and a zero prior flags the visibility.
+    ``vis_sum`` (block, chan_out, corr, ant, ant) complex128 and ``weight_sum`` (same,
+    float64) are added to in place, at ``[.., ant1, ant2]`` and, conjugated, ``[.., ant2, ant1]``.
+    """
+    n_row, n_chan, n_corr = data.shape
+    for r in range(n_row):
+        block = row_block[r]
+        p = ant1[r]
+        q = ant2[r]
+        if block < 0 or p == q:
+            continue
+        for c in range(n_chan):
+            out = chan_out[c]
+            if out < 0:
+                continue
+            for k in range(n_corr):
+                if flag[r, c, k]:
+                    continue
+                w = weight[r, c, k]
+                if not (w > 0.0):
+                    continue
+                prior = row_prior_1[r, c, k] * np.conj(row_prior_2[r, c, k])
+                if prior == 0:
+                    continue
+                v = data[r, c, k] / prior
+                m = model[r, c, k]
+                mm = m.real * m.real + m.imag * m.imag
+                if not (mm > 0.0) or not np.isfinite(v.real) or not np.isfinite(v.imag):
+                    continue
+                vm = w * v * np.conj(m)
+                vis_sum[block, out, k, p, q] += vm
+                vis_sum[block, out, k, q, p] += np.conj(vm)
+                weight_sum[block, out, k, p, q] += w * mm
+                weight_sum[block, out, k, q, p] += w * mm
+
+
+def enforce_min_baselines(weight, min_baselines: int) -> np.ndarray:
+    """(problem, ant) usable antennas: at least ``min_baselines`` baselines to other usable
+    antennas, removed repeatedly until none falls short (CASA's ``minblperant``)."""
+    has = weight > 0
+    usable = has.any(axis=2)
+    while True:
+        pairs = has & usable[:, :, None] & usable[:, None, :]
+        count = pairs.sum(axis=2)
+        keep = usable & (count >= max(min_baselines, 1))
+        if np.array_equal(keep, usable):
+            return keep
+        usable = keep
+
+
+@numba.njit(cache=True, nogil=True)
+def solve_gains(vis, weight, usable, phase_only, max_iter, tolerance):
+    """StEFCal on every problem: gains ``g`` minimising ``sum W |X - g_p conj(g_q)|^2``.
+
+    ``vis`` X (problem, ant, ant) Hermitian, ``weight`` W (problem, ant, ant), ``usable``
+    (problem, ant) bool. Phase-only solves keep ``|g| = 1``. Returns (gains, iterations);
+    unusable antennas get gain 0.
+    """
+    n_prob, n_ant, _ = vis.shape
+    gains = np.zeros((n_prob, n_ant), np.complex128)
+    iterations = np.zeros(n_prob, np.int64)
+    for i in range(n_prob):
+        g = np.zeros(n_ant, np.complex128)
+        for p in range(n_ant):
+            if usable[i, p]:
+                g[p] = 1.0
+        new = np.zeros(n_ant, np.complex128)
+        for it in range(max_iter):
+            for p in range(n_ant):
+                if not usable[i, p]:
+                    new[p] = 0.0
+                    continue
+                num = 0j
+                den = 0.0
+                for q in range(n_ant):
+                    w = weight[i, p, q]
+                    if w > 0.0 and usable[i, q]:
+                        num += w * vis[i, p, q] * g[q]
+                        den += w * (g[q].real * g[q].real + g[q].imag * g[q].imag)
+                if den > 0.0:
+                    new[p] = num / den
+                    if phase_only:
+                        a = abs(new[p])
+                        new[p] = new[p] / a if a > 0.0 else 1.0
+                else:
+                    new[p] = g[p]
+            if it % 2 == 1:  # StEFCal's averaging of every other step
+                for p in range(n_ant):
+                    new[p] = 0.5 * (new[p] + g[p])
+                    if phase_only and usable[i, p]:
+                        a = abs(new[p])
+                        new[p] = new[p] / a if a > 0.0 else 1.0
+            change = 0.0
+            norm = 0.0
+            for p in range(n_ant):
+                d = new[p] - g[p]
+                change += d.real * d.real + d.imag * d.imag
+                norm += new[p].real * new[p].real + new[p].imag * new[p].imag
+                g[p] = new[p]
+            iterations[i] = it + 1
+            if norm == 0.0 or change <= tolerance * tolerance * norm:
+                break
+        for p in range(n_ant):
+            gains[i, p] = g[p]
+    return gains, iterations
+
+
+def solution_snr(vis, weight, gains, usable, groups) -> np.ndarray:
+    """CASA's SNR of each solution, (problem, ant): ``|g| / err``.
+
+    ``err = sqrt(2 k2 / H_p)`` with ``H_p = sum_q W_pq |g_q|^2`` the Hessian's
+    diagonal and ``k2 = chi2 / (2 (n_data - n_par))`` the reduced chi-squared of the
+    solve, pooled over the problems solved together (CASA solves the correlations of
+    a block in one go): ``groups`` (problem,) numbers them.
+    """
+    n_prob, n_ant, _ = vis.shape
+    upper = np.triu(np.ones((n_ant, n_ant), bool), 1)
+    pair = usable[:, :, None] & usable[:, None, :] & (weight > 0) & upper
+    model = gains[:, :, None] * np.conj(gains[:, None, :])
+    chi2 = np.where(pair, weight * np.abs(vis - model) ** 2, 0.0).sum(axis=(1, 2))
+    n_data = pair.sum(axis=(1, 2))
+    n_par = usable.sum(axis=1)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    group_chi2 = np.bincount(groups, chi2, n_groups)
+    group_dof = 2.0 * (np.bincount(groups, n_data, n_groups) - np.bincount(groups, n_par, n_groups))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k2 = np.where(group_dof > 0, group_chi2 / group_dof, np.nan)[groups]
+        both = usable[:, :, None] & usable[:, None, :] & (weight > 0)
+        hessian = np.where(both, weight * np.abs(gains[:, None, :]) ** 2, 0.0).sum(axis=2)
+        error = np.sqrt(2.0 * k2[:, None] / hessian)
+        snr = np.where(usable & (hessian > 0), np.abs(gains) / error, 0.0)
+    # A perfect fit (k2 = 0) is infinitely significant.
+    return np.where(np.isnan(snr) & usable, np.inf, np.nan_to_num(snr, nan=0.0, posinf=np.inf))
+
+
+def reference_phase(gains, ok, refant_order) -> np.ndarray:
+    """Rotate each problem's gains so the reference antenna's phase is 0.
+
+    ``refant_order``: antennas in order of preference (the first with a good
+    solution in the problem is used, as CASA's ``refantmode='flex'``). A problem
+    with none of them keeps its phases.
+    """
+    out = gains.copy()
+    chosen = np.full(len(gains), -1)
+    for ant in refant_order[::-1]:
+        chosen = np.where(ok[:, ant], ant, chosen)
+    rows = np.flatnonzero(chosen >= 0)
+    ref = gains[rows, chosen[rows]]
+    out[rows] *= (np.conj(ref) / np.abs(ref))[:, None]
+    return out
+
+
+def normalise_over_channels(gains, ok) -> np.ndarray:
+    """CASA's bandpass ``solnorm``: per (block, corr, ant), divide by the mean amplitude
+    and the phase of the summed unit phasors of the good channels.
+
+    ``gains``, ``ok``: (block, chan, corr, ant); only with two or more good channels.
+    """
+    amp = np.abs(gains)
+    unit = np.where(ok, gains / np.where(amp > 0, amp, 1.0), 0)
+    phasor = unit.sum(axis=1, keepdims=True)
+    n_good = ok.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = phasor / np.abs(phasor) * (np.where(ok, amp, 0).sum(axis=1, keepdims=True)
+                                            / n_good)  # fmt: skip
+    usable = (n_good > 1) & (np.abs(factor) > 0) & np.isfinite(factor)
+    return np.where(usable, gains / np.where(usable, factor, 1), gains)
+
+
+def fill_channel_gaps(gains, ok, max_gap: int):
+    """CASA's ``fillgaps``: runs of at most ``max_gap`` flagged channels between good ones
+    filled by linear interpolation of amplitude and phase; (gains, ok) returned.
+
+    ``gains``, ``ok``: (block, chan, corr, ant).
+    """
+    gains, ok = gains.copy(), ok.copy()
+    if max_gap <= 0:
+        return gains, ok
+    n_chan = gains.shape[1]
+    moved = np.moveaxis(gains, 1, -1).reshape(-1, n_chan)
+    good = np.moveaxis(ok, 1, -1).reshape(-1, n_chan)
+    filled, filled_ok = moved.copy(), good.copy()
+    channels = np.arange(n_chan)
+    for i in np.flatnonzero(good.any(axis=1) & ~good.all(axis=1)):
+        for start, stop in _gaps(good[i]):
+            if start == 0 or stop == n_chan or stop - start > max_gap:
+                continue
+            lo, hi = start - 1, stop
+            frac = (channels[start:stop] - lo) / (hi - lo)
+            amp = np.abs(moved[i, lo]) * (1 - frac) + np.abs(moved[i, hi]) * frac
+            step = np.angle(moved[i, hi] / moved[i, lo])
+            phase = np.angle(moved[i, lo]) + step * frac
+            filled[i, start:stop] = amp * np.exp(1j * phase)
+            filled_ok[i, start:stop] = True
+    shape = np.moveaxis(gains, 1, -1).shape
+    return (np.moveaxis(filled.reshape(shape), -1, 1), np.moveaxis(filled_ok.reshape(shape), -1, 1))
+
+
+def _gaps(good) -> list[tuple[int, int]]:
+    """(start, stop) of every run of False."""
+    edges = np.diff(np.concatenate([[1], good.astype(int), [1]]))
+    return list(zip(np.flatnonzero(edges == -1), np.flatnonzero(edges == 1), strict=True))
+
+
+def interpolate_in_time(times, values, ok, at, mode: str):
+    """Solutions at ``at`` (MJD s) from solutions at ``times``, per trailing element.
+
+    ``values``, ``ok``: (time, ...). ``mode`` ``linear`` interpolates amplitude and
+    phase between the good solutions either side (the nearest beyond the ends),
+    ``nearest`` takes the nearest good one. Returns (values at ``at``, ok at ``at``);
+    an element with no good solution is not ok.
+    """
+    n_time = len(times)
+    flat = values.reshape(n_time, -1)
+    flat_ok = ok.reshape(n_time, -1)
+    out = np.zeros((len(at), flat.shape[1]), np.complex128)
+    out_ok = np.zeros((len(at), flat.shape[1]), bool)
+    order = np.argsort(times)
+    times, flat, flat_ok = np.asarray(times)[order], flat[order], flat_ok[order]
+    for j in range(flat.shape[1]):
+        good = flat_ok[:, j]
+        if not good.any():
+            continue
+        t, v = times[good], flat[good, j]
+        out_ok[:, j] = True
+        if mode == "nearest" or len(t) == 1:
+            index = np.abs(np.asarray(at)[:, None] - t[None, :]).argmin(axis=1)
+            out[:, j] = v[index]
+            continue
+        amp = np.interp(at, t, np.abs(v))
+        phase = np.interp(at, t, np.unwrap(np.angle(v)))
+        out[:, j] = amp * np.exp(1j * phase)
+    shape = (len(at), *values.shape[1:])
+    return out.reshape(shape), out_ok.reshape(shape)
+
+
+def solution_blocks(times, fields, scans, solint_s: float, combine_field: bool,
+                    combine_scan: bool) -> np.ndarray:  # fmt: skip
+    """The solution interval of each row, numbered from 0 in time order.
+
+    As CASA: data split by scan and field unless combined, then in bins of
+    ``solint_s`` on a grid from the first time (``inf``: one bin).
+    """
+    times = np.asarray(times, float)
+    bins = np.zeros(len(times), np.int64)
+    if np.isfinite(solint_s) and len(times):
+        bins = np.floor((times - times.min()) / solint_s + 1e-9).astype(np.int64)
+    keys = [bins]
+    if not combine_scan:
+        keys.append(np.asarray(scans))
+    if not combine_field:
+        keys.append(np.asarray(fields))
+    first_time = {}
+    stacked = np.stack(keys, axis=1) if len(times) else np.zeros((0, len(keys)), np.int64)
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for i in range(len(unique)):
+        first_time[i] = times[inverse == i].min()
+    order = sorted(first_time, key=lambda i: (first_time[i], i))
+    renumber = np.empty(len(unique), np.int64)
+    renumber[order] = np.arange(len(unique))
+    return renumber[inverse]
