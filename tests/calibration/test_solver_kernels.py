@@ -86,39 +86,44 @@ def test_noiseless_gains_are_recovered_exactly():
 
 
 def test_accumulate_is_the_weighted_model_division():
+    """Per row and output channel: a = sum w V conj(M), b = sum w |M|^2 over its channels."""
     rng = np.random.default_rng(3)
     n_row, n_chan, n_corr, n_ant = 60, 5, 2, 6
     ant1, ant2 = (rng.integers(0, n_ant, n_row) for _ in range(2))
-    data, model = (
-        rng.standard_normal((n_row, n_chan, n_corr))
-        + 1j * rng.standard_normal((n_row, n_chan, n_corr))
-        for _ in range(2)
-    )
-    weight = rng.uniform(0.1, 1.0, (n_row, n_chan, n_corr))
-    flag = rng.uniform(size=(n_row, n_chan, n_corr)) < 0.2
-    prior_1, prior_2 = (np.exp(1j * rng.uniform(-3, 3, (n_row, n_chan, n_corr))) for _ in range(2))
+    shape = (n_row, n_chan, n_corr)
+    data, model = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape) for _ in range(2))
+    weight = rng.uniform(0.1, 1.0, shape)
+    flag = rng.uniform(size=shape) < 0.2
+    prior_1, prior_2 = (np.exp(1j * rng.uniform(-3, 3, shape)) for _ in range(2))
     block = rng.integers(-1, 2, n_row)
     chan_out = np.array([0, 0, 1, 1, -1])
-    vis_sum = np.zeros((2, 2, n_corr, n_ant, n_ant), complex)
-    weight_sum = np.zeros((2, 2, n_corr, n_ant, n_ant))
-    k.accumulate(data, model, weight, flag, ant1, ant2, block, chan_out, prior_1, prior_2,
-                 vis_sum, weight_sum)  # fmt: skip
-    expected_v, expected_w = np.zeros_like(vis_sum), np.zeros_like(weight_sum)
-    for r in range(n_row):
-        if block[r] < 0 or ant1[r] == ant2[r]:
-            continue
-        for c in range(n_chan):
-            for j in range(n_corr):
-                if chan_out[c] < 0 or flag[r, c, j]:
-                    continue
-                v = data[r, c, j] / (prior_1[r, c, j] * np.conj(prior_2[r, c, j]))
-                index = (block[r], chan_out[c], j, ant1[r], ant2[r])
-                swapped = (block[r], chan_out[c], j, ant2[r], ant1[r])
-                expected_v[index] += weight[r, c, j] * v * np.conj(model[r, c, j])
-                expected_v[swapped] += np.conj(weight[r, c, j] * v * np.conj(model[r, c, j]))
-                expected_w[index] += weight[r, c, j] * abs(model[r, c, j]) ** 2
-                expected_w[swapped] += weight[r, c, j] * abs(model[r, c, j]) ** 2
-    assert np.allclose(vis_sum, expected_v) and np.allclose(weight_sum, expected_w)
+    for phase_only in (False, True):
+        sums = [np.zeros((2, 2, n_corr, n_ant, n_ant), t) for t in (complex, float, float, int)]
+        k.accumulate(data, model, weight, flag, ant1, ant2, block, chan_out, prior_1, prior_2,
+                     phase_only, *sums)  # fmt: skip
+        expected = [np.zeros_like(x) for x in sums]
+        for r in range(n_row):
+            if block[r] < 0 or ant1[r] == ant2[r]:
+                continue
+            for out in (0, 1):
+                for j in range(n_corr):
+                    use = (chan_out == out) & ~flag[r, :, j]
+                    if not use.any():
+                        continue
+                    v = data[r, use, j] / (prior_1[r, use, j] * np.conj(prior_2[r, use, j]))
+                    a = (weight[r, use, j] * v * np.conj(model[r, use, j])).sum()
+                    b = (weight[r, use, j] * np.abs(model[r, use, j]) ** 2).sum()
+                    if phase_only:  # unit amplitude, weight times amplitude squared
+                        amp = abs(a / b)
+                        a, b = a / abs(a) * b * amp**2, b * amp**2
+                    for p, q, value in ((ant1[r], ant2[r], a), (ant2[r], ant1[r], np.conj(a))):
+                        index = (block[r], out, j, p, q)
+                        expected[0][index] += value
+                        expected[1][index] += b
+                        expected[2][index] += abs(a) ** 2 / b
+                        expected[3][index] += 1
+        for got, want in zip(sums, expected, strict=True):
+            assert np.allclose(got, want)
 
 
 def test_min_baselines_removes_antennas_until_stable():
@@ -130,20 +135,24 @@ def test_min_baselines_removes_antennas_until_stable():
 
 
 def test_snr_matches_its_definition_and_scales_with_noise():
+    """With one integration per baseline, the chi-squared is that of the averaged data."""
     truth, vis, weight = _problem(5, 12, 0.05, 0.0)
     usable = np.ones((1, 12), bool)
-    gains, _ = k.solve_gains(vis[None], weight[None], usable, False, 300, 1e-12)
-    snr = k.solution_snr(vis[None], weight[None], gains, usable, np.zeros(1, int))[0]
+
+    def snr_of(vis):
+        gains, _ = k.solve_gains(vis[None], weight[None], usable, False, 300, 1e-12)
+        sums = (weight * vis)[None], weight[None], (weight * np.abs(vis) ** 2)[None]
+        count = (weight > 0).astype(int)[None]
+        return gains[0], k.solution_snr(*sums, count, gains, usable, np.zeros(1, int))[0]
+
+    gains, snr = snr_of(vis)
     upper = np.triu(np.ones((12, 12), bool), 1)
-    chi2 = (weight * np.abs(vis - np.outer(gains[0], gains[0].conj())) ** 2)[upper].sum()
+    chi2 = (weight * np.abs(vis - np.outer(gains, gains.conj())) ** 2)[upper].sum()
     k2 = chi2 / (2 * (upper.sum() - 12))
-    hessian = (weight * np.abs(gains[0][None, :]) ** 2).sum(axis=1)
-    assert np.allclose(snr, np.abs(gains[0]) / np.sqrt(2 * k2 / hessian))
+    hessian = (weight * np.abs(gains[None, :]) ** 2).sum(axis=1)
+    assert np.allclose(snr, np.abs(gains) / np.sqrt(2 * k2 / hessian))
     _, noisier, _ = _problem(5, 12, 0.5, 0.0)
-    g2, _ = k.solve_gains(noisier[None], weight[None], usable, False, 300, 1e-12)
-    assert np.median(k.solution_snr(noisier[None], weight[None], g2, usable, np.zeros(1, int))) < (
-        np.median(snr) / 5
-    )
+    assert np.median(snr_of(noisier)[1]) < np.median(snr) / 5
 
 
 def test_reference_phase_uses_the_first_good_antenna_of_the_list():
@@ -154,15 +163,15 @@ def test_reference_phase_uses_the_first_good_antenna_of_the_list():
     assert np.allclose(np.abs(out), 1)
 
 
-def test_solnorm_gives_unit_mean_amplitude_and_zero_mean_phase():
+def test_solnorm_gives_unit_power_and_zero_mean_phase():
     rng = np.random.default_rng(2)
     gains = (2 + 0.2 * rng.standard_normal((1, 16, 2, 3))) * np.exp(
         1j * (0.8 + 0.1 * rng.standard_normal((1, 16, 2, 3)))
     )
     ok = rng.uniform(size=gains.shape) > 0.2
     out = k.normalise_over_channels(gains, ok)
-    amp = np.where(ok, np.abs(out), 0).sum(axis=1) / ok.sum(axis=1)
-    assert np.allclose(amp, 1)
+    power = np.where(ok, np.abs(out) ** 2, 0).sum(axis=1) / ok.sum(axis=1)
+    assert np.allclose(power, 1)
     phasor = np.where(ok, out / np.abs(out), 0).sum(axis=1)
     assert np.allclose(np.angle(phasor), 0, atol=1e-12)
 

@@ -6,12 +6,12 @@ correlation) minimises ``sum w |V - g_p conj(g_q) M|^2``. Within the block the
 gains are constant, so that sum equals ``sum_pq W_pq |X_pq - g_p conj(g_q)|^2``
 plus a constant, with ``W = sum w |M|^2`` and ``X = sum w V conj(M) / W``: the
 visibilities divided by the model and averaged with weights ``w |M|^2`` (what
-CASA does to its solve buffer). :func:`accumulate` makes ``sum w V conj(M)``
-and ``W`` per baseline in one pass; :func:`solve_gains` runs StEFCal
-(Salvini & Wijnholds 2014) on every block at once; :func:`solution_snr` is
-CASA's SNR (``|g| / err``, the error from the Hessian's diagonal scaled by the
-reduced chi-squared of the block); the rest are CASA's finishing steps
-(reference antenna, ``minblperant``, ``solnorm``, ``fillgaps``).
+CASA does to its solve buffer). :func:`accumulate` makes those sums per
+baseline in one pass (and what the chi-squared of every integration needs);
+:func:`solve_gains` runs StEFCal (Salvini & Wijnholds 2014) on every block at
+once; :func:`solution_snr` is CASA's SNR (``|g| / err``, the error from the
+Hessian's diagonal scaled by the reduced chi-squared of the block); the rest are
+CASA's finishing steps (reference antenna, ``minblperant``, ``solnorm``, ``fillgaps``).
 
 Arrays of problems are ``(problem, antenna, antenna)``: a problem is one
 (block, channel, correlation).
@@ -25,17 +25,25 @@ import numpy as np
 
 @numba.njit(cache=True, nogil=True)
 def accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, row_prior_1,
-               row_prior_2, vis_sum, weight_sum):  # fmt: skip
-    """Add each row's ``w V conj(M)`` and ``w |M|^2`` to its block's baseline sums.
+               row_prior_2, phase_only, vis_sum, weight_sum, square_sum, count):  # fmt: skip
+    """Add each row's model-divided visibilities to its block's baseline sums.
 
     ``data``, ``model`` (row, chan, corr) complex; ``weight`` (row, chan, corr); ``flag``
     (row, chan, corr) bool; ``row_block`` (row,) the block of each row, -1 for rows
-    not used; ``chan_out`` (chan,) the output channel of each channel, -1 for none.
-    ``row_prior_1``/``row_prior_2`` (row, chan, corr) complex: the earlier tables'
-    gains of antenna 1 and 2 at the row (1 when none); the data are divided by
-    ``prior_1 conj(prior_2)`` and a zero prior flags the visibility.
-    ``vis_sum`` (block, chan_out, corr, ant, ant) complex128 and ``weight_sum`` (same,
-    float64) are added to in place, at ``[.., ant1, ant2]`` and, conjugated, ``[.., ant2, ant1]``.
+    not used; ``chan_out`` (chan,) the output channel of each channel (channels of one
+    output channel adjacent), -1 for none. ``row_prior_1``/``row_prior_2`` (row, chan,
+    corr) complex: the earlier tables' gains of antenna 1 and 2 at the row (1 when
+    none); the data are divided by ``prior_1 conj(prior_2)`` and a zero prior flags
+    the visibility.
+
+    Per row and output channel, as CASA's solve buffer: ``a = sum w V conj(M)``,
+    ``b = sum w |M|^2`` (the average of ``V / M`` over the channels is ``a / b``, of
+    weight ``b``); a phase-only solve takes that average at unit amplitude with its
+    weight times its amplitude squared (CASA's ``enforceAPonData``). Added in place to
+    ``vis_sum`` (``a``), ``weight_sum`` (``b``), ``square_sum`` (``|a|^2 / b``, for the
+    chi-squared of each integration's data) and ``count`` (data points), all (block,
+    chan_out, corr, ant, ant), at ``[.., ant1, ant2]`` and (``vis_sum`` conjugated)
+    ``[.., ant2, ant1]``.
     """
     n_row, n_chan, n_corr = data.shape
     for r in range(n_row):
@@ -44,29 +52,43 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, row_p
         q = ant2[r]
         if block < 0 or p == q:
             continue
-        for c in range(n_chan):
-            out = chan_out[c]
-            if out < 0:
-                continue
-            for k in range(n_corr):
-                if flag[r, c, k]:
+        for k in range(n_corr):
+            a = 0j
+            b = 0.0
+            for c in range(n_chan):
+                out = chan_out[c]
+                if out >= 0 and not flag[r, c, k]:
+                    w = weight[r, c, k]
+                    prior = row_prior_1[r, c, k] * np.conj(row_prior_2[r, c, k])
+                    m = model[r, c, k]
+                    mm = m.real * m.real + m.imag * m.imag
+                    v = data[r, c, k] / prior if prior != 0 else 0j
+                    if (w > 0.0 and prior != 0 and mm > 0.0 and np.isfinite(v.real)
+                            and np.isfinite(v.imag)):  # fmt: skip
+                        a += w * v * np.conj(m)
+                        b += w * mm
+                last = c == n_chan - 1 or chan_out[c + 1] != out
+                if out < 0 or not last or not (b > 0.0):
+                    if last:
+                        a = 0j
+                        b = 0.0
                     continue
-                w = weight[r, c, k]
-                if not (w > 0.0):
-                    continue
-                prior = row_prior_1[r, c, k] * np.conj(row_prior_2[r, c, k])
-                if prior == 0:
-                    continue
-                v = data[r, c, k] / prior
-                m = model[r, c, k]
-                mm = m.real * m.real + m.imag * m.imag
-                if not (mm > 0.0) or not np.isfinite(v.real) or not np.isfinite(v.imag):
-                    continue
-                vm = w * v * np.conj(m)
-                vis_sum[block, out, k, p, q] += vm
-                vis_sum[block, out, k, q, p] += np.conj(vm)
-                weight_sum[block, out, k, p, q] += w * mm
-                weight_sum[block, out, k, q, p] += w * mm
+                if phase_only:
+                    amp = abs(a) / b
+                    if amp > 0.0:
+                        a = a / abs(a) * b * amp * amp
+                        b = b * amp * amp
+                vis_sum[block, out, k, p, q] += a
+                vis_sum[block, out, k, q, p] += np.conj(a)
+                square = (a.real * a.real + a.imag * a.imag) / b
+                weight_sum[block, out, k, p, q] += b
+                weight_sum[block, out, k, q, p] += b
+                square_sum[block, out, k, p, q] += square
+                square_sum[block, out, k, q, p] += square
+                count[block, out, k, p, q] += 1
+                count[block, out, k, q, p] += 1
+                a = 0j
+                b = 0.0
 
 
 def enforce_min_baselines(weight, min_baselines: int) -> np.ndarray:
@@ -140,28 +162,30 @@ def solve_gains(vis, weight, usable, phase_only, max_iter, tolerance):
     return gains, iterations
 
 
-def solution_snr(vis, weight, gains, usable, groups) -> np.ndarray:
+def solution_snr(vis_sum, weight_sum, square_sum, count, gains, usable, groups) -> np.ndarray:
     """CASA's SNR of each solution, (problem, ant): ``|g| / err``.
 
     ``err = sqrt(2 k2 / H_p)`` with ``H_p = sum_q W_pq |g_q|^2`` the Hessian's
     diagonal and ``k2 = chi2 / (2 (n_data - n_par))`` the reduced chi-squared of the
-    solve, pooled over the problems solved together (CASA solves the correlations of
-    a block in one go): ``groups`` (problem,) numbers them.
+    solve over every integration's data (from the sums of :func:`accumulate`),
+    pooled over the problems solved together (CASA solves the correlations of a block
+    in one go): ``groups`` (problem,) numbers them.
     """
-    n_prob, n_ant, _ = vis.shape
+    n_prob, n_ant, _ = vis_sum.shape
     upper = np.triu(np.ones((n_ant, n_ant), bool), 1)
-    pair = usable[:, :, None] & usable[:, None, :] & (weight > 0) & upper
+    both = usable[:, :, None] & usable[:, None, :] & (weight_sum > 0)
+    pair = both & upper
     model = gains[:, :, None] * np.conj(gains[:, None, :])
-    chi2 = np.where(pair, weight * np.abs(vis - model) ** 2, 0.0).sum(axis=(1, 2))
-    n_data = pair.sum(axis=(1, 2))
+    residual = square_sum - 2 * np.real(np.conj(model) * vis_sum) + np.abs(model) ** 2 * weight_sum
+    chi2 = np.where(pair, residual, 0.0).sum(axis=(1, 2))
+    n_data = np.where(pair, count, 0).sum(axis=(1, 2))
     n_par = usable.sum(axis=1)
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     group_chi2 = np.bincount(groups, chi2, n_groups)
     group_dof = 2.0 * (np.bincount(groups, n_data, n_groups) - np.bincount(groups, n_par, n_groups))
     with np.errstate(divide="ignore", invalid="ignore"):
-        k2 = np.where(group_dof > 0, group_chi2 / group_dof, np.nan)[groups]
-        both = usable[:, :, None] & usable[:, None, :] & (weight > 0)
-        hessian = np.where(both, weight * np.abs(gains[:, None, :]) ** 2, 0.0).sum(axis=2)
+        k2 = np.where(group_dof > 0, np.maximum(group_chi2, 0.0) / group_dof, np.nan)[groups]
+        hessian = np.where(both, weight_sum * np.abs(gains[:, None, :]) ** 2, 0.0).sum(axis=2)
         error = np.sqrt(2.0 * k2[:, None] / hessian)
         snr = np.where(usable & (hessian > 0), np.abs(gains) / error, 0.0)
     # A perfect fit (k2 = 0) is infinitely significant.
@@ -186,8 +210,9 @@ def reference_phase(gains, ok, refant_order) -> np.ndarray:
 
 
 def normalise_over_channels(gains, ok) -> np.ndarray:
-    """CASA's bandpass ``solnorm``: per (block, corr, ant), divide by the mean amplitude
-    and the phase of the summed unit phasors of the good channels.
+    """CASA's bandpass ``solnorm``: per (block, corr, ant), divide by the root mean square
+    amplitude and the phase of the summed unit phasors of the good channels (CASA 6.7's
+    tables have unit power over the channels).
 
     ``gains``, ``ok``: (block, chan, corr, ant); only with two or more good channels.
     """
@@ -196,8 +221,8 @@ def normalise_over_channels(gains, ok) -> np.ndarray:
     phasor = unit.sum(axis=1, keepdims=True)
     n_good = ok.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        factor = phasor / np.abs(phasor) * (np.where(ok, amp, 0).sum(axis=1, keepdims=True)
-                                            / n_good)  # fmt: skip
+        power = np.where(ok, amp**2, 0).sum(axis=1, keepdims=True) / n_good
+        factor = phasor / np.abs(phasor) * np.sqrt(power)
     usable = (n_good > 1) & (np.abs(factor) > 0) & np.isfinite(factor)
     return np.where(usable, gains / np.where(usable, factor, 1), gains)
 

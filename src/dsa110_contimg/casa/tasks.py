@@ -290,6 +290,20 @@ def run_tclean(vis: str, output_dir: str, log_file: str | None = None, **paramet
     return CasaCall("tclean", str(vis), str(output_dir), time.perf_counter() - started, parameters)
 
 
+def create_caltable(vis: str, caltable: str, kind: str) -> None:
+    """An empty CASA calibration table of ``kind`` (``G`` or ``B``) for ``vis``: CASA's own
+    schema, keywords and subtables (ANTENNA, FIELD, SPECTRAL_WINDOW, ...), rows to add."""
+    calibrater = casa_env.casatools().calibrater()
+    try:
+        with casa_env.casa_output_to_log():
+            calibrater.open(vis, addcorr=False, addmodel=False)
+            made = calibrater.createcaltable(caltable, "Complex", f"{kind} Jones", kind != "B")
+    finally:
+        calibrater.close()
+    if not made:
+        raise CasaTaskError(f"CASA could not create the calibration table {caltable}")
+
+
 def create_multi_ms(output_mms: str, sub_ms_paths: list[str]) -> None:
     """The casatools ``ms.createmultims`` reference concatenation of ``sub_ms_paths``
     (moved into ``output_mms/SUBMSS``)."""

@@ -260,3 +260,53 @@ def _caltable_antenna_names(info) -> tuple[str, ...]:
 
     with table(str(Path(info.path) / "ANTENNA"), ack=False) as ant:
         return tuple(shown_names(str(n) for n in ant.getcol("NAME")))
+
+
+@dataclass(frozen=True, eq=False)
+class NewSolutions:
+    """Solutions to write as rows of an empty CASA table: one row per (time, antenna).
+
+    ``values``, ``flag``, ``snr``, ``error``: (time, antenna, chan, pol).
+    """
+
+    spw: int
+    time: np.ndarray  # (time,) MJD seconds
+    field: np.ndarray  # (time,) FIELD_ID of the interval's first data
+    scan: np.ndarray  # (time,)
+    refant: np.ndarray  # (time,) ANTENNA2: the reference antenna used, -1 for none
+    values: np.ndarray
+    flag: np.ndarray
+    snr: np.ndarray
+    error: np.ndarray
+
+
+def append_solutions(path, solutions: NewSolutions) -> None:
+    """Add the rows of ``solutions`` to the calibration table at ``path`` (made by CASA)."""
+    from casacore.tables import table
+
+    n_time, n_ant, n_chan, n_pol = solutions.values.shape
+    n = n_time * n_ant
+    with table(str(require_caltable(path)), readonly=False, ack=False) as cal:
+        start = cal.nrows()
+        cal.addrows(n)
+
+        def per_time(values, dtype):
+            return np.repeat(np.asarray(values, dtype), n_ant)
+
+        columns = {
+            "TIME": per_time(solutions.time, float),
+            "FIELD_ID": per_time(solutions.field, np.int32),
+            "SPECTRAL_WINDOW_ID": np.full(n, solutions.spw, np.int32),
+            "ANTENNA1": np.tile(np.arange(n_ant, dtype=np.int32), n_time),
+            "ANTENNA2": per_time(solutions.refant, np.int32),
+            "INTERVAL": np.zeros(n),
+            "SCAN_NUMBER": per_time(solutions.scan, np.int32),
+            "OBSERVATION_ID": np.zeros(n, np.int32),
+            "CPARAM": solutions.values.reshape(n, n_chan, n_pol).astype(np.complex64),
+            "PARAMERR": solutions.error.reshape(n, n_chan, n_pol).astype(np.float32),
+            "FLAG": solutions.flag.reshape(n, n_chan, n_pol),
+            "SNR": solutions.snr.reshape(n, n_chan, n_pol).astype(np.float32),
+            "WEIGHT": np.ones((n, n_chan, n_pol), np.float32),
+        }
+        for name, values in columns.items():
+            cal.putcol(name, values, startrow=start, nrow=n)

@@ -1,0 +1,383 @@
+"""The native engine's solve: CASA's gaincal/bandpass parameters in, a CASA caltable out.
+
+One solve of one SPW of one MS: the rows of the solve fields are assigned to
+solution intervals (CASA's grid, ``combine``) from their small columns, then
+one dask-ms pass over DATA, MODEL_DATA, FLAG and the weights accumulates per
+interval, channel (``B``) or SPW (``G``), correlation and baseline the sums of
+:func:`~dsa110_contimg.calibration.solver_kernels.accumulate`, with the earlier
+tables applied on the fly; every interval is then solved at once, flagged
+(``minblperant``, ``minsnr`` with CASA's SNR), referenced to the first
+available reference antenna, normalised (``solnorm``) and gap-filled
+(``fillgaps``), and written into a table CASA itself created, so ``applycal``,
+the QA and ``apply`` read it as CASA's own.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+
+from dsa110_contimg.calibration import solver_kernels as kernels
+from dsa110_contimg.casa.tasks import create_caltable
+from dsa110_contimg.errors import ContimgError, StepFailed
+from dsa110_contimg.ms import caltables, reads
+from dsa110_contimg.ms.antennas import antenna_names
+from dsa110_contimg.ms.publish import publish_directory
+
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+MAX_ITERATIONS = 200
+TOLERANCE = 1e-10
+PARALLEL_HANDS = {5: 0, 8: 1, 9: 0, 12: 1, 1: 0}  # RR LL XX YY I -> polarisation of the gain
+
+
+@dataclass(frozen=True)
+class SolveRequest:
+    """What CASA's parameters ask of one solve, checked."""
+
+    kind: str  # "G" or "B"
+    spw: int
+    fields: tuple[int, ...]
+    solint_s: float  # inf: one interval
+    combine_scan: bool
+    combine_field: bool
+    phase_only: bool
+    uv_range_lambda: tuple[float, float]
+    minsnr: float
+    minblperant: int
+    solnorm: bool
+    fillgaps: int
+    refant: str
+    priors: tuple[tuple[str, str, tuple[int, ...]], ...]  # (table, interp, spwmap)
+
+
+def parse_solint(text: str) -> float:
+    """CASA's solint in seconds: ``inf``, ``30s``, ``2min``, ``1h`` or a number of seconds."""
+    text = str(text).strip().lower()
+    if text in ("inf", ""):
+        return np.inf
+    match = re.fullmatch(r"([0-9.]+)\s*(s|sec|min|m|h)?", text)
+    if not match:
+        raise ContimgError(f"the native engine does not understand solint {text!r}")
+    scale = {"s": 1, "sec": 1, None: 1, "min": 60, "m": 60, "h": 3600}[match[2]]
+    return float(match[1]) * scale
+
+
+def parse_uvrange_lambda(text: str) -> tuple[float, float]:
+    """(min, max) uv distance in wavelengths from CASA's uvrange (``>1klambda``, ``<5km``...);
+    metre ranges are returned negated-free in metres with a flag: only lambda units here."""
+    text = str(text or "").strip().lower().replace(" ", "")
+    if not text:
+        return 0.0, np.inf
+    units = {"lambda": 1.0, "klambda": 1e3, "mlambda": 1e6}
+    match = re.fullmatch(r"(>|<)?([0-9.]+)(?:~([0-9.]+))?(klambda|mlambda|lambda)", text)
+    if not match:
+        raise ContimgError(
+            f"the native engine takes uvrange in wavelengths (e.g. '>1klambda'), not {text!r}"
+        )
+    scale = units[match[4]]
+    low, high = float(match[2]) * scale, (float(match[3]) * scale if match[3] else None)
+    if match[1] == ">":
+        return low, np.inf
+    if match[1] == "<":
+        return 0.0, low
+    return (low, high) if high is not None else (low, low)
+
+
+def request_from_parameters(task: str, parameters: dict) -> SolveRequest:
+    """The request CASA's ``gaincal``/``bandpass`` parameters make; one line for what the
+    native engine does not do."""
+    combine = {c.strip() for c in str(parameters.get("combine", "")).split(",") if c.strip()}
+    if "spw" in combine:
+        raise ContimgError("the native engine solves each SPW on its own: combine 'spw' needs "
+                           "--engine casa")  # fmt: skip
+    gaintype = parameters.get("gaintype", "G")
+    if task == "gaincal" and gaintype != "G":
+        raise ContimgError(f"the native engine solves gaintype G, not {gaintype!r}: delays need "
+                           "--engine casa")  # fmt: skip
+    calmode = parameters.get("calmode", "ap")
+    if calmode not in ("p", "ap"):
+        raise ContimgError(f"the native engine solves calmode 'p' or 'ap', not {calmode!r}")
+    spw = str(parameters.get("spw", ""))
+    if not spw.isdigit():
+        raise ContimgError(f"the native engine solves one SPW at a time, not spw {spw!r}")
+    fields = tuple(int(f) for f in str(parameters.get("field", "")).split(",") if f.strip())
+    gaintable = list(parameters.get("gaintable") or [])
+    interp = list(parameters.get("interp") or []) + [""] * len(gaintable)
+    spwmap = list(parameters.get("spwmap") or []) + [[]] * len(gaintable)
+    priors = tuple(
+        (str(t), str(i or "linear"), tuple(int(s) for s in m))
+        for t, i, m in zip(gaintable, interp, spwmap, strict=False)
+    )
+    return SolveRequest(
+        kind="B" if task == "bandpass" else "G",
+        spw=int(spw),
+        fields=fields,
+        solint_s=parse_solint(parameters.get("solint", "inf")),
+        combine_scan="scan" in combine,
+        combine_field="field" in combine,
+        phase_only=calmode == "p" and task == "gaincal",
+        uv_range_lambda=parse_uvrange_lambda(parameters.get("uvrange", "")),
+        minsnr=float(parameters.get("minsnr", 3.0)),
+        minblperant=int(parameters.get("minblperant", 4)),
+        solnorm=bool(parameters.get("solnorm", False)),
+        fillgaps=int(parameters.get("fillgaps", 0)) if task == "bandpass" else 0,
+        refant=str(parameters.get("refant", "")),
+        priors=priors,
+    )
+
+
+def solve_to_caltable(vis: str, caltable: str, request: SolveRequest) -> dict:
+    """Solve ``request`` on ``vis`` and write ``caltable`` (published by rename)."""
+    started = time.perf_counter()
+    setup = _setup(vis, request)
+    reduced = _reduce(vis, request, setup)
+    accumulated = time.perf_counter()
+    solutions = _solve(request, setup, reduced)
+    solved = time.perf_counter()
+    with publish_directory(caltable) as partial:
+        create_caltable(vis, str(partial), request.kind)
+        caltables.append_solutions(partial, solutions)
+    return {
+        "engine": "native",
+        "read_accumulate_seconds": accumulated - started,
+        "solve_seconds": solved - accumulated,
+        "write_seconds": time.perf_counter() - solved,
+        "intervals": int(len(solutions.time)),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class _Setup:
+    n_ant: int
+    ddids: tuple[int, ...]
+    hands: np.ndarray  # correlation indices of the parallel hands
+    n_chan: int
+    chan_freq: np.ndarray
+    row_block: np.ndarray  # (MS row,) interval of each row, -1 for rows not used
+    block_field: np.ndarray
+    block_scan: np.ndarray
+    refant_order: tuple[int, ...]
+    weight_column: str
+
+
+def _setup(vis: str, request: SolveRequest) -> _Setup:
+    spw_of = reads.spw_of_ddid(vis)
+    ddids = tuple(int(d) for d in np.flatnonzero(np.asarray(spw_of) == request.spw))
+    if not ddids:
+        raise ContimgError(f"{vis} has no SPW {request.spw}")
+    corr = reads.corr_types_of_ddid(vis)[ddids[0]]
+    hands = np.array([i for i, c in enumerate(corr) if int(c) in PARALLEL_HANDS])
+    if not len(hands):
+        raise ContimgError(f"{vis} has no parallel-hand correlations to solve on")
+    chan_freq = np.asarray(reads.chan_freq_hz(vis)[request.spw], float)
+    meta = reads.solve_rows(vis, request.fields, ddids)
+    keep = np.zeros(len(meta["row"]), bool)
+    if len(meta["row"]):
+        uv_lambda = (
+            np.hypot(meta["uvw"][:, 0], meta["uvw"][:, 1]) * chan_freq.mean() / (SPEED_OF_LIGHT_M_S)
+        )
+        low, high = request.uv_range_lambda
+        keep = (uv_lambda >= low) & (uv_lambda <= high)
+    if not keep.any():
+        raise StepFailed(f"no unflagged cross-correlations of fields {list(request.fields)} "
+                         f"in SPW {request.spw} within the uv range")  # fmt: skip
+    rows = meta["row"][keep]
+    blocks = kernels.solution_blocks(meta["time"][keep], meta["field"][keep], meta["scan"][keep],
+                                     request.solint_s, request.combine_field,
+                                     request.combine_scan)  # fmt: skip
+    row_block = np.full(meta["n_rows"], -1, np.int64)
+    row_block[rows] = blocks
+    n_block = int(blocks.max()) + 1
+    first = np.full(n_block, -1)
+    order = np.argsort(meta["time"][keep], kind="stable")
+    for index in order[::-1]:
+        first[blocks[index]] = index
+    columns = reads.main_columns(vis)
+    return _Setup(
+        n_ant=len(antenna_names(vis)),
+        ddids=ddids,
+        hands=hands,
+        n_chan=len(chan_freq),
+        chan_freq=chan_freq,
+        row_block=row_block,
+        block_field=meta["field"][keep][first],
+        block_scan=meta["scan"][keep][first],
+        refant_order=_refant_order(vis, request.refant),
+        weight_column="WEIGHT_SPECTRUM" if "WEIGHT_SPECTRUM" in columns else "WEIGHT",
+    )
+
+
+def _refant_order(vis, refant: str) -> tuple[int, ...]:
+    names = antenna_names(vis)
+    order = []
+    for token in (t.strip() for t in refant.split(",") if t.strip()):
+        if token in names:
+            order.append(names.index(token))
+        elif token.isdigit() and int(token) < len(names):
+            order.append(int(token))
+        else:
+            raise ContimgError(f"reference antenna {token!r} is not in {vis}")
+    return tuple(order)
+
+
+@dataclass(frozen=True, eq=False)
+class _Reduced:
+    vis_sum: np.ndarray  # (block, chan_out, pol, ant, ant)
+    weight_sum: np.ndarray
+    square_sum: np.ndarray
+    count: np.ndarray
+    time_weight: np.ndarray  # (block,) sum of W t
+    weight_total: np.ndarray  # (block,) sum of W
+
+
+def _reduce(vis: str, request: SolveRequest, setup: _Setup) -> _Reduced:
+    """One dask-ms pass: every chunk's sums, added up."""
+    columns = ["DATA", "MODEL_DATA", "FLAG", setup.weight_column, "ANTENNA1", "ANTENNA2", "TIME"]
+    reads.require_columns(vis, columns)
+    datasets = reads.read_visibility_datasets(vis, columns, group_cols=["DATA_DESC_ID"])
+    priors = [_prior_solutions(path, interp, spwmap, request.spw, setup)
+              for path, interp, spwmap in request.priors]  # fmt: skip
+    n_out = setup.n_chan if request.kind == "B" else 1
+    n_block = int(setup.row_block.max()) + 1
+    parts = []
+    for ds in datasets:
+        if int(ds.attrs["DATA_DESC_ID"]) not in setup.ddids:
+            continue
+        cube_chunks = [ds[c].data.to_delayed().ravel() for c in ("DATA", "MODEL_DATA", "FLAG")]
+        weight = ds[setup.weight_column].data.to_delayed().ravel()
+        rows = [ds[c].data.to_delayed().ravel() for c in ("ANTENNA1", "ANTENNA2", "TIME", "ROWID")]
+        for pieces in zip(*cube_chunks, weight, *rows, strict=True):
+            parts.append(dask.delayed(_chunk_sums, pure=True)(
+                *pieces, setup=setup, priors=priors, n_out=n_out, n_block=n_block,
+                kind=request.kind, phase_only=request.phase_only,
+            ))  # fmt: skip
+    (sums,) = reads.compute_reading(_tree_sum(parts))
+    return _Reduced(*sums)
+
+
+def _tree_sum(parts):
+    """The element-wise sum of the chunks' sums, added pairwise (a tree, not a chain)."""
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(_add, pure=True)(*parts[i : i + 2]) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
+    return parts[0]
+
+
+def _add(a, b):
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def _chunk_sums(data, model, flag, weight, ant1, ant2, times, rowid, *, setup, priors, n_out,
+                n_block, kind, phase_only):  # fmt: skip
+    """One chunk's sums (those of :func:`kernels.accumulate`, then per interval the sum of
+    W t and of W)."""
+    hands = setup.hands
+    data, model, flag = data[:, :, hands], model[:, :, hands], flag[:, :, hands]
+    weight = weight[:, :, hands] if weight.ndim == 3 else np.broadcast_to(
+        weight[:, None, hands], data.shape)  # fmt: skip
+    row_block = setup.row_block[rowid]
+    prior_1 = np.ones(data.shape, np.complex128)
+    prior_2 = np.ones(data.shape, np.complex128)
+    unique_times, time_index = np.unique(times, return_inverse=True)
+    for prior in priors:
+        gains = prior.at(unique_times, len(hands), data.shape[1])  # (time, ant, chan, pol)
+        prior_1 *= gains[time_index, ant1]
+        prior_2 *= gains[time_index, ant2]
+    chan_out = np.arange(data.shape[1]) if kind == "B" else np.zeros(data.shape[1], np.int64)
+    shape = (n_block, n_out, len(hands), setup.n_ant, setup.n_ant)
+    vis_sum, weight_sum = np.zeros(shape, np.complex128), np.zeros(shape)
+    square_sum, count = np.zeros(shape), np.zeros(shape, np.int64)
+    kernels.accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, prior_1,
+                       prior_2, phase_only, vis_sum, weight_sum, square_sum, count)  # fmt: skip
+    # the interval's time: the mean of its rows' times weighted as the solve weights them
+    row_weight = np.where(flag, 0.0, weight * np.abs(model) ** 2).sum(axis=(1, 2))
+    used = row_block >= 0
+    time_weight = np.bincount(row_block[used], row_weight[used] * times[used], n_block)
+    weight_total = np.bincount(row_block[used], row_weight[used], n_block)
+    return vis_sum, weight_sum, square_sum, count, time_weight, weight_total
+
+
+@dataclass(frozen=True, eq=False)
+class _Prior:
+    times: np.ndarray
+    values: np.ndarray  # (time, ant, chan, pol)
+    ok: np.ndarray
+    interp: str
+
+    def at(self, times, n_pol, n_chan) -> np.ndarray:
+        """(time, ant, chan, pol) gains at ``times``; 0 where flagged (the data then are)."""
+        mode = "nearest" if self.interp.split(",")[0] == "nearest" else "linear"
+        values, ok = kernels.interpolate_in_time(self.times, self.values, self.ok, times, mode)
+        gains = np.where(ok, values, 0)
+        if gains.shape[2] == 1:
+            gains = np.broadcast_to(gains, (*gains.shape[:2], n_chan, gains.shape[3]))
+        if gains.shape[2] != n_chan or gains.shape[3] < n_pol:
+            raise ContimgError("an earlier table's channels or polarisations do not match "
+                               "the data: the native engine cannot apply it")  # fmt: skip
+        return gains[..., :n_pol]
+
+
+def _prior_solutions(path, interp, spwmap, spw, setup) -> _Prior:
+    by_spw = caltables.read_solutions_by_spw(path)
+    source = spwmap[spw] if spwmap and spw < len(spwmap) else spw
+    if source not in by_spw:
+        raise ContimgError(f"caltable {path} has no solutions for SPW {source}")
+    part = by_spw[source]
+    times = np.unique(part.time)
+    n_chan, n_pol = part.values.shape[1:]
+    values = np.zeros((len(times), setup.n_ant, n_chan, n_pol), np.complex128)
+    ok = np.zeros(values.shape, bool)
+    index = np.searchsorted(times, part.time)
+    values[index, part.antenna] = part.values
+    ok[index, part.antenna] = ~part.flag
+    return _Prior(times, values, ok, interp)
+
+
+def _solve(request: SolveRequest, setup: _Setup, reduced: _Reduced) -> caltables.NewSolutions:
+    n_block, n_out, n_pol, n_ant, _ = reduced.vis_sum.shape
+    weight = reduced.weight_sum.reshape(-1, n_ant, n_ant)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vis = np.where(weight > 0, reduced.vis_sum.reshape(weight.shape) / weight, 0)
+    usable = kernels.enforce_min_baselines(weight, request.minblperant)
+    gains, _ = kernels.solve_gains(vis, weight, usable, request.phase_only, MAX_ITERATIONS,
+                                   TOLERANCE)  # fmt: skip
+    groups = np.arange(len(weight)) // n_pol  # the polarisations of a block solve together
+    flat = (-1, n_ant, n_ant)
+    snr = kernels.solution_snr(reduced.vis_sum.reshape(flat), weight,
+                               reduced.square_sum.reshape(flat), reduced.count.reshape(flat),
+                               gains, usable, groups)  # fmt: skip
+    ok = usable & (snr > request.minsnr)
+    gains = kernels.reference_phase(gains, ok, list(setup.refant_order))
+    shape = (n_block, n_out, n_pol, n_ant)
+    gains, ok, snr = gains.reshape(shape), ok.reshape(shape), snr.reshape(shape)
+    if request.solnorm:
+        gains = kernels.normalise_over_channels(gains, ok)
+    if request.fillgaps:
+        gains, ok = kernels.fill_channel_gaps(gains, ok, request.fillgaps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = np.where(snr > 0, np.abs(gains) / snr, 0.0)
+    gains = np.where(ok, gains, 1.0 + 0j)
+    refant = np.full(n_block, -1)
+    for ant in setup.refant_order[::-1]:
+        refant = np.where(ok[:, :, :, ant].any(axis=(1, 2)), ant, refant)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        times = reduced.time_weight / reduced.weight_total
+    # (block, chan, pol, ant) -> (time, ant, chan, pol)
+    order = (0, 3, 1, 2)
+    return caltables.NewSolutions(
+        spw=request.spw,
+        time=times,
+        field=setup.block_field,
+        scan=setup.block_scan,
+        refant=refant,
+        values=gains.transpose(order),
+        flag=~ok.transpose(order),
+        snr=np.where(np.isfinite(snr), snr, 1e6).transpose(order),
+        error=error.transpose(order),
+    )
