@@ -288,8 +288,15 @@ def solve(
         priors = PRIOR_STEPS.get(step, GAIN_PRIOR_STEPS)
         parameters.update(applied_tables(priors, tables_by_step, obs.n_spw_total))
         Path(caltable).parent.mkdir(parents=True, exist_ok=True)
-        runner = tasks.run_bandpass if task == "bandpass" else tasks.run_gaincal
-        call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
+        if config.engine == "native":
+            from dsa110_contimg.calibration import native
+
+            request = native.request_from_parameters(task, parameters)
+            detail = native.solve_to_caltable(vis, caltable, request)
+        else:
+            runner = tasks.run_bandpass if task == "bandpass" else tasks.run_gaincal
+            call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
+            detail = {"casa_seconds": call.seconds}
         stats = caltables.solution_statistics(caltable, obs.antennas_with_data)
         if stats["kept_fraction"] == 0.0:
             minsnr = parameters.get("minsnr")
@@ -303,7 +310,7 @@ def solve(
             raise StepFailed(
                 f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'}: {why}"
             )
-        return {"casa_seconds": call.seconds, "table": caltable, **stats}
+        return {**detail, "table": caltable, **stats}
 
     return run_step(step, obs, spw, upstream, body, config.retries)
 

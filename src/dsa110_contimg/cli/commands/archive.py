@@ -31,6 +31,9 @@ def register(commands) -> None:
     reprocess.add_argument("--refant", default="103", help="name, index or DSA station number")
     reprocess.add_argument("--preset", default="default", help="recipe preset")
     reprocess.add_argument("--config", help="YAML file of recipe settings")
+    reprocess.add_argument(
+        "--engine", choices=["casa", "native"], help="who solves (default casa; see calibrate)"
+    )
     reprocess.add_argument("--catalog", help="calibrator catalog: CSV or VLA list text")
     reprocess.add_argument("--calibrator", help="the catalog source --cal-flux describes")
     add_calibrator_flux_options(reprocess)
@@ -68,7 +71,8 @@ def run_reprocess(args) -> int:
 
     if args.validity_hours <= 0:
         raise ContimgError("--validity-hours must be positive")
-    config = resolve_config(args.preset, args.config)
+    config = resolve_config(args.preset, args.config,
+                            {"engine": args.engine} if args.engine else None)  # fmt: skip
     catalog = _catalog_with_user_flux(args, load_catalog(args.catalog))
     out = check_output_dir(args.out, "--out")
     check_performance_report(args)

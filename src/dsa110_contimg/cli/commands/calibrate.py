@@ -146,6 +146,11 @@ def _add_recipe_options(calibrate) -> None:
     solve.add_argument("--timebin", help="with --fast: time averaging, e.g. 30s")
     solve.add_argument("--chanbin", type=int, help="with --fast: channels averaged (default 4)")
     solve.add_argument("--no-apply", action="store_true", help="solve only")
+    solve.add_argument(
+        "--engine", choices=["casa", "native"],
+        help="who solves: casa (gaincal, bandpass; the default) or native (this project's "
+        "kernels, CASA tables out)",
+    )  # fmt: skip
 
 
 def _overrides(args) -> dict:
@@ -190,6 +195,8 @@ def _overrides(args) -> dict:
         put("fast", "chanbin", args.chanbin if args.chanbin else (None if args.timebin else 4))
     if args.combine_spw:
         sections["combine_spw"] = True
+    if args.engine:
+        sections["engine"] = args.engine
     return sections
 
 
