@@ -157,6 +157,50 @@ def test_without_rephasing_the_original_failure_returns(corrupted_small, tmp_pat
     assert kept > 0.97 and phase_error < 2.0
 
 
+@pytest.fixture(scope="module")
+def calibrated_native(corrupted_small, tmp_path_factory, client):
+    out = tmp_path_factory.mktemp("native")
+    return calibrate(corrupted_small, out, client, out / "run", engine="native")
+
+
+def test_native_engine_equals_casa(calibrated, calibrated_native, corrupted_small):
+    """Every table row for row (solutions, SNR, times, flags) and CORRECTED_DATA."""
+    plan, casa, before = calibrated
+    _, native = calibrated_native
+    assert native.status == "ok"
+    casa_obs, native_obs = casa.observations[0], native.observations[0]
+    assert set(native_obs.merged_tables) == set(casa_obs.merged_tables)
+    keys = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
+    for step, casa_table in casa_obs.merged_tables.items():
+        with (
+            table(casa_table, ack=False) as a,
+            table(native_obs.merged_tables[step], ack=False) as b,
+        ):
+            sa, sb = a.sort(keys), b.sort(keys)
+            assert sa.nrows() == sb.nrows(), step
+            flag_a, flag_b = sa.getcol("FLAG"), sb.getcol("FLAG")
+            assert (flag_a != flag_b).mean() <= 0.01, step
+            good = ~flag_a & ~flag_b
+            ratio = sb.getcol("CPARAM")[good] / sa.getcol("CPARAM")[good]
+            assert np.median(np.abs(np.abs(ratio) - 1)) < 0.005, step
+            assert np.degrees(np.median(np.abs(np.angle(ratio)))) < 0.5, step
+            np.testing.assert_allclose(sb.getcol("TIME"), sa.getcol("TIME"), atol=0.01)
+            snr_ratio = sb.getcol("SNR")[good] / sa.getcol("SNR")[good]
+            assert abs(np.median(snr_ratio) - 1) < 0.01, step
+    order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"
+    with table(casa_obs.output_mms, ack=False) as a, table(native_obs.output_mms, ack=False) as b:
+        sa, sb = a.sort(order), b.sort(order)
+        flags = sa.getcol("FLAG")
+        assert (flags != sb.getcol("FLAG")).mean() <= 0.01
+        ca, cb = sa.getcol("CORRECTED_DATA")[~flags], sb.getcol("CORRECTED_DATA")[~flags]
+        assert np.median(np.abs(cb - ca) / np.abs(ca)) < 0.01
+    amp_error, phase_error, kept = bandpass_errors(
+        corrupted_small, native_obs.merged_tables["bpcal"]
+    )
+    assert amp_error < 0.02 and phase_error < 2.0 and kept > 0.97
+    assert column_digest(corrupted_small) == before, "input DATA was modified"
+
+
 def test_dask_run_equals_serial_casa(calibrated, corrupted_small, tmp_path):
     plan, summary, _ = calibrated
     obs = plan.observations[0]
@@ -272,6 +316,8 @@ def test_dry_run_prints_the_plan_and_touches_nothing(corrupted_small, tmp_path):
         (["--field", "40"], "out of range"),
         (["--calibrator", "NOPE"], "NOPE"),
         (["--gain-solint", "inf", "--apply-solint", "30s"], "apply.gain_solint"),
+        (["--engine", "native", "--delay"], "engine native does not solve delays"),
+        (["--engine", "native", "--combine-spw"], "combine_spw needs engine casa"),
     ],
 )
 def test_calibrate_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
