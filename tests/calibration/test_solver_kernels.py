@@ -208,3 +208,19 @@ def test_solution_blocks_follow_casa_grid():
     assert np.bincount(blocks).tolist() == [5, 5, 4, 5, 5]
     assert k.solution_blocks(t, fields, fields + 1, np.inf, True, True).max() == 0
     assert k.solution_blocks(t, fields, fields + 1, 30.0, False, False).tolist() == list(range(24))
+
+
+def test_data_without_antenna_structure_is_degenerate_or_unconverged():
+    """Purely imaginary antisymmetric 'visibilities' (real data against an imaginary
+    model): no gains explain them; the solve must not pass for a solution."""
+    rng = np.random.default_rng(7)
+    n = 16
+    a = np.triu(rng.standard_normal((n, n)), 1)
+    vis = 1j * (a - a.T)
+    weight = np.ones((n, n)) - np.eye(n)
+    usable = np.ones((1, n), bool)
+    gains, iterations = k.solve_gains(vis[None], weight[None], usable, False, 200, 1e-10)
+    assert iterations[0] == 200 or k.degenerate(gains, usable)[0]
+    truth, good, w = _problem(4, n, 0.1, 0.0)
+    gains, iterations = k.solve_gains(good[None], w[None], usable, False, 200, 1e-10)
+    assert iterations[0] < 200 and not k.degenerate(gains, usable)[0]

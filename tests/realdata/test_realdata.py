@@ -149,16 +149,19 @@ def test_ata_qa_reads_its_units_weights_and_antennas(ata, tmp_path):
     assert not any("misaligned" in line for line in summary["verdicts"])
 
 
-def test_ata_calibration_refuses_in_one_line_with_casas_reason(ata, tmp_path):
+@pytest.mark.parametrize("engine", ["casa", "native"])
+def test_ata_calibration_refuses_in_one_line_with_casas_reason(ata, tmp_path, engine):
     """One integration and 16 channels: the pre-bandpass solve lacks baselines beyond
-    1 klambda, the bandpass lacks SNR; each says so (from CASA's own statistics)."""
+    1 klambda, the bandpass lacks SNR; each says so (from CASA's own statistics, or the
+    native engine's, which agree)."""
 
     result = _contimg("calibrate", ata, "--calibrator", "3C286", "--refant", "1b",
-                      "--out", tmp_path / "cal")  # fmt: skip
+                      "--out", tmp_path / "cal", "--engine", engine)  # fmt: skip
     assert result.returncode == 1
     assert "baselines per antenna" in one_error_line(result)
     result = _contimg("calibrate", ata, "--calibrator", "3C286", "--refant", "1b",
-                      "--no-prebp-phase", "--out", tmp_path / "cal2")  # fmt: skip
+                      "--no-prebp-phase", "--out", tmp_path / "cal2",
+                      "--engine", engine)  # fmt: skip
     assert result.returncode == 1
     line = one_error_line(result)
     assert "kept no solutions" in line and "below minsnr 5" in line

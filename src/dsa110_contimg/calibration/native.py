@@ -345,8 +345,16 @@ def _solve(request: SolveRequest, setup: _Setup, reduced: _Reduced) -> caltables
     with np.errstate(divide="ignore", invalid="ignore"):
         vis = np.where(weight > 0, reduced.vis_sum.reshape(weight.shape) / weight, 0)
     usable = kernels.enforce_min_baselines(weight, request.minblperant)
-    gains, _ = kernels.solve_gains(vis, weight, usable, request.phase_only, MAX_ITERATIONS,
-                                   TOLERANCE)  # fmt: skip
+    if not usable.any():
+        raise StepFailed(
+            f"{n_block} of {n_block} solution interval(s) had unflagged data but none enough "
+            f"baselines per antenna (minblperant {request.minblperant}; check uvrange and flags)"
+        )
+    gains, iterations = kernels.solve_gains(vis, weight, usable, request.phase_only,
+                                            MAX_ITERATIONS, TOLERANCE)  # fmt: skip
+    # a solve that did not converge or ran to a star (noise, or phases that no antenna
+    # gains explain) keeps no solutions, as CASA's keeps none
+    usable = usable & ((iterations < MAX_ITERATIONS) & ~kernels.degenerate(gains, usable))[:, None]
     groups = np.arange(len(weight)) // n_pol  # the polarisations of a block solve together
     flat = (-1, n_ant, n_ant)
     snr = kernels.solution_snr(reduced.vis_sum.reshape(flat), weight,

@@ -19,6 +19,8 @@ Arrays of problems are ``(problem, antenna, antenna)``: a problem is one
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 
@@ -162,6 +164,19 @@ def solve_gains(vis, weight, usable, phase_only, max_iter, tolerance):
     return gains, iterations
 
 
+def degenerate(gains, usable, max_ratio: float = 100.0) -> np.ndarray:
+    """(problem,) solves that found no antenna-based solution: one antenna's amplitude
+    ``max_ratio`` times the median of the others or more. Data no antenna gains explain
+    (noise, or phases without antenna structure) let the off-diagonal least squares
+    run to a star: one gain without bound, the rest towards 0."""
+    amp = np.where(usable, np.abs(gains), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(amp, axis=1)
+        ratio = np.nanmax(amp, axis=1) / median
+    return usable.any(axis=1) & ~(ratio < max_ratio)
+
+
 def solution_snr(vis_sum, weight_sum, square_sum, count, gains, usable, groups) -> np.ndarray:
     """CASA's SNR of each solution, (problem, ant): ``|g| / err``.
 
@@ -188,8 +203,15 @@ def solution_snr(vis_sum, weight_sum, square_sum, count, gains, usable, groups) 
         hessian = np.where(both, weight_sum * np.abs(gains[:, None, :]) ** 2, 0.0).sum(axis=2)
         error = np.sqrt(2.0 * k2[:, None] / hessian)
         snr = np.where(usable & (hessian > 0), np.abs(gains) / error, 0.0)
-    # A perfect fit (k2 = 0) is infinitely significant.
-    return np.where(np.isnan(snr) & usable, np.inf, np.nan_to_num(snr, nan=0.0, posinf=np.inf))
+    # A perfect fit (chi2 = 0 with data to spare) is infinitely significant; anything
+    # undefined (a degenerate solve) is not significant at all.
+    perfect = (
+        usable
+        & (hessian > 0)
+        & (group_chi2[groups] == 0)[:, None]
+        & (group_dof[groups] > 0)[:, None]
+    )
+    return np.where(perfect, np.inf, np.nan_to_num(snr, nan=0.0, posinf=0.0))
 
 
 def reference_phase(gains, ok, refant_order) -> np.ndarray:
