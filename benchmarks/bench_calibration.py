@@ -7,12 +7,18 @@ pre-bandpass phase, bandpass, gains at inf and 60 s, apply):
       Multi-MS; CASA parallelises flagdata and applycal over sub-MSs, solves run
       in the client;
   (c) this project, 2 single-threaded Dask worker processes, a task per (SPW, step);
-  (d) as (c) with ``--fast`` (4 channels averaged before solving).
-Each repetition runs all four, in a rotating order. Reported: medians with min
+  (d) as (c) with ``--fast`` (4 channels averaged before solving);
+  (e) as (c) with ``--engine native`` (this project's solver kernels, CASA tables out,
+      CASA applycal);
+  (f) QuartiCal (``make bench-deps`` installs it into ``.venv-quartical``: it pins its
+      own dask) on the calibrator fields of the rephased, modelled MS: phase gains over
+      5 integrations chained with a per-channel complex bandpass, and its apply.
+Each repetition runs all of them, in a rotating order. Reported: medians with min
 and max of wall time, CPU time and peak memory of each process tree and of the
 per-repetition ratios, the median split across steps, and how far the
-solutions of (c) and (d) are from (a) and from the simulation truth. Targets
-on 2 cores: (c) <= 0.6x (a) and faster than (b).
+solutions of (c), (d) and (e) are from (a) and from the simulation truth, and
+where (e) spends its solve time (read and accumulate, solve, write). Targets on
+2 cores: (c) <= 0.6x (a) and faster than (b); (e) <= 0.25x (f) and <= 0.05x (a).
 
     python benchmarks/bench_calibration.py [--preset full] [--repeat 3] [--quick] [--no-mpi]
 """
@@ -82,6 +88,76 @@ def run_mpi(ms, out, script) -> dict:
     return {**measured, "steps": result["seconds"], "tables": result["tables"]}
 
 
+QUARTICAL = Path(__file__).resolve().parents[1] / ".venv-quartical" / "bin" / "goquartical"
+
+QUARTICAL_CONFIG = """
+input_ms:
+  path: {ms}
+  data_column: DATA
+  time_chunk: '0'
+  freq_chunk: 0
+  select_fields: {fields}
+input_model:
+  recipe: MODEL_DATA
+solver:
+  terms: [G, B]
+  iter_recipe: [25, 25]
+  threads: 1
+output:
+  gain_directory: {out}/gains.qc
+  log_directory: {out}/logs.qc
+  overwrite: true
+  products: [corrected_data]
+  columns: [CORRECTED_DATA]
+dask:
+  threads: 2
+G:
+  type: phase
+  time_interval: 5
+  freq_interval: 0
+B:
+  type: complex
+  time_interval: 0
+  freq_interval: 1
+"""
+
+
+def quartical_available() -> bool:
+    if not QUARTICAL.exists():
+        print("QuartiCal not installed (make bench-deps): contender (f) skipped")
+    return QUARTICAL.exists()
+
+
+def prepare_for_quartical(ms, scratch: Path) -> tuple[str, list[int]]:
+    """The rephased MS with the calibrator's MODEL_DATA (made once) and its solve fields."""
+    from dsa110_contimg.phasing.geometry import FieldChoice, choose_fields
+    from dsa110_contimg.sky.calibrators import lookup_calibrator
+
+    cal = lookup_calibrator("0834+555")
+    fields = choose_fields(ms, cal, FieldChoice(auto=True, min_response=0.3))
+    rephased = scratch / "rephased.ms"
+    argv = [sys.executable, "-m", "dsa110_contimg", "rephase", ms, "--calibrator", cal.name,
+            "--field", ",".join(map(str, fields)), "--out", str(rephased)]  # fmt: skip
+    run_tree_measured(argv)
+    return str(rephased), fields
+
+
+def run_quartical(prepared: tuple[str, list[int]], out: Path) -> dict:
+    ms, fields = prepared
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "quartical.yaml"
+    config.write_text(QUARTICAL_CONFIG.format(ms=ms, fields=list(fields), out=out))
+    measured = run_tree_measured([str(QUARTICAL), str(config)])
+    measured.pop("stdout")
+    return {**measured, "steps": {"solve_and_apply": measured["seconds"]}, "tables": {}}
+
+
+def native_split(obs: dict) -> dict:
+    """Where the native solves spent their time, summed over steps and SPWs."""
+    keys = ("read_accumulate_seconds", "solve_seconds", "write_seconds")
+    return {k: float(sum(v.get(k, 0.0) for v in obs["solutions"].values())) for k in keys}
+
+
 def run_ours(ms, out, extra=()) -> dict:
     argv = [sys.executable, "-m", "dsa110_contimg", "--log-dir", str(out / "run"),
             "calibrate", ms, "--out", str(out), "--n-workers", "2", "--json",
@@ -96,6 +172,7 @@ def run_ours(ms, out, extra=()) -> dict:
         "task_seconds": obs["step_seconds"],
         "graph_wall_seconds": summary["wall_seconds"],
         "tables": obs["merged_tables"],
+        "native_split": native_split(obs) if "native" in extra else None,
     }
 
 
@@ -137,15 +214,18 @@ def bandpass_truth_error(ms, bpcal) -> dict:
     }
 
 
-CONTENDERS = ("serial", "mpi", "ours", "ours_fast")
+CONTENDERS = ("serial", "mpi", "ours", "ours_fast", "native", "quartical")
+EXTRA = {"ours": [], "ours_fast": ["--fast"], "native": ["--engine", "native"]}
 
 
-def run_contender(name: str, ms: str, out: Path, script: Path) -> dict:
+def run_contender(name: str, ms: str, out: Path, script: Path, prepared=None) -> dict:
     if name == "serial":
         return run_serial(ms, out, script)
     if name == "mpi":
         return run_mpi(ms, out, script)
-    return run_ours(ms, out, ["--fast"] if name == "ours_fast" else [])
+    if name == "quartical":
+        return run_quartical(prepared, out)
+    return run_ours(ms, out, EXTRA[name])
 
 
 def median_split(runs: list[dict]) -> dict:
@@ -162,6 +242,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small preset, once")
     parser.add_argument("--no-mpi", action="store_true", help="skip the MPI CASA contender")
+    parser.add_argument("--no-quartical", action="store_true", help="skip QuartiCal")
     args = parser.parse_args(argv)
     if args.quick:
         args.preset, args.repeat = "small", 1
@@ -169,7 +250,9 @@ def main(argv=None) -> dict:
     from dsa110_contimg.simulate import preset, simulate_observation
 
     mpi_ok = not args.no_mpi and mpi_available()
-    contenders = [c for c in CONTENDERS if c != "mpi" or mpi_ok]
+    quartical_ok = not args.no_quartical and quartical_available()
+    skipped = {name for name, ok in (("mpi", mpi_ok), ("quartical", quartical_ok)) if not ok}
+    contenders = [c for c in CONTENDERS if c not in skipped]
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="bench-calibration-") as scratch:
         scratch = Path(scratch)
@@ -177,28 +260,34 @@ def main(argv=None) -> dict:
         simulate_observation(ms, preset(args.preset))
         script = scratch / "recipe_child.py"
         script.write_text(RECIPE_CHILD)
+        prepared = prepare_for_quartical(ms, scratch) if quartical_ok else None
         for repetition in range(args.repeat):
             # rotate the order, so no contender always runs first (cold cache) or last
             shift = repetition % len(contenders)
             for name in contenders[shift:] + contenders[:shift]:
                 out = scratch / f"{name}{repetition}"
-                runs[name].append(run_contender(name, ms, out, script))
+                runs[name].append(run_contender(name, ms, out, script, prepared))
             if repetition == 0:  # the solutions do not change between repetitions
                 first = {name: r[0]["tables"] for name, r in runs.items()}
                 agreement = {
-                    step: table_difference(first["serial"][step], first["ours"][step])
+                    f"{step} {name}": table_difference(first["serial"][step], first[name][step])
                     for step in ("bpcal", "2gcal")
+                    for name in ("ours", "native")
                 }
                 truth = {
                     name: bandpass_truth_error(ms, first[name]["bpcal"])
-                    for name in ("serial", "ours", "ours_fast")
+                    for name in ("serial", "ours", "ours_fast", "native")
                 }
             for name in contenders:
                 shutil.rmtree(scratch / f"{name}{repetition}", ignore_errors=True)
     ratios = {
         "ours_over_serial": summarise_run_ratios(runs["ours"], runs["serial"]),
         "fast_over_ours": summarise_run_ratios(runs["ours_fast"], runs["ours"]),
+        "native_over_serial": summarise_run_ratios(runs["native"], runs["serial"]),
+        "native_over_ours": summarise_run_ratios(runs["native"], runs["ours"]),
     }
+    if quartical_ok:
+        ratios["native_over_quartical"] = summarise_run_ratios(runs["native"], runs["quartical"])
     if mpi_ok:
         ratios["ours_over_mpi"] = summarise_run_ratios(runs["ours"], runs["mpi"])
     summaries = {name: summarise_runs(rs) for name, rs in runs.items()}
@@ -215,10 +304,23 @@ def main(argv=None) -> dict:
         "ours_over_serial": ratios["ours_over_serial"]["median"],
         "ours_over_mpi": ratios["ours_over_mpi"]["median"] if mpi_ok else None,
         "fast_over_ours": ratios["fast_over_ours"]["median"],
+        "native_over_serial": ratios["native_over_serial"]["median"],
+        "native_over_quartical": (
+            ratios["native_over_quartical"]["median"] if quartical_ok else None
+        ),
+        "native_split_seconds": {
+            k: float(np.median([r["native_split"][k] for r in runs["native"]]))
+            for k in runs["native"][0]["native_split"]
+        },
         "ranges": ratios,
         "max_abs_difference_vs_serial": agreement,
         "bandpass_vs_truth": truth,
-        "targets": {"ours_over_serial": 0.6, "ours_over_mpi": 1.0},
+        "targets": {
+            "ours_over_serial": 0.6,
+            "ours_over_mpi": 1.0,
+            "native_over_quartical": 0.25,
+            "native_over_serial": 0.05,
+        },  # fmt: skip
     }
     base = summaries["serial"]["seconds"]["median"]
     for name, stats in summaries.items():
@@ -233,6 +335,7 @@ def main(argv=None) -> dict:
     for key, stats in ratios.items():
         print(f"{key} {_fmt(stats, 2)} (median [min-max] of {args.repeat})")
     print(f"solutions: max |ours - serial| {agreement}")
+    print(f"native solve time: {payload['native_split_seconds']}")
     for name, errors in truth.items():
         print(f"bandpass vs truth, {name}: {errors}")
     if not args.quick:
