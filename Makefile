@@ -31,11 +31,14 @@ browser-deps:
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q chromium chromium-driver)
 
-# MPI CASA for the calibration benchmark's peer: Debian openmpi-bin and casampi.
+# The calibration benchmark's peers: MPI CASA (Debian openmpi-bin and casampi) and
+# QuartiCal, in its own virtualenv (it pins an older dask).
 bench-deps: $(STAMP)
 	command -v mpirun >/dev/null || (apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q openmpi-bin libopenmpi-dev)
 	$(BIN)/python -m pip install --quiet -e '.[test,mpi]'
+	test -x .venv-quartical/bin/goquartical || ($(PYTHON) -m venv .venv-quartical && \
+		.venv-quartical/bin/python -m pip install --quiet quartical)
 
 # Every benchmark, each against its baseline, 3 repetitions; one results/<date>.json
 # and .md, and the README's table. Full size takes hours (the calibration
@@ -45,4 +48,4 @@ bench: bench-deps
 	cd benchmarks && ../$(BIN)/python run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf demo_output contimg_runs .pytest_cache
+	rm -rf demo_output contimg_runs .pytest_cache .venv-quartical

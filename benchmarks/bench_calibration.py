@@ -11,8 +11,9 @@ pre-bandpass phase, bandpass, gains at inf and 60 s, apply):
   (e) as (c) with ``--engine native`` (this project's solver kernels, CASA tables out,
       CASA applycal);
   (f) QuartiCal (``make bench-deps`` installs it into ``.venv-quartical``: it pins its
-      own dask) on the calibrator fields of the rephased, modelled MS: phase gains over
-      5 integrations chained with a per-channel complex bandpass, and its apply.
+      own dask) on the calibrator fields of the rephased, modelled MS, made one field
+      so its intervals combine fields as CASA's: phase gains over 5 integrations chained
+      with a per-channel complex bandpass, and its apply.
 Each repetition runs all of them, in a rotating order. Reported: medians with min
 and max of wall time, CPU time and peak memory of each process tree and of the
 per-repetition ratios, the median split across steps, and how far the
@@ -96,7 +97,7 @@ input_ms:
   data_column: DATA
   time_chunk: '0'
   freq_chunk: 0
-  select_fields: {fields}
+  group_by: [FIELD_ID, DATA_DESC_ID]
 input_model:
   recipe: MODEL_DATA
 solver:
@@ -129,7 +130,8 @@ def quartical_available() -> bool:
 
 
 def prepare_for_quartical(ms, scratch: Path) -> tuple[str, list[int]]:
-    """The rephased MS with the calibrator's MODEL_DATA (made once) and its solve fields."""
+    """The solve fields, rephased, with the calibrator's MODEL_DATA, as their own MS (made
+    once, not timed), and those fields."""
     from dsa110_contimg.phasing.geometry import FieldChoice, choose_fields
     from dsa110_contimg.sky.calibrators import lookup_calibrator
 
@@ -139,14 +141,26 @@ def prepare_for_quartical(ms, scratch: Path) -> tuple[str, list[int]]:
     argv = [sys.executable, "-m", "dsa110_contimg", "rephase", ms, "--calibrator", cal.name,
             "--field", ",".join(map(str, fields)), "--out", str(rephased)]  # fmt: skip
     run_tree_measured(argv)
-    return str(rephased), fields
+    from dsa110_contimg.casa.tasks import run_split
+
+    solve_fields = scratch / "solve_fields.ms"
+    run_split(str(rephased), str(solve_fields), field=",".join(map(str, fields)))
+    run_tree_measured([sys.executable, "-m", "dsa110_contimg", "write-model", str(solve_fields),
+                       "--calibrator", cal.name])  # fmt: skip
+    # Every solve field is phased to the calibrator now: one field for QuartiCal, which
+    # solves each field on its own, so its intervals combine fields as CASA's do.
+    from casacore.tables import table
+
+    with table(str(solve_fields), readonly=False, ack=False) as main:
+        main.putcol("FIELD_ID", np.zeros(main.nrows(), np.int32))
+    return str(solve_fields), fields
 
 
 def run_quartical(prepared: tuple[str, list[int]], out: Path) -> dict:
     ms, fields = prepared
     out.mkdir(parents=True, exist_ok=True)
     config = out / "quartical.yaml"
-    config.write_text(QUARTICAL_CONFIG.format(ms=ms, fields=list(fields), out=out))
+    config.write_text(QUARTICAL_CONFIG.format(ms=ms, out=out))
     measured = run_tree_measured([str(QUARTICAL), str(config)])
     measured.pop("stdout")
     return {**measured, "steps": {"solve_and_apply": measured["seconds"]}, "tables": {}}
