@@ -518,3 +518,37 @@ def test_a_run_that_loses_antennas_is_degraded_and_says_why(make_observation, tm
     assert "minsnr" in bandpass[0]
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("contimg: degraded:")]
     assert "kept" in line and "Traceback" not in result.stderr
+
+
+def test_steps_rerun_after_a_lost_worker_keep_what_later_steps_wrote(make_observation, tmp_path):
+    """Dask reruns a finished task whose result died with its worker. A rerun of prepare
+    or assemble must leave the assembled Multi-MS (with the flags, models and corrections
+    later steps wrote into it) as it is; a rerun of publish must not fail."""
+    from dsa110_contimg.calibration import steps
+    from dsa110_contimg.calibration.outcomes import OK, StepOutcome
+    from dsa110_contimg.calibration.pipeline import claimed_outputs
+
+    ms = make_observation("tiny", seed=3)
+    config = resolve_config()
+    fields = choose_fields(ms, CAL, SOLVE_FIELDS)
+    plan = plan_calibration([str(ms)], CAL, {str(ms): fields}, "103", config, tmp_path / "out")
+    (obs,) = plan.observations
+    log_dir = tmp_path / "run"
+    (log_dir / "casa").mkdir(parents=True)
+    with claimed_outputs(plan.observations):
+        prepared = [steps.prepare(obs, piece, config, log_dir) for piece in obs.pieces]
+        assembled = steps.assemble(obs, prepared, config)
+        assert assembled.ok
+        mms = steps.work_mms(obs)
+        marker = mms / "written-by-a-later-step"
+        marker.write_text("model, flags, corrections")
+        again = [steps.prepare(obs, piece, config, log_dir) for piece in obs.pieces]
+        assert all(o.ok for o in again)
+        assert steps.assemble(obs, again, config).ok
+        assert marker.read_text() == "model, flags, corrections"
+        applied = [StepOutcome(obs.ms, p.spw, "apply", OK) for p in obs.pieces]
+        finished = steps.publish(obs, config, assembled, applied)
+        assert finished.ok and Path(obs.output_mms).exists()
+        rerun = steps.publish(obs, config, assembled, applied)
+        assert rerun.ok and rerun.detail["output_mms"] == obs.output_mms
+        assert not Path(obs.work_dir).exists()

@@ -13,12 +13,12 @@ from pathlib import Path
 from dsa110_contimg.calibration.config import CalibrationConfig
 from dsa110_contimg.calibration.graph import add_calibration_graph
 from dsa110_contimg.calibration.plan import CalibrationPlan, plan_observation
-from dsa110_contimg.calibration.steps import product_input
 from dsa110_contimg.calibration.summary import RunSummary, summarise
 from dsa110_contimg.cluster.run import show_progress
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import caltables
 from dsa110_contimg.ms.antennas import antenna_names, array_of, resolve_refant
+from dsa110_contimg.ms.publish import product_input
 from dsa110_contimg.ms.reads import (
     chan_freq_hz,
     main_columns,

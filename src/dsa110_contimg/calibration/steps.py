@@ -24,7 +24,7 @@ from dsa110_contimg.calibration.plan import ObservationPlan, SpwPiece, applied_s
 from dsa110_contimg.casa import tasks
 from dsa110_contimg.errors import StepFailed
 from dsa110_contimg.ms import caltables, mms, reads
-from dsa110_contimg.ms.publish import publish_directory
+from dsa110_contimg.ms.publish import product_input, publish_directory, write_provenance
 from dsa110_contimg.ms.writes import flag_all_rows
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,11 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
     """Copy this SPW of the input MS into its own sub-MS, rephasing the calibrator fields."""
 
     def body():
+        if work_mms(obs).exists():
+            # Dask reruns a finished task whose result died with its worker: once the
+            # Multi-MS is assembled (and later steps have written into it), the staged
+            # copy is not needed again.
+            return {"task": "already assembled", "casa_seconds": 0.0}
         staged = staging_path(piece, obs)
         staged.parent.mkdir(parents=True, exist_ok=True)
         log_file = casa_log(log_dir, obs, piece.spw, "prepare")
@@ -91,6 +96,11 @@ def assemble(obs: ObservationPlan, prepared, config: CalibrationConfig):
 
     def body():
         target = work_mms(obs)
+        if target.exists():
+            # Published whole by rename, so complete; a rerun (its result died with a
+            # worker) must not replace it: later steps have written flags, models and
+            # corrections into it.
+            return {"spws": [o.spw for o in ready], "mms": str(target)}
         pieces = [p for p in obs.pieces if p.spw in {o.spw for o in ready}]
         staged = [staging_path(p, obs) for p in pieces]
         missing = [s.name for s in staged if not s.exists()]
@@ -388,6 +398,11 @@ def publish(obs: ObservationPlan, config, assembled, finished):
 
     def body():
         calibrated = [o.spw for o in finished if o.ok and o.step == "apply" and o.ms == obs.ms]
+        source = work_mms(obs)
+        if not source.exists() and product_input(obs.output_mms) == obs.ms:
+            # a rerun (the result died with its worker): this run published already
+            shutil.rmtree(obs.work_dir, ignore_errors=True)
+            return {"output_mms": obs.output_mms, "calibrated_spws": calibrated}
         if not calibrated and config.apply.enabled:
             raise StepFailed(f"no SPW of {obs.stem} was calibrated: nothing published")
         failed_solves = sorted(
@@ -408,7 +423,6 @@ def publish(obs: ObservationPlan, config, assembled, finished):
             if staged.exists():
                 with publish_directory(final) as partial:
                     staged.rename(partial)
-        source = work_mms(obs)
         write_provenance(source, obs.ms)
         with publish_directory(obs.output_mms) as partial:
             source.rename(partial)
@@ -419,23 +433,3 @@ def publish(obs: ObservationPlan, config, assembled, finished):
         }
 
     return run_step("publish", obs, -1, [assembled], body, config.retries)
-
-
-PROVENANCE_FILE = ".contimg_input.json"
-
-
-def write_provenance(product, input_ms) -> None:
-    """Record inside ``product`` which input it was made from (checked before overwriting)."""
-    import json
-
-    (Path(product) / PROVENANCE_FILE).write_text(json.dumps({"input": str(input_ms)}))
-
-
-def product_input(product) -> str | None:
-    """The input ``product`` was made from, or None when it does not say."""
-    import json
-
-    try:
-        return json.loads((Path(product) / PROVENANCE_FILE).read_text())["input"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import socket
@@ -78,3 +79,19 @@ def publish_file(final: str | os.PathLike, text: str) -> Path:
         partial.unlink(missing_ok=True)
         raise
     return final
+
+
+PROVENANCE_FILE = ".contimg_input.json"
+
+
+def write_provenance(product, input_ms) -> None:
+    """Record inside ``product`` which input it was made from (checked before overwriting)."""
+    (Path(product) / PROVENANCE_FILE).write_text(json.dumps({"input": str(input_ms)}))
+
+
+def product_input(product) -> str | None:
+    """The input ``product`` was made from, or None when it does not say."""
+    try:
+        return json.loads((Path(product) / PROVENANCE_FILE).read_text())["input"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
