@@ -88,12 +88,16 @@ def run_tree_measured(argv, env=None, cwd=None, interval_s: float = 0.5) -> dict
     process's own figures would hide most of the cost. The command's stdout
     is returned too.
     """
+    import tempfile
+
     import psutil
 
+    # Output goes to files, not pipes: a pipe the polling loop does not drain fills
+    # (64 KB) and blocks the command for ever.
+    out_file = tempfile.TemporaryFile(mode="w+")
+    err_file = tempfile.TemporaryFile(mode="w+")
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
-    )
+    proc = subprocess.Popen(argv, stdout=out_file, stderr=err_file, text=True, env=env, cwd=cwd)
     root = psutil.Process(proc.pid)
     cpu_by_pid: dict[int, float] = {}
     peak_rss = 0
@@ -112,8 +116,13 @@ def run_tree_measured(argv, env=None, cwd=None, interval_s: float = 0.5) -> dict
                 continue
         peak_rss = max(peak_rss, rss)
         time.sleep(interval_s)
-    stdout, stderr = proc.communicate()
+    proc.wait()
     seconds = time.perf_counter() - started
+    out_file.seek(0)
+    err_file.seek(0)
+    stdout, stderr = out_file.read(), err_file.read()
+    out_file.close()
+    err_file.close()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({proc.returncode}):\n{stderr[-3000:]}")
     return {
