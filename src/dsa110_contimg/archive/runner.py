@@ -226,18 +226,10 @@ class _ArchiveRun:
                 self.manifest.mark_failed(ms, reason)
         if ms in self.orphans:
             self.manifest.mark_failed(ms, self.orphans.pop(ms))
-        still = []
-        for deferred in self.deferred:
-            if ms in deferred.waits_for:
-                deferred = deferred.without(ms)
-            if deferred.waits_for:
-                still.append(deferred)
-            else:
-                self._make_and_submit(deferred)
-        self.deferred = still
+        self._keep_or_submit([deferred.without(ms) for deferred in self.deferred])
 
     def _conversion_failed(self, ms: str, reason: str) -> None:
-        still = []
+        updated = []
         for deferred in self.deferred:
             if deferred.calibrator_ms == ms and not deferred.tables:
                 why = f"its calibrator file could not be converted: {reason}"
@@ -248,11 +240,17 @@ class _ArchiveRun:
                 deferred = deferred.drop_target(ms)
                 if not deferred.targets and deferred.tables:
                     continue
+            updated.append(deferred)
+        self._keep_or_submit(updated)
+
+    def _keep_or_submit(self, updated) -> None:
+        """Submit the deferred plans that wait for nothing now; keep the others."""
+        self.deferred = []
+        for deferred in updated:
             if deferred.waits_for:
-                still.append(deferred)
+                self.deferred.append(deferred)
             else:
                 self._make_and_submit(deferred)
-        self.deferred = still
 
     def _fail_target(self, target: str, why: str) -> None:
         if target in self.archive.roles and not self._waiting(target):
