@@ -24,14 +24,14 @@ import numpy as np
 from dsa110_contimg.calibration import solver_kernels as kernels
 from dsa110_contimg.casa.tasks import create_caltable
 from dsa110_contimg.errors import ContimgError, StepFailed
+from dsa110_contimg.instrument import SPEED_OF_LIGHT_M_S
 from dsa110_contimg.ms import caltables, reads
 from dsa110_contimg.ms.antennas import antenna_names
 from dsa110_contimg.ms.publish import publish_directory
 
-SPEED_OF_LIGHT_M_S = 299_792_458.0
 MAX_ITERATIONS = 200
+PER_INTEGRATION_S = 1e-6  # a solution interval shorter than any integration
 TOLERANCE = 1e-10
-PARALLEL_HANDS = {5: 0, 8: 1, 9: 0, 12: 1, 1: 0}  # RR LL XX YY I -> polarisation of the gain
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,13 @@ class SolveRequest:
 
 
 def parse_solint(text: str) -> float:
-    """CASA's solint in seconds: ``inf``, ``30s``, ``2min``, ``1h`` or a number of seconds."""
+    """CASA's solint in seconds: ``inf``, ``int`` (each integration), ``30s``, ``2min``,
+    ``1h`` or a number of seconds."""
     text = str(text).strip().lower()
     if text in ("inf", ""):
         return np.inf
+    if text == "int":
+        return PER_INTEGRATION_S
     match = re.fullmatch(r"([0-9.]+)\s*(s|sec|min|m|h)?", text)
     if not match:
         raise ContimgError(f"the native engine does not understand solint {text!r}")
@@ -67,8 +70,8 @@ def parse_solint(text: str) -> float:
 
 
 def parse_uvrange_lambda(text: str) -> tuple[float, float]:
-    """(min, max) uv distance in wavelengths from CASA's uvrange (``>1klambda``, ``<5km``...);
-    metre ranges are returned negated-free in metres with a flag: only lambda units here."""
+    """(min, max) uv distance in wavelengths from CASA's uvrange in wavelength units
+    (``>1klambda``, ``<500lambda``, ``1~10klambda``); ranges in metres are refused."""
     text = str(text or "").strip().lower().replace(" ", "")
     if not text:
         return 0.0, np.inf
@@ -170,7 +173,7 @@ def _setup(vis: str, request: SolveRequest) -> _Setup:
     if not ddids:
         raise ContimgError(f"{vis} has no SPW {request.spw}")
     corr = reads.corr_types_of_ddid(vis)[ddids[0]]
-    hands = np.array([i for i, c in enumerate(corr) if int(c) in PARALLEL_HANDS])
+    hands = np.array([i for i, c in enumerate(corr) if int(c) in reads.PARALLEL_HAND_CODES])
     if not len(hands):
         raise ContimgError(f"{vis} has no parallel-hand correlations to solve on")
     chan_freq = np.asarray(reads.chan_freq_hz(vis)[request.spw], float)
@@ -178,7 +181,7 @@ def _setup(vis: str, request: SolveRequest) -> _Setup:
     keep = np.zeros(len(meta["row"]), bool)
     if len(meta["row"]):
         uv_lambda = (
-            np.hypot(meta["uvw"][:, 0], meta["uvw"][:, 1]) * chan_freq.mean() / (SPEED_OF_LIGHT_M_S)
+            np.hypot(meta["uvw"][:, 0], meta["uvw"][:, 1]) * chan_freq.mean() / SPEED_OF_LIGHT_M_S
         )
         low, high = request.uv_range_lambda
         keep = (uv_lambda >= low) & (uv_lambda <= high)
