@@ -88,33 +88,45 @@ def test_noiseless_gains_are_recovered_exactly():
 
 
 def test_accumulate_is_the_weighted_model_division():
-    """Per row and output channel: a = sum w V conj(M), b = sum w |M|^2 over its channels."""
+    """Per row and output channel: a = sum w V conj(M), b = sum w |M|^2 over its channels,
+    for the parallel hands only, the earlier tables' gains divided out."""
     rng = np.random.default_rng(3)
-    n_row, n_chan, n_corr, n_ant = 60, 5, 2, 6
+    n_row, n_chan, n_corr, n_ant, n_time = 60, 5, 4, 6, 3
+    hands = np.array([0, 3])  # XX and YY of XX XY YX YY
     ant1, ant2 = (rng.integers(0, n_ant, n_row) for _ in range(2))
     shape = (n_row, n_chan, n_corr)
     data, model = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape) for _ in range(2))
     weight = rng.uniform(0.1, 1.0, shape)
     flag = rng.uniform(size=shape) < 0.2
-    prior_1, prior_2 = (np.exp(1j * rng.uniform(-3, 3, shape)) for _ in range(2))
+    prior = np.exp(1j * rng.uniform(-3, 3, (n_time, n_ant, n_chan, len(hands))))
+    prior[1, 2, 3, 0] = 0  # a flagged earlier solution flags the data it applies to
+    row_time = rng.integers(0, n_time, n_row)
+    times = 100.0 + 10.0 * row_time
     block = rng.integers(-1, 2, n_row)
     chan_out = np.array([0, 0, 1, 1, -1])
     for phase_only in (False, True):
-        sums = [np.zeros((2, 2, n_corr, n_ant, n_ant), t) for t in (complex, float, float, int)]
-        k.accumulate(data, model, weight, flag, ant1, ant2, block, chan_out, prior_1, prior_2,
-                     phase_only, *sums)  # fmt: skip
+        sums = [np.zeros((2, 2, len(hands), n_ant, n_ant), t) for t in (complex, float, float, int)]
+        per_block = [np.zeros(2), np.zeros(2)]
+        k.accumulate(data, model, weight, flag, ant1, ant2, times, block, chan_out, hands, prior,
+                     row_time, phase_only, *sums, *per_block)  # fmt: skip
         expected = [np.zeros_like(x) for x in sums]
+        expected_block = [np.zeros(2), np.zeros(2)]
         for r in range(n_row):
             if block[r] < 0 or ant1[r] == ant2[r]:
                 continue
             for out in (0, 1):
-                for j in range(n_corr):
-                    use = (chan_out == out) & ~flag[r, :, j]
+                for j, corr in enumerate(hands):
+                    g = prior[row_time[r], ant1[r], :, j] * np.conj(
+                        prior[row_time[r], ant2[r], :, j]
+                    )
+                    use = (chan_out == out) & ~flag[r, :, corr] & (g != 0)
                     if not use.any():
                         continue
-                    v = data[r, use, j] / (prior_1[r, use, j] * np.conj(prior_2[r, use, j]))
-                    a = (weight[r, use, j] * v * np.conj(model[r, use, j])).sum()
-                    b = (weight[r, use, j] * np.abs(model[r, use, j]) ** 2).sum()
+                    v = data[r, use, corr] / g[use]
+                    a = (weight[r, use, corr] * v * np.conj(model[r, use, corr])).sum()
+                    b = (weight[r, use, corr] * np.abs(model[r, use, corr]) ** 2).sum()
+                    expected_block[0][block[r]] += b * times[r]
+                    expected_block[1][block[r]] += b
                     if phase_only:  # unit amplitude, weight times amplitude squared
                         amp = abs(a / b)
                         a, b = a / abs(a) * b * amp**2, b * amp**2
@@ -124,7 +136,7 @@ def test_accumulate_is_the_weighted_model_division():
                         expected[1][index] += b
                         expected[2][index] += abs(a) ** 2 / b
                         expected[3][index] += 1
-        for got, want in zip(sums, expected, strict=True):
+        for got, want in zip(sums + per_block, expected + expected_block, strict=True):
             assert np.allclose(got, want)
 
 

@@ -278,31 +278,24 @@ def _add(a, b):
 
 def _chunk_sums(data, model, flag, weight, ant1, ant2, times, rowid, *, setup, priors, n_out,
                 n_block, kind, phase_only):  # fmt: skip
-    """One chunk's sums (those of :func:`kernels.accumulate`, then per interval the sum of
-    W t and of W)."""
+    """One chunk's sums (those of :func:`kernels.accumulate`); nothing of the chunk is
+    copied."""
     hands = setup.hands
-    data, model, flag = data[:, :, hands], model[:, :, hands], flag[:, :, hands]
-    weight = weight[:, :, hands] if weight.ndim == 3 else np.broadcast_to(
-        weight[:, None, hands], data.shape)  # fmt: skip
+    if weight.ndim == 2:  # WEIGHT (row, corr): the same for every channel, not copied
+        weight = np.broadcast_to(weight[:, None, :], data.shape)
     row_block = setup.row_block[rowid]
-    prior_1 = np.ones(data.shape, np.complex128)
-    prior_2 = np.ones(data.shape, np.complex128)
     unique_times, time_index = np.unique(times, return_inverse=True)
-    for prior in priors:
-        gains = prior.at(unique_times, len(hands), data.shape[1])  # (time, ant, chan, pol)
-        prior_1 *= gains[time_index, ant1]
-        prior_2 *= gains[time_index, ant2]
+    prior = np.ones((len(unique_times), setup.n_ant, data.shape[1], len(hands)), np.complex128)
+    for table in priors:
+        prior *= table.at(unique_times, len(hands), data.shape[1])  # (time, ant, chan, pol)
     chan_out = np.arange(data.shape[1]) if kind == "B" else np.zeros(data.shape[1], np.int64)
     shape = (n_block, n_out, len(hands), setup.n_ant, setup.n_ant)
     vis_sum, weight_sum = np.zeros(shape, np.complex128), np.zeros(shape)
     square_sum, count = np.zeros(shape), np.zeros(shape, np.int64)
-    kernels.accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, prior_1,
-                       prior_2, phase_only, vis_sum, weight_sum, square_sum, count)  # fmt: skip
-    # the interval's time: the mean of its rows' times weighted as the solve weights them
-    row_weight = np.where(flag, 0.0, weight * np.abs(model) ** 2).sum(axis=(1, 2))
-    used = row_block >= 0
-    time_weight = np.bincount(row_block[used], row_weight[used] * times[used], n_block)
-    weight_total = np.bincount(row_block[used], row_weight[used], n_block)
+    time_weight, weight_total = np.zeros(n_block), np.zeros(n_block)
+    kernels.accumulate(data, model, weight, flag, ant1, ant2, times, row_block, chan_out, hands,
+                       prior, time_index, phase_only, vis_sum, weight_sum, square_sum, count,
+                       time_weight, weight_total)  # fmt: skip
     return vis_sum, weight_sum, square_sum, count, time_weight, weight_total
 
 

@@ -26,17 +26,19 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, row_prior_1,
-               row_prior_2, phase_only, vis_sum, weight_sum, square_sum, count):  # fmt: skip
+def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_out, hands,
+               prior, prior_time, phase_only, vis_sum, weight_sum, square_sum, count,
+               time_weight, weight_total):  # fmt: skip
     """Add each row's model-divided visibilities to its block's baseline sums.
 
     ``data``, ``model`` (row, chan, corr) complex; ``weight`` (row, chan, corr); ``flag``
     (row, chan, corr) bool; ``row_block`` (row,) the block of each row, -1 for rows
     not used; ``chan_out`` (chan,) the output channel of each channel (channels of one
-    output channel adjacent), -1 for none. ``row_prior_1``/``row_prior_2`` (row, chan,
-    corr) complex: the earlier tables' gains of antenna 1 and 2 at the row (1 when
-    none); the data are divided by ``prior_1 conj(prior_2)`` and a zero prior flags
-    the visibility.
+    output channel adjacent), -1 for none; ``hands`` (pol,) the correlation solved for
+    each polarisation (the parallel hands). ``prior`` (time, ant, chan, pol) complex:
+    the earlier tables' gains (1 when none) at the times ``prior_time`` (row,) points
+    to; the data are divided by ``prior[p] conj(prior[q])`` and a zero prior flags the
+    visibility.
 
     Per row and output channel, as CASA's solve buffer: ``a = sum w V conj(M)``,
     ``b = sum w |M|^2`` (the average of ``V / M`` over the channels is ``a / b``, of
@@ -44,28 +46,32 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, row_p
     weight times its amplitude squared (CASA's ``enforceAPonData``). Added in place to
     ``vis_sum`` (``a``), ``weight_sum`` (``b``), ``square_sum`` (``|a|^2 / b``, for the
     chi-squared of each integration's data) and ``count`` (data points), all (block,
-    chan_out, corr, ant, ant), at ``[.., ant1, ant2]`` and (``vis_sum`` conjugated)
-    ``[.., ant2, ant1]``.
+    chan_out, pol, ant, ant), at ``[.., ant1, ant2]`` and (``vis_sum`` conjugated)
+    ``[.., ant2, ant1]``; and per block to ``time_weight`` (``b`` times the row's
+    ``row_time``) and ``weight_total`` (``b``), whose ratio is the interval's time as
+    CASA gives it (the mean time weighted as the solve weights the data).
     """
-    n_row, n_chan, n_corr = data.shape
+    n_row, n_chan, _ = data.shape
     for r in range(n_row):
         block = row_block[r]
         p = ant1[r]
         q = ant2[r]
         if block < 0 or p == q:
             continue
-        for k in range(n_corr):
+        t = prior_time[r]
+        for k in range(len(hands)):
+            corr = hands[k]
             a = 0j
             b = 0.0
             for c in range(n_chan):
                 out = chan_out[c]
-                if out >= 0 and not flag[r, c, k]:
-                    w = weight[r, c, k]
-                    prior = row_prior_1[r, c, k] * np.conj(row_prior_2[r, c, k])
-                    m = model[r, c, k]
+                if out >= 0 and not flag[r, c, corr]:
+                    w = weight[r, c, corr]
+                    g = prior[t, p, c, k] * np.conj(prior[t, q, c, k])
+                    m = model[r, c, corr]
                     mm = m.real * m.real + m.imag * m.imag
-                    v = data[r, c, k] / prior if prior != 0 else 0j
-                    if (w > 0.0 and prior != 0 and mm > 0.0 and np.isfinite(v.real)
+                    v = data[r, c, corr] / g if g != 0 else 0j
+                    if (w > 0.0 and g != 0 and mm > 0.0 and np.isfinite(v.real)
                             and np.isfinite(v.imag)):  # fmt: skip
                         a += w * v * np.conj(m)
                         b += w * mm
@@ -75,6 +81,8 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_block, chan_out, row_p
                         a = 0j
                         b = 0.0
                     continue
+                time_weight[block] += b * row_time[r]
+                weight_total[block] += b
                 if phase_only:
                     amp = abs(a) / b
                     if amp > 0.0:
