@@ -185,6 +185,8 @@ def test_native_engine_equals_casa(calibrated, calibrated_native, corrupted_smal
             assert np.median(np.abs(np.abs(ratio) - 1)) < 0.005, step
             assert np.degrees(np.median(np.abs(np.angle(ratio)))) < 0.5, step
             np.testing.assert_allclose(sb.getcol("TIME"), sa.getcol("TIME"), atol=0.01)
+            for column in ("FIELD_ID", "SCAN_NUMBER", "ANTENNA2"):
+                np.testing.assert_array_equal(sb.getcol(column), sa.getcol(column), column)
             snr_ratio = sb.getcol("SNR")[good] / sa.getcol("SNR")[good]
             assert abs(np.median(snr_ratio) - 1) < 0.01, step
     order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"

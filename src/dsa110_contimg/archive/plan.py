@@ -16,6 +16,7 @@ same run and on the same cluster, while other conversions still run.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,15 +50,24 @@ class DeferredPlan:
     tables: tuple[str, ...] = ()  # set: an apply plan lending a done calibrator's tables
     calibrator: str | None = None  # catalog name (a calibration plan)
 
+    @property
+    def solves(self) -> bool:
+        """A calibration plan (its calibrator is solved), not an apply of a done one's tables."""
+        return not self.tables
+
+    @property
+    def observations(self) -> tuple[str, ...]:
+        """The MS the plan processes: the calibrator when it is solved, and the targets."""
+        return ((self.calibrator_ms,) if self.solves else ()) + self.targets
+
     def without(self, ms: str) -> DeferredPlan:
         """The plan once ``ms`` is converted."""
-        return DeferredPlan(self.calibrator_ms, self.targets, self.waits_for - {ms},
-                            self.tables, self.calibrator)  # fmt: skip
+        return dataclasses.replace(self, waits_for=self.waits_for - {ms})
 
     def drop_target(self, ms: str) -> DeferredPlan:
         """The plan without a target whose conversion failed."""
-        return DeferredPlan(self.calibrator_ms, tuple(t for t in self.targets if t != ms),
-                            self.waits_for - {ms}, self.tables, self.calibrator)  # fmt: skip
+        targets = tuple(t for t in self.targets if t != ms)
+        return dataclasses.replace(self, targets=targets, waits_for=self.waits_for - {ms})
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,7 @@ class ArchivePlan:
     def n_to_process(self) -> int:
         """MS that run: in a plan now, or in a deferred plan."""
         now = sum(len(p.observations) for p in self.plans)
-        later = {m for d in self.deferred for m in (*([d.calibrator_ms] * (not d.tables)),
-                                                   *d.targets)}  # fmt: skip
+        later = {ms for deferred in self.deferred for ms in deferred.observations}
         return now + len(later)
 
 
@@ -187,7 +196,7 @@ def make_calibration(settings: ArchiveSettings, ms: str, calibrator_name: str, t
 
 def make_deferred(settings: ArchiveSettings, deferred: DeferredPlan):
     """The plan of a deferred entry whose observations are all converted now."""
-    if deferred.tables:
+    if not deferred.solves:
         return plan_apply(list(deferred.targets), list(deferred.tables), settings.config,
                           settings.out_dir)  # fmt: skip
     return make_calibration(settings, deferred.calibrator_ms, deferred.calibrator,
@@ -195,7 +204,7 @@ def make_deferred(settings: ArchiveSettings, deferred: DeferredPlan):
 
 
 def format_archive_plan(archive: ArchivePlan) -> str:
-    n_cal = len(archive.calibrations) + sum(1 for d in archive.deferred if not d.tables)
+    n_cal = len(archive.calibrations) + sum(1 for d in archive.deferred if d.solves)
     lines = [
         f"{archive.n_to_process} MS to process ({n_cal} calibrator file(s) to solve), "
         f"{len(archive.skipped)} done and unchanged, {len(archive.failed)} refused"

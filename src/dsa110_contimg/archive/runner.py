@@ -231,14 +231,14 @@ class _ArchiveRun:
     def _conversion_failed(self, ms: str, reason: str) -> None:
         updated = []
         for deferred in self.deferred:
-            if deferred.calibrator_ms == ms and not deferred.tables:
+            if deferred.calibrator_ms == ms and deferred.solves:
                 why = f"its calibrator file could not be converted: {reason}"
                 for target in deferred.targets:
                     self._fail_target(target, why)
                 continue
             if ms in deferred.targets:
                 deferred = deferred.drop_target(ms)
-                if not deferred.targets and deferred.tables:
+                if not deferred.targets and not deferred.solves:
                     continue
             updated.append(deferred)
         self._keep_or_submit(updated)
@@ -265,7 +265,7 @@ class _ArchiveRun:
         try:
             plan = make_deferred(self.archive.settings, deferred)
         except ContimgError as error:
-            for ms in (*([deferred.calibrator_ms] * (not deferred.tables)), *deferred.targets):
+            for ms in deferred.observations:
                 self.manifest.mark_failed(ms, str(error))
             return
         self.submit_plan(plan)

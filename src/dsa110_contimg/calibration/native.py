@@ -159,7 +159,6 @@ class _Setup:
     ddids: tuple[int, ...]
     hands: np.ndarray  # correlation indices of the parallel hands
     n_chan: int
-    chan_freq: np.ndarray
     row_block: np.ndarray  # (MS row,) interval of each row, -1 for rows not used
     block_field: np.ndarray
     block_scan: np.ndarray
@@ -194,18 +193,16 @@ def _setup(vis: str, request: SolveRequest) -> _Setup:
                                      request.combine_scan)  # fmt: skip
     row_block = np.full(meta["n_rows"], -1, np.int64)
     row_block[rows] = blocks
-    n_block = int(blocks.max()) + 1
-    first = np.full(n_block, -1)
+    # each interval's first row in time: its FIELD_ID and SCAN_NUMBER label the solution
     order = np.argsort(meta["time"][keep], kind="stable")
-    for index in order[::-1]:
-        first[blocks[index]] = index
+    _, first_in_order = np.unique(blocks[order], return_index=True)
+    first = order[first_in_order]
     columns = reads.main_columns(vis)
     return _Setup(
         n_ant=len(antenna_names(vis)),
         ddids=ddids,
         hands=hands,
         n_chan=len(chan_freq),
-        chan_freq=chan_freq,
         row_block=row_block,
         block_field=meta["field"][keep][first],
         block_scan=meta["scan"][keep][first],

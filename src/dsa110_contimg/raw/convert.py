@@ -68,7 +68,8 @@ def plan_conversion(inputs, out, allow_partial: bool = False, tolerance_s: float
     jobs, refused = [], []
     for group in groups:
         target = output_path(out, group.name, len(groups))
-        reason, headers = _refusal(group, allow_partial)
+        headers, reason = _headers(group, allow_partial)
+        reason = reason or _refusal(headers)
         if reason is None and target.exists() and not overwrite:
             reason = f"{target} already exists; pass --overwrite to replace it"
         if reason is None:
@@ -78,36 +79,41 @@ def plan_conversion(inputs, out, allow_partial: bool = False, tolerance_s: float
     return ConversionPlan(tuple(jobs), tuple(refused))
 
 
-def _refusal(group: SubbandGroup, allow_partial: bool) -> tuple[str | None, tuple]:
-    """(why the observation cannot be converted or None, its files' headers)."""
+def _headers(group: SubbandGroup, allow_partial: bool) -> tuple[tuple, str | None]:
+    """(the files' headers, None) or ((), why they are not read)."""
     if group.missing and not allow_partial:
-        return (
+        return (), (
             f"missing {group.describe_missing()} ({len(group.files)} of {group.expected} "
             "subbands); skipped (--allow-partial converts what is there)"
-        ), ()
+        )
     try:
-        headers = [uvh5.read_header(f.path) for f in group.files]
+        return tuple(uvh5.read_header(f.path) for f in group.files), None
     except ContimgError as err:
-        return str(err), ()
+        return (), str(err)
+
+
+def _refusal(headers) -> str | None:
+    """Why subband files with these headers cannot make one MS, or None."""
+    if not headers:
+        return None
     first = headers[0]
     for header in headers:
         name = Path(header.path).name
         if not header.drift:
-            reason = f"{name} is phased, not a drift scan: convert takes unphased correlator files"
-            return reason, ()
+            return f"{name} is phased, not a drift scan: convert takes unphased correlator files"
         if header.n_chan != first.n_chan:
             return (
                 f"subbands differ in channels ({Path(first.path).name}: {first.n_chan}, "
                 f"{name}: {header.n_chan})"
-            ), ()
+            )
         if header.times_jd != first.times_jd:
-            return f"subbands hold different integrations ({Path(first.path).name}, {name})", ()
+            return f"subbands hold different integrations ({Path(first.path).name}, {name})"
         if header.n_pol != first.n_pol:
-            return f"subbands differ in correlations ({Path(first.path).name}, {name})", ()
+            return f"subbands differ in correlations ({Path(first.path).name}, {name})"
     edges = sorted((h.freq_min_hz, h.freq_max_hz) for h in headers)
     if any(lo <= prev_hi for (_, prev_hi), (lo, _) in zip(edges, edges[1:], strict=False)):
-        return "subbands overlap in frequency: a file is there twice under another name", ()
-    return None, tuple(headers)
+        return "subbands overlap in frequency: a file is there twice under another name"
+    return None
 
 
 def format_plan(plan: ConversionPlan) -> str:
