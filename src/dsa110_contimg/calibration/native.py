@@ -1,9 +1,10 @@
 """The native engine's solve: CASA's gaincal/bandpass parameters in, a CASA caltable out.
 
-One solve of one SPW of one MS: the rows of the solve fields are assigned to
-solution intervals (CASA's grid, ``combine``) from their small columns, then
-one dask-ms pass over DATA, MODEL_DATA, FLAG and the weights accumulates per
-interval, channel (``B``) or SPW (``G``), correlation and baseline the sums of
+The solve rows of one SPW (its solve fields' cross-correlations) are read
+once through dask-ms into memory (:class:`SolveData`); each solve of that SPW
+assigns them to solution intervals (CASA's grid, ``combine``, the uv range)
+and accumulates per interval, channel (``B``) or SPW (``G``), correlation and
+baseline the sums of
 :func:`~dsa110_contimg.calibration.solver_kernels.accumulate`, with the earlier
 tables applied on the fly; every interval is then solved at once, flagged
 (``minblperant``, ``minsnr`` with CASA's SNR), referenced to the first
@@ -18,7 +19,6 @@ import re
 import time
 from dataclasses import dataclass
 
-import dask
 import numpy as np
 
 from dsa110_contimg.calibration import solver_kernels as kernels
@@ -133,11 +133,18 @@ def request_from_parameters(task: str, parameters: dict) -> SolveRequest:
     )
 
 
-def solve_to_caltable(vis: str, caltable: str, request: SolveRequest) -> dict:
-    """Solve ``request`` on ``vis`` and write ``caltable`` (published by rename)."""
+def solve_to_caltable(vis: str, caltable: str, request: SolveRequest,
+                      data: SolveData | None = None) -> dict:  # fmt: skip
+    """Solve ``request`` on ``vis`` and write ``caltable`` (published by rename).
+
+    ``data``: the SPW's solve rows already in memory (:func:`read_solve_data`), shared by
+    the solves of one SPW; read here when not given.
+    """
     started = time.perf_counter()
-    setup = _setup(vis, request)
-    reduced = _reduce(vis, request, setup)
+    if data is None:
+        data = read_solve_data(vis, request.spw, request.fields)
+    setup = _setup(data, request)
+    reduced = _reduce(data, request, setup)
     accumulated = time.perf_counter()
     solutions = _solve(request, setup, reduced)
     solved = time.perf_counter()
@@ -146,7 +153,7 @@ def solve_to_caltable(vis: str, caltable: str, request: SolveRequest) -> dict:
         caltables.append_solutions(partial, solutions)
     return {
         "engine": "native",
-        "read_accumulate_seconds": accumulated - started,
+        "accumulate_seconds": accumulated - started,
         "solve_seconds": solved - accumulated,
         "write_seconds": time.perf_counter() - solved,
         "intervals": int(len(solutions.time)),
@@ -154,73 +161,135 @@ def solve_to_caltable(vis: str, caltable: str, request: SolveRequest) -> dict:
 
 
 @dataclass(frozen=True, eq=False)
-class _Setup:
+class SolveData:
+    """The cross-correlation rows of one SPW's solve fields (not row-flagged), in memory.
+
+    Read once per SPW through dask-ms; every solve of the SPW (pre-bandpass phases,
+    bandpass, gains) accumulates from these arrays instead of reading the MS again.
+    ``chunks`` hold the visibility columns (data, model, flag, weight, antenna1,
+    antenna2, time) chunk by chunk, in the order of the per-row columns below.
+    """
+
+    vis: str
+    spw: int
+    fields: tuple[int, ...]
     n_ant: int
-    ddids: tuple[int, ...]
+    antenna_names: tuple[str, ...]
     hands: np.ndarray  # correlation indices of the parallel hands
-    n_chan: int
-    row_block: np.ndarray  # (MS row,) interval of each row, -1 for rows not used
-    block_field: np.ndarray
-    block_scan: np.ndarray
-    refant_order: tuple[int, ...]
-    weight_column: str
+    chan_freq: np.ndarray
+    chunks: tuple[tuple[np.ndarray, ...], ...]
+    time: np.ndarray  # per row, all chunks in order
+    field: np.ndarray
+    scan: np.ndarray
+    uv_m: np.ndarray  # sqrt(u^2 + v^2)
+    read_seconds: float
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.time)
 
 
-def _setup(vis: str, request: SolveRequest) -> _Setup:
+def read_solve_data(vis: str, spw: int, fields) -> SolveData:
+    """Read the solve rows of ``fields`` in ``spw`` of ``vis`` once (one dask-ms pass)."""
+    started = time.perf_counter()
     spw_of = reads.spw_of_ddid(vis)
-    ddids = tuple(int(d) for d in np.flatnonzero(np.asarray(spw_of) == request.spw))
+    ddids = [int(d) for d in np.flatnonzero(np.asarray(spw_of) == spw)]
     if not ddids:
-        raise ContimgError(f"{vis} has no SPW {request.spw}")
+        raise ContimgError(f"{vis} has no SPW {spw}")
     corr = reads.corr_types_of_ddid(vis)[ddids[0]]
     hands = np.array([i for i, c in enumerate(corr) if int(c) in reads.PARALLEL_HAND_CODES])
     if not len(hands):
         raise ContimgError(f"{vis} has no parallel-hand correlations to solve on")
-    chan_freq = np.asarray(reads.chan_freq_hz(vis)[request.spw], float)
-    meta = reads.solve_rows(vis, request.fields, ddids)
-    keep = np.zeros(len(meta["row"]), bool)
-    if len(meta["row"]):
-        uv_lambda = (
-            np.hypot(meta["uvw"][:, 0], meta["uvw"][:, 1]) * chan_freq.mean() / SPEED_OF_LIGHT_M_S
-        )
-        low, high = request.uv_range_lambda
-        keep = (uv_lambda >= low) & (uv_lambda <= high)
-    if not keep.any():
-        raise StepFailed(f"no unflagged cross-correlations of fields {list(request.fields)} "
-                         f"in SPW {request.spw} within the uv range")  # fmt: skip
-    rows = meta["row"][keep]
-    blocks = kernels.solution_blocks(meta["time"][keep], meta["field"][keep], meta["scan"][keep],
-                                     request.solint_s, request.combine_field,
-                                     request.combine_scan)  # fmt: skip
-    row_block = np.full(meta["n_rows"], -1, np.int64)
-    row_block[rows] = blocks
-    # each interval's first row in time: its FIELD_ID and SCAN_NUMBER label the solution
-    order = np.argsort(meta["time"][keep], kind="stable")
-    _, first_in_order = np.unique(blocks[order], return_index=True)
-    first = order[first_in_order]
-    columns = reads.main_columns(vis)
-    return _Setup(
-        n_ant=len(antenna_names(vis)),
-        ddids=ddids,
+    weight_column = "WEIGHT_SPECTRUM" if "WEIGHT_SPECTRUM" in reads.main_columns(vis) else "WEIGHT"
+    cube = ["DATA", "MODEL_DATA", "FLAG", weight_column, "ANTENNA1", "ANTENNA2", "TIME"]
+    small = ["FIELD_ID", "SCAN_NUMBER", "FLAG_ROW", "UVW"]
+    wanted = np.array(sorted(int(f) for f in fields))
+    datasets = [ds for ds in reads.read_visibility_datasets(vis, cube + small,
+                                                            group_cols=["DATA_DESC_ID"])
+                if int(ds.attrs["DATA_DESC_ID"]) in ddids]  # fmt: skip
+    delayed = [chunk for ds in datasets
+               for chunk in zip(*[ds[c].data.to_delayed().ravel() for c in cube + small],
+                                strict=True)]  # fmt: skip
+    (loaded,) = reads.compute_reading(delayed)
+    chunks, per_row = [], {"time": [], "field": [], "scan": [], "uv_m": []}
+    for values in loaded:
+        *visibilities, field_id, scan, flag_row, uvw = values
+        keep = (visibilities[4] != visibilities[5]) & ~flag_row & np.isin(field_id, wanted)
+        if not keep.any():
+            continue
+        chunks.append(tuple(v[keep] for v in visibilities))
+        per_row["time"].append(visibilities[6][keep])
+        per_row["field"].append(field_id[keep])
+        per_row["scan"].append(scan[keep])
+        per_row["uv_m"].append(np.hypot(uvw[keep, 0], uvw[keep, 1]))
+    names = tuple(antenna_names(vis))
+    joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in per_row.items()}
+    return SolveData(
+        vis=str(vis),
+        spw=spw,
+        fields=tuple(int(f) for f in fields),
+        n_ant=len(names),
+        antenna_names=names,
         hands=hands,
-        n_chan=len(chan_freq),
-        row_block=row_block,
-        block_field=meta["field"][keep][first],
-        block_scan=meta["scan"][keep][first],
-        refant_order=_refant_order(vis, request.refant),
-        weight_column="WEIGHT_SPECTRUM" if "WEIGHT_SPECTRUM" in columns else "WEIGHT",
+        chan_freq=np.asarray(reads.chan_freq_hz(vis)[spw], float),
+        chunks=tuple(chunks),
+        time=joined["time"],
+        field=joined["field"].astype(np.int64),
+        scan=joined["scan"].astype(np.int64),
+        uv_m=joined["uv_m"],
+        read_seconds=time.perf_counter() - started,
     )
 
 
-def _refant_order(vis, refant: str) -> tuple[int, ...]:
-    names = antenna_names(vis)
-    order = []
+@dataclass(frozen=True, eq=False)
+class _Setup:
+    n_ant: int
+    hands: np.ndarray
+    n_chan: int
+    row_block: np.ndarray  # (solve row,) interval of each row, -1 for rows not used
+    block_field: np.ndarray
+    block_scan: np.ndarray
+    refant_order: tuple[int, ...]
+
+
+def _setup(data: SolveData, request: SolveRequest) -> _Setup:
+    if data.spw != request.spw or not set(request.fields) <= set(data.fields):
+        raise ValueError("the solve data hold other rows than the request asks for")
+    uv_lambda = data.uv_m * data.chan_freq.mean() / SPEED_OF_LIGHT_M_S
+    low, high = request.uv_range_lambda
+    keep = (uv_lambda >= low) & (uv_lambda <= high) & np.isin(data.field, request.fields)
+    if not keep.any():
+        raise StepFailed(f"no unflagged cross-correlations of fields {list(request.fields)} "
+                         f"in SPW {request.spw} within the uv range")  # fmt: skip
+    blocks = kernels.solution_blocks(data.time[keep], data.field[keep], data.scan[keep],
+                                     request.solint_s, request.combine_field,
+                                     request.combine_scan)  # fmt: skip
+    row_block = np.full(data.n_rows, -1, np.int64)
+    row_block[keep] = blocks
+    # each interval's first row in time: its FIELD_ID and SCAN_NUMBER label the solution
+    order = np.argsort(data.time[keep], kind="stable")
+    _, first_in_order = np.unique(blocks[order], return_index=True)
+    first = order[first_in_order]
+    return _Setup(
+        n_ant=data.n_ant,
+        hands=data.hands,
+        n_chan=len(data.chan_freq),
+        row_block=row_block,
+        block_field=data.field[keep][first],
+        block_scan=data.scan[keep][first],
+        refant_order=_refant_order(data, request.refant),
+    )
+
+
+def _refant_order(data: SolveData, refant: str) -> tuple[int, ...]:
+    names, order = list(data.antenna_names), []
     for token in (t.strip() for t in refant.split(",") if t.strip()):
         if token in names:
             order.append(names.index(token))
         elif token.isdigit() and int(token) < len(names):
             order.append(int(token))
         else:
-            raise ContimgError(f"reference antenna {token!r} is not in {vis}")
+            raise ContimgError(f"reference antenna {token!r} is not in {data.vis}")
     return tuple(order)
 
 
@@ -234,66 +303,34 @@ class _Reduced:
     weight_total: np.ndarray  # (block,) sum of W
 
 
-def _reduce(vis: str, request: SolveRequest, setup: _Setup) -> _Reduced:
-    """One dask-ms pass: every chunk's sums, added up."""
-    columns = ["DATA", "MODEL_DATA", "FLAG", setup.weight_column, "ANTENNA1", "ANTENNA2", "TIME"]
-    reads.require_columns(vis, columns)
-    datasets = reads.read_visibility_datasets(vis, columns, group_cols=["DATA_DESC_ID"])
+def _reduce(data: SolveData, request: SolveRequest, setup: _Setup) -> _Reduced:
+    """Every chunk's rows added into one set of sums, the earlier tables applied."""
     priors = [_prior_solutions(path, interp, spwmap, request.spw, setup)
               for path, interp, spwmap in request.priors]  # fmt: skip
     n_out = setup.n_chan if request.kind == "B" else 1
     n_block = int(setup.row_block.max()) + 1
-    parts = []
-    for ds in datasets:
-        if int(ds.attrs["DATA_DESC_ID"]) not in setup.ddids:
-            continue
-        cube_chunks = [ds[c].data.to_delayed().ravel() for c in ("DATA", "MODEL_DATA", "FLAG")]
-        weight = ds[setup.weight_column].data.to_delayed().ravel()
-        rows = [ds[c].data.to_delayed().ravel() for c in ("ANTENNA1", "ANTENNA2", "TIME", "ROWID")]
-        for pieces in zip(*cube_chunks, weight, *rows, strict=True):
-            parts.append(dask.delayed(_chunk_sums, pure=True)(
-                *pieces, setup=setup, priors=priors, n_out=n_out, n_block=n_block,
-                kind=request.kind, phase_only=request.phase_only,
-            ))  # fmt: skip
-    (sums,) = reads.compute_reading(_tree_sum(parts))
-    return _Reduced(*sums)
-
-
-def _tree_sum(parts):
-    """The element-wise sum of the chunks' sums, added pairwise (a tree, not a chain)."""
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(_add, pure=True)(*parts[i : i + 2]) if i + 1 < len(parts) else parts[i]
-            for i in range(0, len(parts), 2)
-        ]
-    return parts[0]
-
-
-def _add(a, b):
-    return tuple(x + y for x, y in zip(a, b, strict=True))
-
-
-def _chunk_sums(data, model, flag, weight, ant1, ant2, times, rowid, *, setup, priors, n_out,
-                n_block, kind, phase_only):  # fmt: skip
-    """One chunk's sums (those of :func:`kernels.accumulate`); nothing of the chunk is
-    copied."""
-    hands = setup.hands
-    if weight.ndim == 2:  # WEIGHT (row, corr): the same for every channel, not copied
-        weight = np.broadcast_to(weight[:, None, :], data.shape)
-    row_block = setup.row_block[rowid]
-    unique_times, time_index = np.unique(times, return_inverse=True)
-    prior = np.ones((len(unique_times), setup.n_ant, data.shape[1], len(hands)), np.complex128)
-    for table in priors:
-        prior *= table.at(unique_times, len(hands), data.shape[1])  # (time, ant, chan, pol)
-    chan_out = np.arange(data.shape[1]) if kind == "B" else np.zeros(data.shape[1], np.int64)
-    shape = (n_block, n_out, len(hands), setup.n_ant, setup.n_ant)
-    vis_sum, weight_sum = np.zeros(shape, np.complex128), np.zeros(shape)
-    square_sum, count = np.zeros(shape), np.zeros(shape, np.int64)
+    n_pol = len(setup.hands)
+    shape = (n_block, setup.n_ant, setup.n_ant, n_pol, n_out)  # the kernel's layout
+    sums = (np.zeros(shape, np.complex128), np.zeros(shape), np.zeros(shape),
+            np.zeros(shape, np.int64))  # fmt: skip
     time_weight, weight_total = np.zeros(n_block), np.zeros(n_block)
-    kernels.accumulate(data, model, weight, flag, ant1, ant2, times, row_block, chan_out, hands,
-                       prior, time_index, phase_only, vis_sum, weight_sum, square_sum, count,
-                       time_weight, weight_total)  # fmt: skip
-    return vis_sum, weight_sum, square_sum, count, time_weight, weight_total
+    chan_out = (np.arange(setup.n_chan) if request.kind == "B"
+                else np.zeros(setup.n_chan, np.int64))  # fmt: skip
+    # the earlier tables' gains once, at every time of the solve rows
+    unique_times, time_index = np.unique(data.time, return_inverse=True)
+    prior = np.ones((len(unique_times), setup.n_ant, setup.n_chan, n_pol), np.complex128)
+    for table in priors:
+        prior *= table.at(unique_times, n_pol, setup.n_chan)  # (time, ant, chan, pol)
+    start = 0
+    for data_chunk, model, flag, weight, ant1, ant2, times in data.chunks:
+        rows = slice(start, start + len(times))
+        start += len(times)
+        if weight.ndim == 2:  # WEIGHT (row, corr): the same for every channel, not copied
+            weight = np.broadcast_to(weight[:, None, :], data_chunk.shape)
+        kernels.accumulate(data_chunk, model, weight, flag, ant1, ant2, times,
+                           setup.row_block[rows], chan_out, setup.hands, prior, time_index[rows],
+                           request.phase_only, *sums, time_weight, weight_total)  # fmt: skip
+    return _Reduced(*kernels.both_triangles(*sums), time_weight, weight_total)
 
 
 @dataclass(frozen=True, eq=False)

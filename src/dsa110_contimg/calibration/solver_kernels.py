@@ -46,10 +46,11 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
     weight times its amplitude squared (CASA's ``enforceAPonData``). Added in place to
     ``vis_sum`` (``a``), ``weight_sum`` (``b``), ``square_sum`` (``|a|^2 / b``, for the
     chi-squared of each integration's data) and ``count`` (data points), all (block,
-    chan_out, pol, ant, ant), at ``[.., ant1, ant2]`` and (``vis_sum`` conjugated)
-    ``[.., ant2, ant1]``; and per block to ``time_weight`` (``b`` times the row's
-    ``row_time``) and ``weight_total`` (``b``), whose ratio is the interval's time as
-    CASA gives it (the mean time weighted as the solve weights the data).
+    ant, ant, pol, chan_out) so that a row's channels are written side by side, at
+    ``[block, ant1, ant2]`` only (:func:`both_triangles` adds the other); and per block
+    to ``time_weight`` (``b`` times the row's ``row_time``) and ``weight_total``
+    (``b``), whose ratio is the interval's time as CASA gives it (the mean time
+    weighted as the solve weights the data).
     """
     n_row, n_chan, _ = data.shape
     for r in range(n_row):
@@ -88,17 +89,22 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
                     if amp > 0.0:
                         a = a / abs(a) * b * amp * amp
                         b = b * amp * amp
-                vis_sum[block, out, k, p, q] += a
-                vis_sum[block, out, k, q, p] += np.conj(a)
-                square = (a.real * a.real + a.imag * a.imag) / b
-                weight_sum[block, out, k, p, q] += b
-                weight_sum[block, out, k, q, p] += b
-                square_sum[block, out, k, p, q] += square
-                square_sum[block, out, k, q, p] += square
-                count[block, out, k, p, q] += 1
-                count[block, out, k, q, p] += 1
+                vis_sum[block, p, q, k, out] += a
+                weight_sum[block, p, q, k, out] += b
+                square_sum[block, p, q, k, out] += (a.real * a.real + a.imag * a.imag) / b
+                count[block, p, q, k, out] += 1
                 a = 0j
                 b = 0.0
+
+
+def both_triangles(vis_sum, weight_sum, square_sum, count):
+    """:func:`accumulate`'s sums as (block, chan_out, pol, ant, ant) problems, each baseline
+    at ``[p, q]`` and (``vis_sum`` conjugated) ``[q, p]``."""
+    order = (0, 4, 3, 1, 2)
+    vis = vis_sum.transpose(order)
+    vis = vis + np.conj(np.swapaxes(vis, -1, -2))
+    rest = [x.transpose(order) for x in (weight_sum, square_sum, count)]
+    return (vis, *(x + np.swapaxes(x, -1, -2) for x in rest))
 
 
 def enforce_min_baselines(weight, min_baselines: int) -> np.ndarray:
