@@ -215,6 +215,34 @@ def test_time_interpolation_is_linear_in_amplitude_and_phase():
     assert np.allclose(nearest[:, 0], [1.0, 1.0, 2 * np.exp(3j)])
 
 
+def test_interpolate_in_time_equals_numpy_interp_per_element():
+    """Elements of different good-time patterns, each as np.interp of amplitude and unwrapped
+    phase over its good solutions (clamped beyond the ends), or the nearest good one."""
+    rng = np.random.default_rng(11)
+    times = np.sort(rng.uniform(0, 100, 7))[::-1].copy()  # any order
+    values = rng.uniform(0.5, 2, (7, 5, 3)) * np.exp(1j * rng.uniform(-3, 3, (7, 5, 3)))
+    ok = rng.uniform(size=(7, 5, 3)) < 0.7
+    ok[:, 0, 0] = False
+    ok[:, 1, 1] = [False] * 6 + [True]
+    at = np.concatenate([[-10.0, 150.0], rng.uniform(0, 100, 20), times[:2]])
+    for mode in ("linear", "nearest"):
+        out, out_ok = k.interpolate_in_time(times, values, ok, at, mode)
+        for index in np.ndindex(5, 3):
+            good = ok[(slice(None), *index)]
+            assert out_ok[(slice(None), *index)].all() == good.any()
+            if not good.any():
+                continue
+            order = np.argsort(times[good])
+            t, v = times[good][order], values[(slice(None), *index)][good][order]
+            if mode == "nearest" or len(t) == 1:
+                want = v[np.abs(at[:, None] - t[None, :]).argmin(axis=1)]
+            else:
+                want = np.interp(at, t, np.abs(v)) * np.exp(
+                    1j * np.interp(at, t, np.unwrap(np.angle(v)))
+                )
+            assert np.allclose(out[(slice(None), *index)], want)
+
+
 def test_solution_blocks_follow_casa_grid():
     t = 12.884902 * np.arange(24)
     fields = np.arange(24)

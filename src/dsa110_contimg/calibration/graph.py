@@ -3,7 +3,9 @@
 Dependencies carry the order (prepare -> assemble -> flag -> model ->
 prebp -> [kcal] -> bpcal -> gains -> apply) per SPW; SPWs and observations
 are independent chains, so they run side by side. Solves combined over SPWs
-join the chains of one MS. Targets' applies depend on the calibrator's solves
+join the chains of one MS. With the native engine one task per (MS, SPW)
+solves every step of that SPW from one read of its rows, and a small task per
+step hands on that step's outcome. Targets' applies depend on the calibrator's solves
 of the same SPW and read its tables where they are built. Each MS's publish
 waits for every other task of that MS (and a calibrator's for its targets'
 applies), then renames all its products into place together. Task keys name the step, MS and SPW so
@@ -156,7 +158,16 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
             )
         return merged[step]
 
-    for step, _ in solve_steps(config):
+    if config.engine == "native":  # one task per SPW solves every step from one read
+        for p in obs.pieces:
+            staged = {step: obs.staged(p.table(step)) for step, _ in solve_steps(config)}
+            chain = _task(steps.solve_chain, _key("solve", obs, p.spw), obs, config, log_dir,
+                          solve_vis[p.spw], p.spw, staged, [ready[p.spw]])  # fmt: skip
+            for step, table in staged.items():
+                task = _task(steps.chain_outcome, _key(step, obs, p.spw), chain, step)
+                outcomes.append(task)
+                tables[p.spw][step] = (table, task)
+    for step, _ in [] if config.engine == "native" else solve_steps(config):
         if step in combined:
             priors, upstream = {}, [ready[s] for s in ready]
             for prior in list(next(iter(tables.values()), {})):

@@ -15,6 +15,7 @@ the QA and ``apply`` read it as CASA's own.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from dsa110_contimg.ms import caltables, reads
 from dsa110_contimg.ms.antennas import antenna_names
 from dsa110_contimg.ms.publish import publish_directory
 
+KEEP_WHOLE_CHUNK = 0.9  # fraction of solve rows above which a chunk is not copied
 MAX_ITERATIONS = 200
 PER_INTEGRATION_S = 1e-6  # a solution interval shorter than any integration
 TOLERANCE = 1e-10
@@ -160,7 +162,7 @@ def solve_to_caltable(vis: str, caltable: str, request: SolveRequest,
     }
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False)  # not slotted: ``times`` is cached on the instance
 class SolveData:
     """The cross-correlation rows of one SPW's solve fields (not row-flagged), in memory.
 
@@ -182,7 +184,13 @@ class SolveData:
     field: np.ndarray
     scan: np.ndarray
     uv_m: np.ndarray  # sqrt(u^2 + v^2)
+    usable: np.ndarray  # a solve row (cross-correlation of a solve field, not row-flagged)
     read_seconds: float
+
+    @functools.cached_property
+    def times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the distinct times, each row's index into them)."""
+        return np.unique(self.time, return_inverse=True)
 
     @property
     def n_rows(self) -> int:
@@ -211,17 +219,22 @@ def read_solve_data(vis: str, spw: int, fields) -> SolveData:
                for chunk in zip(*[ds[c].data.to_delayed().ravel() for c in cube + small],
                                 strict=True)]  # fmt: skip
     (loaded,) = reads.compute_reading(delayed)
-    chunks, per_row = [], {"time": [], "field": [], "scan": [], "uv_m": []}
+    chunks, per_row = [], {"time": [], "field": [], "scan": [], "uv_m": [], "usable": []}
     for values in loaded:
         *visibilities, field_id, scan, flag_row, uvw = values
-        keep = (visibilities[4] != visibilities[5]) & ~flag_row & np.isin(field_id, wanted)
-        if not keep.any():
+        usable = (visibilities[4] != visibilities[5]) & ~flag_row
+        if len(wanted):  # no fields named: every field, as CASA's field=''
+            usable &= np.isin(field_id, wanted)
+        if not usable.any():
             continue
+        # a chunk mostly of solve rows is kept whole (its other rows marked, not copied out)
+        keep = usable if usable.mean() < KEEP_WHOLE_CHUNK else slice(None)
         chunks.append(tuple(v[keep] for v in visibilities))
         per_row["time"].append(visibilities[6][keep])
         per_row["field"].append(field_id[keep])
         per_row["scan"].append(scan[keep])
         per_row["uv_m"].append(np.hypot(uvw[keep, 0], uvw[keep, 1]))
+        per_row["usable"].append(usable[keep])
     names = tuple(antenna_names(vis))
     joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in per_row.items()}
     return SolveData(
@@ -237,6 +250,7 @@ def read_solve_data(vis: str, spw: int, fields) -> SolveData:
         field=joined["field"].astype(np.int64),
         scan=joined["scan"].astype(np.int64),
         uv_m=joined["uv_m"],
+        usable=joined["usable"].astype(bool),
         read_seconds=time.perf_counter() - started,
     )
 
@@ -253,11 +267,13 @@ class _Setup:
 
 
 def _setup(data: SolveData, request: SolveRequest) -> _Setup:
-    if data.spw != request.spw or not set(request.fields) <= set(data.fields):
+    if data.spw != request.spw or (data.fields and not set(request.fields) <= set(data.fields)):
         raise ValueError("the solve data hold other rows than the request asks for")
     uv_lambda = data.uv_m * data.chan_freq.mean() / SPEED_OF_LIGHT_M_S
     low, high = request.uv_range_lambda
-    keep = (uv_lambda >= low) & (uv_lambda <= high) & np.isin(data.field, request.fields)
+    keep = data.usable & (uv_lambda >= low) & (uv_lambda <= high)
+    if request.fields:
+        keep &= np.isin(data.field, request.fields)
     if not keep.any():
         raise StepFailed(f"no unflagged cross-correlations of fields {list(request.fields)} "
                          f"in SPW {request.spw} within the uv range")  # fmt: skip
@@ -317,7 +333,7 @@ def _reduce(data: SolveData, request: SolveRequest, setup: _Setup) -> _Reduced:
     chan_out = (np.arange(setup.n_chan) if request.kind == "B"
                 else np.zeros(setup.n_chan, np.int64))  # fmt: skip
     # the earlier tables' gains once, at every time of the solve rows
-    unique_times, time_index = np.unique(data.time, return_inverse=True)
+    unique_times, time_index = data.times
     prior = np.ones((len(unique_times), setup.n_ant, setup.n_chan, n_pol), np.complex128)
     for table in priors:
         prior *= table.at(unique_times, n_pol, setup.n_chan)  # (time, ant, chan, pol)

@@ -14,7 +14,7 @@ import dask
 
 from dsa110_contimg import casa_env
 from dsa110_contimg.calibration.plan import ObservationPlan, applied_steps, solve_steps
-from dsa110_contimg.calibration.steps import (
+from dsa110_contimg.calibration.recipe import (
     GAIN_PRIOR_STEPS,
     PRIOR_STEPS,
     applied_tables,

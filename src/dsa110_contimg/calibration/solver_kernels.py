@@ -307,25 +307,30 @@ def interpolate_in_time(times, values, ok, at, mode: str):
     an element with no good solution is not ok.
     """
     n_time = len(times)
+    at = np.asarray(at, float)
     flat = values.reshape(n_time, -1)
     flat_ok = ok.reshape(n_time, -1)
     out = np.zeros((len(at), flat.shape[1]), np.complex128)
     out_ok = np.zeros((len(at), flat.shape[1]), bool)
     order = np.argsort(times)
-    times, flat, flat_ok = np.asarray(times)[order], flat[order], flat_ok[order]
-    for j in range(flat.shape[1]):
-        good = flat_ok[:, j]
+    times, flat, flat_ok = np.asarray(times, float)[order], flat[order], flat_ok[order]
+    # the elements that share a pattern of good times are interpolated together
+    patterns, pattern_of = np.unique(flat_ok.T, axis=0, return_inverse=True)
+    for index, good in enumerate(patterns):
         if not good.any():
             continue
-        t, v = times[good], flat[good, j]
-        out_ok[:, j] = True
+        columns = np.flatnonzero(pattern_of.ravel() == index)
+        t, v = times[good], flat[np.ix_(good, columns)]
+        out_ok[:, columns] = True
         if mode == "nearest" or len(t) == 1:
-            index = np.abs(np.asarray(at)[:, None] - t[None, :]).argmin(axis=1)
-            out[:, j] = v[index]
+            out[:, columns] = v[np.abs(at[:, None] - t[None, :]).argmin(axis=1)]
             continue
-        amp = np.interp(at, t, np.abs(v))
-        phase = np.interp(at, t, np.unwrap(np.angle(v)))
-        out[:, j] = amp * np.exp(1j * phase)
+        lower = np.clip(np.searchsorted(t, at, side="right") - 1, 0, len(t) - 2)
+        frac = np.clip((at - t[lower]) / (t[lower + 1] - t[lower]), 0.0, 1.0)[:, None]
+        amp, phase = np.abs(v), np.unwrap(np.angle(v), axis=0)
+        out[:, columns] = (amp[lower] + frac * (amp[lower + 1] - amp[lower])) * np.exp(
+            1j * (phase[lower] + frac * (phase[lower + 1] - phase[lower]))
+        )
     shape = (len(at), *values.shape[1:])
     return out.reshape(shape), out_ok.reshape(shape)
 
@@ -346,13 +351,16 @@ def solution_blocks(times, fields, scans, solint_s: float, combine_field: bool,
         keys.append(np.asarray(scans))
     if not combine_field:
         keys.append(np.asarray(fields))
-    first_time = {}
-    stacked = np.stack(keys, axis=1) if len(times) else np.zeros((0, len(keys)), np.int64)
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    # one integer code per row from the dense codes of each key
+    code = np.zeros(len(times), np.int64)
+    for key in keys:
+        values, dense = np.unique(key, return_inverse=True)
+        code = code * len(values) + dense.ravel()
+    unique, inverse = np.unique(code, return_inverse=True)
     inverse = inverse.ravel()
-    for i in range(len(unique)):
-        first_time[i] = times[inverse == i].min()
-    order = sorted(first_time, key=lambda i: (first_time[i], i))
+    first_time = np.full(len(unique), np.inf)
+    np.minimum.at(first_time, inverse, times)
+    order = np.lexsort((np.arange(len(unique)), first_time))
     renumber = np.empty(len(unique), np.int64)
     renumber[order] = np.arange(len(unique))
     return renumber[inverse]

@@ -9,6 +9,7 @@ flags and applies rewrite the same values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -21,6 +22,13 @@ from dsa110_contimg import casa_env
 from dsa110_contimg.calibration.config import CalibrationConfig
 from dsa110_contimg.calibration.outcomes import FAILED, SKIPPED, StepOutcome, run_step
 from dsa110_contimg.calibration.plan import ObservationPlan, SpwPiece, applied_steps
+from dsa110_contimg.calibration.recipe import (
+    GAIN_PRIOR_STEPS,
+    PRIOR_STEPS,
+    applied_tables,
+    selection_string,
+    solve_parameters,
+)
 from dsa110_contimg.casa import tasks
 from dsa110_contimg.errors import StepFailed
 from dsa110_contimg.ms import caltables, mms, reads
@@ -41,10 +49,6 @@ def staging_path(piece: SpwPiece, obs: ObservationPlan) -> Path:
 
 def work_mms(obs: ObservationPlan) -> Path:
     return Path(obs.work_dir) / Path(obs.output_mms).name
-
-
-def selection_string(ids) -> str:
-    return ",".join(str(i) for i in ids)
 
 
 def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, log_dir):
@@ -205,79 +209,6 @@ def average(obs: ObservationPlan, piece: SpwPiece, config, log_dir, modelled):
     return run_step("average", obs, piece.spw, [modelled], body, config.retries)
 
 
-def solve_parameters(step: str, obs: ObservationPlan, config: CalibrationConfig, combined: bool):
-    """CASA parameters of a solve step (without vis, caltable and applied tables)."""
-    common = {"field": selection_string(obs.cal_fields), "refant": obs.refant}
-    spw_combine = ",spw" if combined else ""
-    if step == "prebp":
-        c = config.prebp
-        return "gaincal", {
-            **common,
-            "solint": c.solint,
-            "calmode": "p",
-            "gaintype": "G",
-            "uvrange": c.uvrange,
-            "minsnr": c.minsnr,
-            "minblperant": c.minblperant,
-            "combine": spw_combine.lstrip(","),
-        }
-    if step == "kcal":
-        c = config.delay
-        return "gaincal", {
-            **common,
-            "solint": c.solint,
-            "gaintype": "K",
-            "minsnr": c.minsnr,
-            "combine": "scan,field",
-        }
-    if step == "bpcal":
-        c = config.bandpass
-        return "bandpass", {
-            **common,
-            "solint": c.solint,
-            "bandtype": "B",
-            "combine": "scan,field" if c.combine_field else "scan",
-            "solnorm": c.solnorm,
-            "minsnr": c.minsnr,
-            "fillgaps": c.fillgaps,
-            "minblperant": c.minblperant,
-            "uvrange": c.uvrange,
-        }
-    c = config.gains
-    index = 0 if step == "gpcal" else int(step[: -len("gcal")]) - 1
-    return "gaincal", {
-        **common,
-        "solint": c.solints[index],
-        "calmode": c.calmode,
-        "gaintype": "G",
-        "minsnr": c.minsnr,
-        "minblperant": c.minblperant,
-        "uvrange": c.uvrange,
-        "combine": "scan,field" + spw_combine,
-    }
-
-
-# Which earlier tables each solve applies on the fly.
-PRIOR_STEPS = {"prebp": (), "kcal": ("prebp",), "bpcal": ("prebp", "kcal")}
-GAIN_PRIOR_STEPS = ("kcal", "bpcal")
-
-
-def applied_tables(priors, tables_by_step, n_spw_total):
-    """gaintable/interp/spwmap for the earlier tables a solve or apply uses."""
-    gaintable, interp, spwmap = [], [], []
-    for step in priors:
-        table = tables_by_step.get(step)
-        if table is None:
-            continue
-        info = caltables.caltable_info(table)
-        gaintable.append(table)
-        interp.append(caltables.APPLY_INTERP.get(info.kind, "linear"))
-        spwmap.append(caltables.spwmap_for(info, n_spw_total))
-    if not any(spwmap):
-        spwmap = []
-    return {"gaintable": gaintable, "interp": interp, "spwmap": spwmap}
-
-
 def solve(
     step: str,
     obs: ObservationPlan,
@@ -290,39 +221,85 @@ def solve(
     upstream,
 ):
     """One CASA solve of ``step`` on ``vis`` (one SPW, or every SPW when ``spw`` < 0)."""
-    combined = spw < 0
 
     def body():
-        task, parameters = solve_parameters(step, obs, config, combined)
-        parameters["spw"] = selection_string(obs.spws) if combined else str(spw)
-        priors = PRIOR_STEPS.get(step, GAIN_PRIOR_STEPS)
-        parameters.update(applied_tables(priors, tables_by_step, obs.n_spw_total))
-        Path(caltable).parent.mkdir(parents=True, exist_ok=True)
-        if config.engine == "native":
-            from dsa110_contimg.calibration import native
-
-            request = native.request_from_parameters(task, parameters)
-            detail = native.solve_to_caltable(vis, caltable, request)
-        else:
-            runner = tasks.run_bandpass if task == "bandpass" else tasks.run_gaincal
-            call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
-            detail = {"casa_seconds": call.seconds}
-        stats = caltables.solution_statistics(caltable, obs.antennas_with_data)
-        if stats["kept_fraction"] == 0.0:
-            minsnr = parameters.get("minsnr")
-            snr = stats.get("flagged_snr_median")
-            why = (
-                f"median SNR {snr:.2f} below minsnr {minsnr:g}: try a longer solution interval, "
-                "averaging channels (--fast) or a lower minsnr"
-                if snr is not None and minsnr and snr < minsnr
-                else f"SNR below {minsnr}, or too few baselines per antenna"
-            )
-            raise StepFailed(
-                f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'}: {why}"
-            )
-        return {**detail, "table": caltable, **stats}
+        return _solve_body(step, obs, config, log_dir, vis, spw, caltable, tables_by_step)
 
     return run_step(step, obs, spw, upstream, body, config.retries)
+
+
+def solve_chain(obs: ObservationPlan, config, log_dir, vis: str, spw: int, caltables_by_step,
+                upstream) -> dict:  # fmt: skip
+    """The native engine's solves of one SPW in recipe order, from its solve rows read once.
+
+    ``caltables_by_step``: {step: table} in solve order. Returns {step: outcome}; each
+    solve applies the tables of the steps before it, and a failed solve skips the rest.
+    """
+    rows = _HeldSolveRows(vis, spw, obs.cal_fields)
+    outcomes, earlier = {}, {}
+    for step, caltable in caltables_by_step.items():
+        body = functools.partial(_solve_body, step, obs, config, log_dir, vis, spw, caltable,
+                                 dict(earlier), rows)  # fmt: skip
+        outcomes[step] = run_step(step, obs, spw, [*upstream, *outcomes.values()], body,
+                                  config.retries)  # fmt: skip
+        earlier[step] = caltable
+    return outcomes
+
+
+class _HeldSolveRows:
+    """One SPW's solve rows, read on first use and kept for the solves after it."""
+
+    def __init__(self, vis, spw, fields):
+        self.vis, self.spw, self.fields, self.data = vis, spw, fields, None
+
+    def __call__(self):
+        if self.data is None:
+            from dsa110_contimg.calibration import native
+
+            self.data = native.read_solve_data(self.vis, self.spw, self.fields)
+            return self.data, self.data.read_seconds
+        return self.data, 0.0
+
+
+def chain_outcome(outcomes: dict, step: str) -> StepOutcome:
+    """One step's outcome of :func:`solve_chain` (its own task, named for the step)."""
+    return outcomes[step]
+
+
+def _solve_body(step, obs, config, log_dir, vis, spw, caltable, tables_by_step,
+                solve_data=None) -> dict:  # fmt: skip
+    combined = spw < 0
+    task, parameters = solve_parameters(step, obs, config, combined)
+    parameters["spw"] = selection_string(obs.spws) if combined else str(spw)
+    priors = PRIOR_STEPS.get(step, GAIN_PRIOR_STEPS)
+    parameters.update(applied_tables(priors, tables_by_step, obs.n_spw_total))
+    Path(caltable).parent.mkdir(parents=True, exist_ok=True)
+    if config.engine == "native":
+        from dsa110_contimg.calibration import native
+
+        request = native.request_from_parameters(task, parameters)
+        data, read_seconds = solve_data() if solve_data else (None, None)
+        detail = native.solve_to_caltable(vis, caltable, request, data)
+        if read_seconds is not None:
+            detail["read_seconds"] = read_seconds
+    else:
+        runner = tasks.run_bandpass if task == "bandpass" else tasks.run_gaincal
+        call = runner(vis, caltable, casa_log(log_dir, obs, spw, step), **parameters)
+        detail = {"casa_seconds": call.seconds}
+    stats = caltables.solution_statistics(caltable, obs.antennas_with_data)
+    if stats["kept_fraction"] == 0.0:
+        minsnr = parameters.get("minsnr")
+        snr = stats.get("flagged_snr_median")
+        why = (
+            f"median SNR {snr:.2f} below minsnr {minsnr:g}: try a longer solution interval, "
+            "averaging channels (--fast) or a lower minsnr"
+            if snr is not None and minsnr and snr < minsnr
+            else f"SNR below {minsnr}, or too few baselines per antenna"
+        )
+        raise StepFailed(
+            f"{step} kept no solutions on {obs.stem} spw {spw if spw >= 0 else 'all'}: {why}"
+        )
+    return {**detail, "table": caltable, **stats}
 
 
 def apply(
