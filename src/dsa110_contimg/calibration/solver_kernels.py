@@ -53,6 +53,11 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
     weighted as the solve weights the data).
     """
     n_row, n_chan, _ = data.shape
+    # dividing by a gain is multiplying by its inverse; a flagged (zero) gain stays zero
+    inverse = np.zeros_like(prior)
+    for index in np.ndindex(prior.shape):
+        if prior[index] != 0:
+            inverse[index] = 1.0 / prior[index]
     for r in range(n_row):
         block = row_block[r]
         p = ant1[r]
@@ -60,6 +65,7 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
         if block < 0 or p == q:
             continue
         t = prior_time[r]
+        row_weight = 0.0
         for k in range(len(hands)):
             corr = hands[k]
             a = 0j
@@ -68,10 +74,10 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
                 out = chan_out[c]
                 if out >= 0 and not flag[r, c, corr]:
                     w = weight[r, c, corr]
-                    g = prior[t, p, c, k] * np.conj(prior[t, q, c, k])
+                    g = inverse[t, p, c, k] * np.conj(inverse[t, q, c, k])
                     m = model[r, c, corr]
                     mm = m.real * m.real + m.imag * m.imag
-                    v = data[r, c, corr] / g if g != 0 else 0j
+                    v = data[r, c, corr] * g
                     if (w > 0.0 and g != 0 and mm > 0.0 and np.isfinite(v.real)
                             and np.isfinite(v.imag)):  # fmt: skip
                         a += w * v * np.conj(m)
@@ -82,8 +88,7 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
                         a = 0j
                         b = 0.0
                     continue
-                time_weight[block] += b * row_time[r]
-                weight_total[block] += b
+                row_weight += b
                 if phase_only:
                     amp = abs(a) / b
                     if amp > 0.0:
@@ -95,6 +100,8 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
                 count[block, p, q, k, out] += 1
                 a = 0j
                 b = 0.0
+        time_weight[block] += row_weight * row_time[r]
+        weight_total[block] += row_weight
 
 
 def both_triangles(vis_sum, weight_sum, square_sum, count):
