@@ -256,6 +256,38 @@ def test_apply_to_a_target_observation(calibrated, make_observation, tmp_path, c
     assert column_digest(target) == before
 
 
+def test_native_apply_equals_applycal_on_a_target(calibrated, make_observation, tmp_path,
+                                                   client):  # fmt: skip
+    """The native apply writes what CASA's applycal writes: CORRECTED_DATA of a target
+    hours from the calibrator (gains beyond their ends) and FLAG, where the tables hold
+    flagged solutions (calflag) too."""
+    _, summary, _ = calibrated
+    merged = summary.observations[0].merged_tables
+    tables = []
+    for step in ("bpcal", "2gcal"):
+        copy = tmp_path / Path(merged[step]).name
+        shutil.copytree(merged[step], copy)
+        with table(str(copy), readonly=False, ack=False) as t:
+            flag = t.getcol("FLAG")
+            flag[3::7, : max(1, flag.shape[1] // 3), 0] = True  # some antennas, channels, X
+            t.putcol("FLAG", flag)
+        tables.append(str(copy))
+    target = make_observation("small", seed=7, start_time="2026-01-01T20:00:00")
+    results = {}
+    for engine in ("casa", "native"):
+        config = resolve_config(overrides={"engine": engine})
+        plan = plan_apply([str(target)], tables, config, tmp_path / engine)
+        result = run_plan(plan, client, tmp_path / f"run-{engine}", progress=False)
+        assert result.status == "ok", result.failure_lines()
+        order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"
+        with table(result.observations[0].output_mms, ack=False) as t, t.sort(order) as s:
+            results[engine] = s.getcol("CORRECTED_DATA"), s.getcol("FLAG")
+    (casa, casa_flag), (native, native_flag) = results["casa"], results["native"]
+    assert casa_flag.any() and not casa_flag.all()
+    np.testing.assert_array_equal(native_flag, casa_flag)
+    np.testing.assert_allclose(native[~casa_flag], casa[~casa_flag], rtol=1e-4, atol=1e-6)
+
+
 def run_cli(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "dsa110_contimg.calibration.cli", *map(str, args)],

@@ -207,40 +207,66 @@ def test_time_interpolation_is_linear_in_amplitude_and_phase():
     times = np.array([0.0, 10.0, 20.0])
     values = np.array([1.0, 2 * np.exp(1j * 3.0), 3 * np.exp(-1j * 3.0)])[:, None]
     ok = np.array([True, True, False])[:, None]
-    at = np.array([-5.0, 5.0, 15.0])
+    at = np.array([-5.0, 5.0, 10.0, 15.0, 25.0])
     out, out_ok = k.interpolate_in_time(times, values, ok, at, "linear")
-    assert out_ok.all()
-    assert np.allclose(out[:, 0], [1.0, 1.5 * np.exp(1.5j), 2 * np.exp(3j)])
-    nearest, _ = k.interpolate_in_time(times, values, ok, at, "nearest")
-    assert np.allclose(nearest[:, 0], [1.0, 1.0, 2 * np.exp(3j)])
+    # a flagged slot flags what it brackets, as CASA applies it; phase takes the short way
+    assert out_ok[:, 0].tolist() == [True, True, True, False, False]
+    assert np.allclose(out[:3, 0], [1.0, 1.5 * np.exp(1.5j), 2 * np.exp(3j)])
+    assert np.isclose(out[3, 0], 2.5 * np.exp(1j * (3.0 + (2 * np.pi - 6.0) / 2)))
+    nearest, nearest_ok = k.interpolate_in_time(times, values, ok, at, "nearest")
+    assert np.allclose(nearest[:3, 0], [1.0, 1.0, 2 * np.exp(3j)])
+    assert nearest_ok[:, 0].tolist() == [True, True, True, True, False]
 
 
-def test_interpolate_in_time_equals_numpy_interp_per_element():
-    """Elements of different good-time patterns, each as np.interp of amplitude and unwrapped
-    phase over its good solutions (clamped beyond the ends), or the nearest good one."""
+def _casa_slot(times, t, mode):
+    """CASA's CTTimeInterp1 registration, element by element: (lo, hi, frac)."""
+    n = len(times)
+    if n == 1 or t <= times[0]:
+        return 0, 0, 0.0
+    if t >= times[-1]:
+        return n - 1, n - 1, 0.0
+    i = int(np.flatnonzero(times <= t)[-1])
+    if times[i] == t:
+        return i, i, 0.0
+    if mode == "nearest":
+        j = i + 1 if times[i + 1] - t < t - times[i] else i
+        return j, j, 0.0
+    return i, i + 1, (t - times[i]) / (times[i + 1] - times[i])
+
+
+def test_interpolate_in_time_follows_casa_slots_element_by_element():
     rng = np.random.default_rng(11)
     times = np.sort(rng.uniform(0, 100, 7))[::-1].copy()  # any order
     values = rng.uniform(0.5, 2, (7, 5, 3)) * np.exp(1j * rng.uniform(-3, 3, (7, 5, 3)))
     ok = rng.uniform(size=(7, 5, 3)) < 0.7
-    ok[:, 0, 0] = False
-    ok[:, 1, 1] = [False] * 6 + [True]
-    at = np.concatenate([[-10.0, 150.0], rng.uniform(0, 100, 20), times[:2]])
+    at = np.concatenate([[-10.0, 150.0], rng.uniform(0, 100, 20), times[:3]])
+    order = np.argsort(times)
+    sorted_times, sorted_values, sorted_ok = times[order], values[order], ok[order]
     for mode in ("linear", "nearest"):
         out, out_ok = k.interpolate_in_time(times, values, ok, at, mode)
-        for index in np.ndindex(5, 3):
-            good = ok[(slice(None), *index)]
-            assert out_ok[(slice(None), *index)].all() == good.any()
-            if not good.any():
-                continue
-            order = np.argsort(times[good])
-            t, v = times[good][order], values[(slice(None), *index)][good][order]
-            if mode == "nearest" or len(t) == 1:
-                want = v[np.abs(at[:, None] - t[None, :]).argmin(axis=1)]
-            else:
-                want = np.interp(at, t, np.abs(v)) * np.exp(
-                    1j * np.interp(at, t, np.unwrap(np.angle(v)))
-                )
-            assert np.allclose(out[(slice(None), *index)], want)
+        for i, t in enumerate(at):
+            lo, hi, frac = _casa_slot(sorted_times, t, mode)
+            a, b = sorted_values[lo], sorted_values[hi]
+            want = (np.abs(a) * (1 - frac) + np.abs(b) * frac) * np.exp(
+                1j * (np.angle(a) + np.angle(b / a) * frac)
+            )
+            assert np.allclose(out[i], want)
+            assert (out_ok[i] == (sorted_ok[lo] & sorted_ok[hi])).all()
+
+
+def test_flagged_channels_are_filled_from_the_good_ones():
+    """CASA's frequency resampling: flagged channels interpolated (the nearest beyond the
+    ends) and unflagged; a series without a good channel stays flagged."""
+    chans = np.arange(8)
+    truth = (1 + 0.1 * chans) * np.exp(0.3j * chans)
+    values = np.tile(truth[None, None, :, None], (1, 2, 1, 1))
+    ok = np.ones(values.shape, bool)
+    ok[0, 0, [0, 3, 4]] = False
+    ok[0, 1] = False
+    filled, filled_ok = k.fill_flagged_channels(np.where(ok, values, 0), ok)
+    assert filled_ok[0, 0].all() and not filled_ok[0, 1].any()
+    assert np.allclose(filled[0, 0, 1:, 0], truth[1:])
+    assert np.isclose(filled[0, 0, 0, 0], truth[1])
 
 
 def test_solution_blocks_follow_casa_grid():
@@ -267,3 +293,36 @@ def test_data_without_antenna_structure_is_degenerate_or_unconverged():
     truth, good, w = _problem(4, n, 0.1, 0.0)
     gains, iterations = k.solve_gains(good[None], w[None], usable, False, 200, 1e-10)
     assert iterations[0] < 200 and not k.degenerate(gains, usable)[0]
+
+
+def test_apply_gains_divides_each_feed_by_its_own_polarisation():
+    """CORRECTED = V / (g_p^a conj(g_q^b)) for correlation (a, b) of XX XY YX YY, against
+    numpy; a zero (flagged) gain flags the visibility and leaves it as it was."""
+    from dsa110_contimg.calibration import apply_kernels
+
+    rng = np.random.default_rng(5)
+    n_row, n_chan, n_ant, n_time = 40, 3, 5, 2
+    corr = np.array([9, 10, 11, 12])
+    feeds = apply_kernels.correlation_feeds(corr, [0, 3])
+    assert feeds.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    data = rng.standard_normal((n_row, n_chan, 4)) + 1j * rng.standard_normal((n_row, n_chan, 4))
+    flag = rng.uniform(size=data.shape) < 0.1
+    gains = rng.uniform(0.5, 2, (n_time, n_ant, n_chan, 2)) * np.exp(
+        1j * rng.uniform(-3, 3, (n_time, n_ant, n_chan, 2))
+    )
+    gains[1, 2, 1, 1] = 0
+    ant1, ant2 = rng.integers(0, n_ant, n_row), rng.integers(0, n_ant, n_row)
+    row_time = rng.integers(0, n_time, n_row)
+    ant1[0], row_time[0] = 2, 1  # a row the flagged gain applies to
+    corrected, flag_out = np.empty_like(data), np.empty_like(flag)
+    apply_kernels.apply_gains(data, flag, ant1, ant2, row_time,
+                              apply_kernels.inverse_gains(gains), feeds, corrected,
+                              flag_out)  # fmt: skip
+    for k_corr, (a, b) in enumerate(feeds):
+        g = gains[row_time, ant1, :, a] * np.conj(gains[row_time, ant2, :, b])
+        bad = g == 0
+        want = np.where(bad, data[:, :, k_corr], data[:, :, k_corr] / np.where(bad, 1, g))
+        assert np.allclose(corrected[:, :, k_corr], want)
+        assert (flag_out[:, :, k_corr] == (flag[:, :, k_corr] | bad)).all()
+    assert flag_out[0, 1, 2:].all()  # YX and YY of the row with the flagged Y gain
+    assert apply_kernels.correlation_feeds(np.array([9, 10]), [0]) is None

@@ -321,7 +321,7 @@ class _Reduced:
 
 def _reduce(data: SolveData, request: SolveRequest, setup: _Setup) -> _Reduced:
     """Every chunk's rows added into one set of sums, the earlier tables applied."""
-    priors = [_prior_solutions(path, interp, spwmap, request.spw, setup)
+    priors = [TableGains.from_table(path, interp, spwmap, request.spw, setup.n_ant)
               for path, interp, spwmap in request.priors]  # fmt: skip
     n_out = setup.n_chan if request.kind == "B" else 1
     n_block = int(setup.row_block.max()) + 1
@@ -350,16 +350,35 @@ def _reduce(data: SolveData, request: SolveRequest, setup: _Setup) -> _Reduced:
 
 
 @dataclass(frozen=True, eq=False)
-class _Prior:
+class TableGains:
+    """One SPW's solutions of a CASA table, ready to interpolate to the data's times."""
+
     times: np.ndarray
     values: np.ndarray  # (time, ant, chan, pol)
     ok: np.ndarray
     interp: str
 
+    @classmethod
+    def from_table(cls, path, interp, spwmap, spw: int, n_ant: int) -> TableGains:
+        by_spw = caltables.read_solutions_by_spw(path)
+        source = spwmap[spw] if spwmap and spw < len(spwmap) else spw
+        if source not in by_spw:
+            raise ContimgError(f"caltable {path} has no solutions for SPW {source}")
+        part = by_spw[source]
+        times = np.unique(part.time)
+        n_chan, n_pol = part.values.shape[1:]
+        values = np.zeros((len(times), n_ant, n_chan, n_pol), np.complex128)
+        ok = np.zeros(values.shape, bool)
+        index = np.searchsorted(times, part.time)
+        values[index, part.antenna] = part.values
+        ok[index, part.antenna] = ~part.flag
+        return cls(times, values, ok, str(interp or "linear"))
+
     def at(self, times, n_pol, n_chan) -> np.ndarray:
         """(time, ant, chan, pol) gains at ``times``; 0 where flagged (the data then are)."""
         mode = "nearest" if self.interp.split(",")[0] == "nearest" else "linear"
         values, ok = kernels.interpolate_in_time(self.times, self.values, self.ok, times, mode)
+        values, ok = kernels.fill_flagged_channels(values, ok)
         gains = np.where(ok, values, 0)
         if gains.shape[2] == 1:
             gains = np.broadcast_to(gains, (*gains.shape[:2], n_chan, gains.shape[3]))
@@ -367,22 +386,6 @@ class _Prior:
             raise ContimgError("an earlier table's channels or polarisations do not match "
                                "the data: the native engine cannot apply it")  # fmt: skip
         return gains[..., :n_pol]
-
-
-def _prior_solutions(path, interp, spwmap, spw, setup) -> _Prior:
-    by_spw = caltables.read_solutions_by_spw(path)
-    source = spwmap[spw] if spwmap and spw < len(spwmap) else spw
-    if source not in by_spw:
-        raise ContimgError(f"caltable {path} has no solutions for SPW {source}")
-    part = by_spw[source]
-    times = np.unique(part.time)
-    n_chan, n_pol = part.values.shape[1:]
-    values = np.zeros((len(times), setup.n_ant, n_chan, n_pol), np.complex128)
-    ok = np.zeros(values.shape, bool)
-    index = np.searchsorted(times, part.time)
-    values[index, part.antenna] = part.values
-    ok[index, part.antenna] = ~part.flag
-    return _Prior(times, values, ok, interp)
 
 
 def _solve(request: SolveRequest, setup: _Setup, reduced: _Reduced) -> caltables.NewSolutions:

@@ -306,40 +306,59 @@ def _gaps(good) -> list[tuple[int, int]]:
 
 
 def interpolate_in_time(times, values, ok, at, mode: str):
-    """Solutions at ``at`` (MJD s) from solutions at ``times``, per trailing element.
+    """Solutions at ``at`` (MJD s) from the solution slots at ``times``, as CASA applies them.
 
-    ``values``, ``ok``: (time, ...). ``mode`` ``linear`` interpolates amplitude and
-    phase between the good solutions either side (the nearest beyond the ends),
-    ``nearest`` takes the nearest good one. Returns (values at ``at``, ok at ``at``);
-    an element with no good solution is not ok.
+    ``values``, ``ok``: (time, ...). Every slot counts, flagged or not (CASA's
+    ``CTTimeInterp1``): before the first or after the last slot, that slot; ``nearest``,
+    the nearest slot; ``linear``, amplitude and phase interpolated between the slots
+    either side, flagged if either is. Returns (values at ``at``, ok at ``at``).
     """
-    n_time = len(times)
-    at = np.asarray(at, float)
-    flat = values.reshape(n_time, -1)
-    flat_ok = ok.reshape(n_time, -1)
-    out = np.zeros((len(at), flat.shape[1]), np.complex128)
-    out_ok = np.zeros((len(at), flat.shape[1]), bool)
     order = np.argsort(times)
-    times, flat, flat_ok = np.asarray(times, float)[order], flat[order], flat_ok[order]
-    # the elements that share a pattern of good times are interpolated together
-    patterns, pattern_of = np.unique(flat_ok.T, axis=0, return_inverse=True)
-    for index, good in enumerate(patterns):
-        if not good.any():
-            continue
-        columns = np.flatnonzero(pattern_of.ravel() == index)
-        t, v = times[good], flat[np.ix_(good, columns)]
-        out_ok[:, columns] = True
-        if mode == "nearest" or len(t) == 1:
-            out[:, columns] = v[np.abs(at[:, None] - t[None, :]).argmin(axis=1)]
-            continue
-        lower = np.clip(np.searchsorted(t, at, side="right") - 1, 0, len(t) - 2)
-        frac = np.clip((at - t[lower]) / (t[lower + 1] - t[lower]), 0.0, 1.0)[:, None]
-        amp, phase = np.abs(v), np.unwrap(np.angle(v), axis=0)
-        out[:, columns] = (amp[lower] + frac * (amp[lower + 1] - amp[lower])) * np.exp(
-            1j * (phase[lower] + frac * (phase[lower + 1] - phase[lower]))
-        )
-    shape = (len(at), *values.shape[1:])
-    return out.reshape(shape), out_ok.reshape(shape)
+    times = np.asarray(times, float)[order]
+    values, ok = np.asarray(values)[order], np.asarray(ok)[order]
+    at = np.asarray(at, float)
+    n = len(times)
+    last = np.clip(np.searchsorted(times, at, side="right") - 1, 0, n - 1)  # slot at or before
+    if mode == "nearest" or n == 1:
+        after = np.minimum(last + 1, n - 1)
+        closer = (times[after] - at) < (at - times[last])
+        lo = hi = np.where(closer, after, last)
+        frac = np.zeros(len(at))
+    else:
+        lo = np.minimum(last, n - 2)
+        hi = lo + 1
+        frac = np.clip((at - times[lo]) / (times[hi] - times[lo]), 0.0, 1.0)
+        # on a slot, or beyond the ends: that slot alone
+        hi, lo = np.where(frac == 0, lo, hi), np.where(frac == 1, hi, lo)
+    frac = frac.reshape(-1, *([1] * (values.ndim - 1)))
+    start, end = values[lo], values[hi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.angle(np.where(start != 0, end / start, 1.0))
+    amp = np.abs(start) * (1 - frac) + np.abs(end) * frac
+    interpolated = amp * np.exp(1j * (np.angle(start) + step * frac))
+    return interpolated, ok[lo] & ok[hi]
+
+
+def fill_flagged_channels(values, ok):
+    """CASA's resampling in frequency of a time-interpolated solution: per (time, antenna,
+    polarisation) the flagged channels are interpolated from the good ones (amplitude and
+    unwrapped phase, linear, the nearest beyond the ends) and unflagged; a series without
+    a good channel stays flagged. ``values``, ``ok``: (time, ant, chan, pol)."""
+    n_chan = values.shape[2]
+    series = np.moveaxis(values, 2, -1).reshape(-1, n_chan)
+    good = np.moveaxis(ok, 2, -1).reshape(-1, n_chan)
+    filled, filled_ok = series.copy(), good.copy()
+    partial = good.any(axis=1) & ~good.all(axis=1)
+    channels = np.arange(n_chan)
+    for i in np.flatnonzero(partial):
+        use = good[i]
+        amp = np.interp(channels, channels[use], np.abs(series[i, use]))
+        phase = np.interp(channels, channels[use], np.unwrap(np.angle(series[i, use])))
+        filled[i] = amp * np.exp(1j * phase)
+        filled_ok[i] = True
+    shape = np.moveaxis(values, 2, -1).shape
+    return (np.moveaxis(filled.reshape(shape), -1, 2),
+            np.moveaxis(filled_ok.reshape(shape), -1, 2))  # fmt: skip
 
 
 def solution_blocks(times, fields, scans, solint_s: float, combine_field: bool,

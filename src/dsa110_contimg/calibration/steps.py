@@ -323,6 +323,15 @@ def apply(
 
     def body():
         parameters = applied_tables(steps, tables_by_step, obs.n_spw_total)
+        if config.engine == "native":
+            from dsa110_contimg.calibration import native_apply
+
+            why = native_apply.why_not_native(piece.sub_ms, piece.spw, parameters["gaintable"],
+                                              config.apply.calwt)  # fmt: skip
+            if why is None:
+                detail = native_apply.apply_to_corrected(piece.sub_ms, piece.spw, **parameters)
+                return {**detail, "tables": parameters["gaintable"]}
+            log.info("%s spw %d: applycal applies %s", obs.stem, piece.spw, why)
         call = tasks.run_applycal(
             piece.sub_ms,
             log_file,
