@@ -586,3 +586,37 @@ def test_steps_rerun_after_a_lost_worker_keep_what_later_steps_wrote(make_observ
         rerun = steps.publish(obs, config, assembled, applied)
         assert rerun.ok and rerun.detail["output_mms"] == obs.output_mms
         assert not Path(obs.work_dir).exists()
+
+
+def test_native_flags_equal_flagdata(corrupted_small, tmp_path):
+    """Autocorrelations and zeros flagged as CASA's flagdata flags them: a zero in one
+    correlation, a whole channel of zeros, NaN and infinity flagged; a zero real part
+    alone not; FLAG_ROW set for autocorrelations only; flags already there kept."""
+    from dsa110_contimg.calibration.native_flag import flag_autocorrelations_and_zeros
+    from dsa110_contimg.casa.tasks import run_flagdata
+
+    copies = [tmp_path / "casa.ms", tmp_path / "native.ms"]
+    for copy in copies:
+        shutil.copytree(corrupted_small, copy)
+        with table(str(copy), readonly=False, ack=False) as t:
+            cross = np.flatnonzero(t.getcol("ANTENNA1") != t.getcol("ANTENNA2"))
+            data, flag = t.getcol("DATA"), np.zeros_like(t.getcol("FLAG"))
+            data[cross[0], 2, 0] = 0
+            data[cross[1], 3, :] = 0
+            data[cross[2], 1, 1] = np.nan
+            data[cross[3], 0, 0] = np.inf
+            data[cross[4], 1, 0] = 1j
+            flag[cross[5], 4, 1] = True
+            t.putcol("DATA", data)
+            t.putcol("FLAG", flag)
+            t.putcol("FLAG_ROW", np.zeros(t.nrows(), bool))
+    run_flagdata(str(copies[0]), ("autocorr", "zeros"))
+    flag_autocorrelations_and_zeros(str(copies[1]), ("autocorr", "zeros"))
+    (casa_flag, casa_row), (native_flag, native_row) = (
+        (table(str(c), ack=False).getcol("FLAG"), table(str(c), ack=False).getcol("FLAG_ROW"))
+        for c in copies
+    )
+    np.testing.assert_array_equal(native_flag, casa_flag)
+    np.testing.assert_array_equal(native_row, casa_row)
+    assert casa_flag[cross[0], 2, 0] and casa_flag[cross[1], 3].all() and casa_flag[cross[5], 4, 1]
+    assert not casa_flag[cross[4], 1, 0] and casa_row.any() and not casa_row[cross].any()

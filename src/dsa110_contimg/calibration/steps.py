@@ -13,12 +13,14 @@ import functools
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import dask
 import numpy as np
 
 from dsa110_contimg import casa_env
+from dsa110_contimg.calibration import native_flag
 from dsa110_contimg.calibration.config import CalibrationConfig
 from dsa110_contimg.calibration.outcomes import FAILED, SKIPPED, StepOutcome, run_step
 from dsa110_contimg.calibration.plan import ObservationPlan, SpwPiece, applied_steps
@@ -133,16 +135,22 @@ def flag(obs: ObservationPlan, piece: SpwPiece, config, log_dir, prepared, assem
     """Flag autocorrelations and zeros (and RFI when asked); skip a fully flagged SPW."""
 
     def body():
-        call = tasks.run_flagdata(
-            piece.sub_ms, config.flagging.modes(), casa_log(log_dir, obs, piece.spw, "flag")
-        )
+        started = time.perf_counter()
+        modes = config.flagging.modes()
+        if config.engine == "native" and modes and set(modes) <= native_flag.NATIVE_MODES:
+            detail = native_flag.flag_autocorrelations_and_zeros(piece.sub_ms, modes)
+        else:
+            call = tasks.run_flagdata(
+                piece.sub_ms, modes, casa_log(log_dir, obs, piece.spw, "flag")
+            )
+            detail = {"casa_seconds": call.seconds}
         fields = obs.cal_fields if obs.role == "calibrator" else obs.apply_fields
-        unflagged = reads.unflagged_cross_fraction(piece.sub_ms, fields)
-        detail = {"casa_seconds": call.seconds, "unflagged_fraction": unflagged}
-        if unflagged == 0.0:
+        detail["unflagged_fraction"] = reads.unflagged_cross_fraction(piece.sub_ms, fields)
+        if detail["unflagged_fraction"] == 0.0:
             log.warning("%s SPW %d is fully flagged: skipped", obs.stem, piece.spw)
+            seconds = time.perf_counter() - started
             return StepOutcome(
-                obs.ms, piece.spw, "flag", SKIPPED, call.seconds, 1, "SPW fully flagged", detail
+                obs.ms, piece.spw, "flag", SKIPPED, seconds, 1, "SPW fully flagged", detail
             )
         return detail
 
