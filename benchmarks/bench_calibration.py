@@ -65,7 +65,7 @@ def _steps(stdout: str) -> dict:
 def run_serial(ms, out, script) -> dict:
     measured = run_tree_measured([sys.executable, str(script), ms, str(out), "ms"])
     result = _steps(measured.pop("stdout"))
-    return {**measured, "steps": result["seconds"], "tables": result["tables"]}
+    return {**measured, "steps": result["seconds"], "tables": result["tables"], "ms": result["ms"]}
 
 
 def mpi_available() -> bool:
@@ -167,9 +167,71 @@ def run_quartical(prepared: tuple[str, list[int]], out: Path) -> dict:
 
 
 def native_split(obs: dict) -> dict:
-    """Where the native solves spent their time, summed over steps and SPWs."""
-    keys = ("read_accumulate_seconds", "solve_seconds", "write_seconds")
-    return {k: float(sum(v.get(k, 0.0) for v in obs["solutions"].values())) for k in keys}
+    """Where the native solves spent their time, summed over steps and SPWs (task seconds),
+    and the CASA-free flag and apply steps beside them."""
+    keys = ("read_seconds", "accumulate_seconds", "solve_seconds", "write_seconds")
+    split = {k: float(sum(v.get(k, 0.0) for v in obs["solutions"].values())) for k in keys}
+    steps = obs["step_seconds"]
+    split["solve_steps_seconds"] = float(sum(steps.get(s, 0.0) for s in SOLVE_STEPS))
+    for step in ("prepare", "flag", "model", "apply"):
+        split[f"{step}_step_seconds"] = float(steps.get(step, 0.0))
+    return split
+
+
+SOLVE_STEPS = ("prebp", "bpcal", "gpcal", "2gcal")
+
+
+def bare_read_seconds(mms: str) -> float:
+    """One thread reading every SPW's columns the native solves use (a bare dask-ms read)."""
+    import time
+
+    import dask
+
+    from dsa110_contimg.ms import reads
+
+    started = time.perf_counter()
+    for sub_ms in sorted((Path(mms) / "SUBMSS").iterdir()):
+        weight = "WEIGHT_SPECTRUM" if "WEIGHT_SPECTRUM" in reads.main_columns(sub_ms) else "WEIGHT"
+        columns = ["DATA", "MODEL_DATA", "FLAG", weight, "ANTENNA1", "ANTENNA2", "TIME",
+                   "FIELD_ID", "SCAN_NUMBER", "FLAG_ROW", "UVW"]  # fmt: skip
+        datasets = reads.read_visibility_datasets(sub_ms, columns, group_cols=["DATA_DESC_ID"])
+        dask.compute([ds[c].data for ds in datasets for c in columns], scheduler="synchronous")
+    return time.perf_counter() - started
+
+
+def equality_vs_serial(serial: dict, native: dict) -> dict:
+    """The issue's figures of the native engine against serial CASA: per table the median
+    amplitude and phase differences and the fraction of solutions flagged by one only;
+    CORRECTED_DATA's median relative difference where serial CASA kept the data."""
+    from casacore.tables import table
+
+    out = {}
+    keys = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
+    for step in ("bpcal", "2gcal"):
+        with table(serial["tables"][step], ack=False) as a, table(native["tables"][step],
+                                                                   ack=False) as b:  # fmt: skip
+            sa, sb = a.sort(keys), b.sort(keys)
+            fa, fb = sa.getcol("FLAG"), sb.getcol("FLAG")
+            good = ~fa & ~fb
+            ratio = sb.getcol("CPARAM")[good] / sa.getcol("CPARAM")[good]
+        out[step] = {
+            "amp_difference_median": float(np.median(np.abs(np.abs(ratio) - 1))),
+            "phase_difference_median_deg": float(np.degrees(np.median(np.abs(np.angle(ratio))))),
+            "flag_disagreement": float((fa != fb).mean()),
+        }
+    order = "TIME, ANTENNA1, ANTENNA2"
+    differences, flag_disagreement = [], []
+    with table(serial["ms"], ack=False) as a, table(native["mms"], ack=False) as b:
+        for ddid in sorted(set(a.getcol("DATA_DESC_ID"))):
+            query = f"DATA_DESC_ID == {ddid}"
+            with a.query(query, sortlist=order) as sa, b.query(query, sortlist=order) as sb:
+                flags = sa.getcol("FLAG")
+                flag_disagreement.append((flags != sb.getcol("FLAG")).mean())
+                ca, cb = sa.getcol("CORRECTED_DATA")[~flags], sb.getcol("CORRECTED_DATA")[~flags]
+                differences.append(np.median(np.abs(cb - ca) / np.abs(ca)))
+    out["corrected_relative_difference_median"] = float(np.median(differences))
+    out["corrected_flag_disagreement"] = float(np.mean(flag_disagreement))
+    return out
 
 
 def run_ours(ms, out, extra=()) -> dict:
@@ -187,6 +249,7 @@ def run_ours(ms, out, extra=()) -> dict:
         "graph_wall_seconds": summary["wall_seconds"],
         "tables": obs["merged_tables"],
         "native_split": native_split(obs) if "native" in extra else None,
+        "mms": obs["output_mms"],
     }
 
 
@@ -257,6 +320,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small preset, once")
     parser.add_argument("--no-mpi", action="store_true", help="skip the MPI CASA contender")
     parser.add_argument("--no-quartical", action="store_true", help="skip QuartiCal")
+    parser.add_argument("--only", default="", help=f"comma-separated contenders of {CONTENDERS} "
+                        "(serial always runs: the baseline)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.preset, args.repeat = "small", 1
@@ -266,7 +331,8 @@ def main(argv=None) -> dict:
     mpi_ok = not args.no_mpi and mpi_available()
     quartical_ok = not args.no_quartical and quartical_available()
     skipped = {name for name, ok in (("mpi", mpi_ok), ("quartical", quartical_ok)) if not ok}
-    contenders = [c for c in CONTENDERS if c not in skipped]
+    wanted = {c.strip() for c in args.only.split(",") if c.strip()} | {"serial"}
+    contenders = [c for c in CONTENDERS if c not in skipped and (not args.only or c in wanted)]
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
     with tempfile.TemporaryDirectory(prefix="bench-calibration-") as scratch:
         scratch = Path(scratch)
@@ -283,27 +349,35 @@ def main(argv=None) -> dict:
                 runs[name].append(run_contender(name, ms, out, script, prepared))
             if repetition == 0:  # the solutions do not change between repetitions
                 first = {name: r[0]["tables"] for name, r in runs.items()}
+                ours = [n for n in ("ours", "native") if n in runs]
                 agreement = {
                     f"{step} {name}": table_difference(first["serial"][step], first[name][step])
                     for step in ("bpcal", "2gcal")
-                    for name in ("ours", "native")
+                    for name in ours
                 }
                 truth = {
                     name: bandpass_truth_error(ms, first[name]["bpcal"])
                     for name in ("serial", "ours", "ours_fast", "native")
+                    if name in runs
                 }
+                if "native" in runs:
+                    equality = equality_vs_serial(runs["serial"][0], runs["native"][0])
+                    bare_read = bare_read_seconds(runs["native"][0]["mms"])
             for name in contenders:
                 shutil.rmtree(scratch / f"{name}{repetition}", ignore_errors=True)
-    ratios = {
-        "ours_over_serial": summarise_run_ratios(runs["ours"], runs["serial"]),
-        "fast_over_ours": summarise_run_ratios(runs["ours_fast"], runs["ours"]),
-        "native_over_serial": summarise_run_ratios(runs["native"], runs["serial"]),
-        "native_over_ours": summarise_run_ratios(runs["native"], runs["ours"]),
+    pairs = {
+        "ours_over_serial": ("ours", "serial"),
+        "fast_over_ours": ("ours_fast", "ours"),
+        "native_over_serial": ("native", "serial"),
+        "native_over_ours": ("native", "ours"),
+        "native_over_quartical": ("native", "quartical"),
+        "ours_over_mpi": ("ours", "mpi"),
     }
-    if quartical_ok:
-        ratios["native_over_quartical"] = summarise_run_ratios(runs["native"], runs["quartical"])
-    if mpi_ok:
-        ratios["ours_over_mpi"] = summarise_run_ratios(runs["ours"], runs["mpi"])
+    ratios = {
+        key: summarise_run_ratios(runs[a], runs[b])
+        for key, (a, b) in pairs.items()
+        if a in runs and b in runs
+    }
     summaries = {name: summarise_runs(rs) for name, rs in runs.items()}
     payload = {
         "benchmark": "calibration",
@@ -315,17 +389,15 @@ def main(argv=None) -> dict:
             for name, stats in summaries.items()
         },
         "seconds": {name: stats["seconds"] for name, stats in summaries.items()},
-        "ours_over_serial": ratios["ours_over_serial"]["median"],
-        "ours_over_mpi": ratios["ours_over_mpi"]["median"] if mpi_ok else None,
-        "fast_over_ours": ratios["fast_over_ours"]["median"],
-        "native_over_serial": ratios["native_over_serial"]["median"],
-        "native_over_quartical": (
-            ratios["native_over_quartical"]["median"] if quartical_ok else None
-        ),
+        **{key: ratios[key]["median"] if key in ratios else None for key in pairs},
         "native_split_seconds": {
             k: float(np.median([r["native_split"][k] for r in runs["native"]]))
             for k in runs["native"][0]["native_split"]
-        },
+        }
+        if "native" in runs
+        else None,
+        "native_equality_vs_serial": equality if "native" in runs else None,
+        "bare_read_seconds": bare_read if "native" in runs else None,
         "ranges": ratios,
         "max_abs_difference_vs_serial": agreement,
         "bandpass_vs_truth": truth,
@@ -334,8 +406,13 @@ def main(argv=None) -> dict:
             "ours_over_mpi": 1.0,
             "native_over_quartical": 0.25,
             "native_over_serial": 0.05,
+            "native_solve_steps_over_bare_read": 5.0,
         },  # fmt: skip
     }
+    if "native" in runs:
+        payload["native_solve_steps_over_bare_read"] = (
+            payload["native_split_seconds"]["solve_steps_seconds"] / bare_read
+        )
     base = summaries["serial"]["seconds"]["median"]
     for name, stats in summaries.items():
         print(
@@ -349,7 +426,11 @@ def main(argv=None) -> dict:
     for key, stats in ratios.items():
         print(f"{key} {_fmt(stats, 2)} (median [min-max] of {args.repeat})")
     print(f"solutions: max |ours - serial| {agreement}")
-    print(f"native solve time: {payload['native_split_seconds']}")
+    if "native" in runs:
+        print(f"native task seconds: {payload['native_split_seconds']}")
+        print(f"native solve steps over a bare read ({bare_read:.1f} s): "
+              f"{payload['native_solve_steps_over_bare_read']:.2f}x")  # fmt: skip
+        print(f"native against serial CASA: {equality}")
     for name, errors in truth.items():
         print(f"bandpass vs truth, {name}: {errors}")
     if not args.quick:
