@@ -205,7 +205,10 @@ def test_every_command_on_every_real_ms_works_or_refuses_in_one_line(tmp_path, a
         "check-phasing": _contimg("check-phasing", ms, *source, "--json"),
         "qa": _contimg("qa", ms, *source, "--out", tmp_path / "qa", "--json"),
         "calibrate": _contimg("calibrate", ms, *source, "--field", "0", "--refant", "0",
-                              "--out", tmp_path / "cal", "--n-workers", "1"),
+                              "--out", tmp_path / "cal", "--n-workers", "1", "--json"),
+        "calibrate native": _contimg("calibrate", ms, *source, "--field", "0", "--refant",
+                                     "0", "--out", tmp_path / "native", "--n-workers", "1",
+                                     "--engine", "native", "--json"),
     }  # fmt: skip
     for command, result in runs.items():
         assert "Traceback" not in result.stderr, (command, result.stderr)
@@ -220,3 +223,27 @@ def test_every_command_on_every_real_ms_works_or_refuses_in_one_line(tmp_path, a
     if runs["qa"].returncode == 0:
         summary = json.loads(runs["qa"].stdout)
         assert summary["array"]["n_antennas_with_data"] == INSPECTED[archive][3]
+    _same_outcome_with_both_engines(runs["calibrate"], runs["calibrate native"])
+
+
+def _same_outcome_with_both_engines(casa, native):
+    """The native engine gives CASA's solutions or refuses at the same step."""
+    assert native.returncode == casa.returncode, (casa.stderr, native.stderr)
+    if not casa.stdout.strip():  # refused before any work: the same words
+        assert one_error_line(native) == one_error_line(casa)
+        return
+    (casa_obs,), (native_obs,) = (json.loads(r.stdout)["observations"] for r in (casa, native))
+    assert [(s["step"], s["spw"], s["status"]) for s in native_obs["steps"]] == [
+        (s["step"], s["spw"], s["status"]) for s in casa_obs["steps"]
+    ]
+    keys = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
+    for step, casa_table in casa_obs["merged_tables"].items():
+        with table(casa_table, ack=False) as a, table(native_obs["merged_tables"][step],
+                                                      ack=False) as b:  # fmt: skip
+            sa, sb = a.sort(keys), b.sort(keys)
+            flag_a, flag_b = sa.getcol("FLAG"), sb.getcol("FLAG")
+            assert (flag_a != flag_b).mean() <= 0.01, step
+            good = ~flag_a & ~flag_b
+            ratio = sb.getcol("CPARAM")[good] / sa.getcol("CPARAM")[good]
+            assert np.median(np.abs(np.abs(ratio) - 1)) < 0.005, step
+            assert np.degrees(np.median(np.abs(np.angle(ratio)))) < 0.5, step
