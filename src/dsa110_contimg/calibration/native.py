@@ -164,12 +164,13 @@ def solve_to_caltable(vis: str, caltable: str, request: SolveRequest,
 
 @dataclass(frozen=True, eq=False)  # not slotted: ``times`` is cached on the instance
 class SolveData:
-    """The cross-correlation rows of one SPW's solve fields (not row-flagged), in memory.
+    """One SPW's solve rows (its solve fields' cross-correlations, not row-flagged), in memory.
 
     Read once per SPW through dask-ms; every solve of the SPW (pre-bandpass phases,
     bandpass, gains) accumulates from these arrays instead of reading the MS again.
     ``chunks`` hold the visibility columns (data, model, flag, weight, antenna1,
-    antenna2, time) chunk by chunk, in the order of the per-row columns below.
+    antenna2, time) chunk by chunk, in the order of the per-row columns below; a chunk
+    made mostly of solve rows is kept whole, its other rows not ``usable``.
     """
 
     vis: str
