@@ -210,6 +210,8 @@ def casatools():
     with casa_output_to_log():
         import casatools as module
 
+        # at once: the registry listens on every interface from import on
+        _close_wildcard_listeners(listening_before)
         sink = module.logsink()
         sink.setglobal(True)
         sink.showconsole(False)
@@ -218,7 +220,7 @@ def casatools():
         measures = module.measures()
         measures.measure(measures.epoch("UTC", "today"), "TAI")
         measures.done()
-    _close_wildcard_listeners(listening_before)
+    _close_wildcard_listeners(listening_before)  # and anything the warm-up opened
     return module
 
 
