@@ -322,30 +322,3 @@ def time_range(ms) -> tuple[float, float]:
             raise ContimgError(f"{ms} has no rows")
         times = main.getcol("TIME")
     return float(times.min()), float(times.max())
-
-
-def solve_rows(ms, fields, ddids) -> dict:
-    """Row numbers and the small columns of the cross-correlation rows of ``fields`` in
-    ``ddids`` that are not row-flagged: what a solve needs to assign solution intervals
-    and apply a uv range before reading any visibility."""
-    from casacore.tables import table, taql
-
-    field_list = ",".join(str(int(f)) for f in fields)
-    ddid_list = ",".join(str(int(d)) for d in ddids)
-    with table(str(require_ms(ms)), ack=False) as main:  # noqa: F841 - taql reads $main
-        n_rows = main.nrows()
-        rows = taql(
-            "select ROWID() as ROW, TIME, FIELD_ID, SCAN_NUMBER, UVW from $main "
-            f"where ANTENNA1 != ANTENNA2 && !FLAG_ROW && FIELD_ID IN [{field_list}] "
-            f"&& DATA_DESC_ID IN [{ddid_list}]"
-        )
-        if not rows.nrows():
-            return {"n_rows": n_rows, "row": np.zeros(0, int)}
-        return {
-            "n_rows": n_rows,
-            "row": rows.getcol("ROW"),
-            "time": rows.getcol("TIME"),
-            "field": rows.getcol("FIELD_ID"),
-            "scan": rows.getcol("SCAN_NUMBER"),
-            "uvw": rows.getcol("UVW"),
-        }
