@@ -8,7 +8,7 @@ to the data's times, multiplied, inverted, and applied chunk by chunk
 and FLAG are written back through dask-ms. Each sub-MS is its own table, so
 the SPWs apply side by side. Anything else (delays, tables on other channels,
 weights scaled by the gains) is left to CASA's ``applycal``:
-:func:`why_not_native` says why.
+:func:`native_tables` says why.
 """
 
 from __future__ import annotations
@@ -28,23 +28,27 @@ from dsa110_contimg.ms.antennas import antenna_names
 KINDS = ("B", "G", "T")
 
 
-def why_not_native(vis: str, spw: int, gaintable, calwt: bool) -> str | None:
-    """Why these tables must go through CASA's applycal instead; None when they need not."""
+def native_tables(vis: str, spw: int, gaintable, interp, spwmap, calwt: bool):
+    """The tables' solutions for SPW ``spw`` of ``vis``, each read once; or, as a string,
+    why these tables must go through CASA's applycal instead."""
     if calwt:
         return "weights scaled by the gains (calwt)"
-    n_chan = len(reads.chan_freq_hz(vis)[spw])
-    for path in gaintable:
-        info = caltables.caltable_info(path)
-        if info.kind not in KINDS:
-            return f"{info.kind} tables"
-        shapes = {s.values.shape[1] for s in caltables.read_solutions_by_spw(path).values()}
-        if info.kind == "B" and shapes != {n_chan}:
-            return "a bandpass on other channels than the data's"
-    return None
+    kinds = [caltables.caltable_info(path).kind for path in gaintable]
+    if any(kind not in KINDS for kind in kinds):
+        return f"{', '.join(k for k in kinds if k not in KINDS)} tables"
+    n_ant, n_chan = len(antenna_names(vis)), len(reads.chan_freq_hz(vis)[spw])
+    interp = list(interp) + [""] * len(gaintable)
+    spwmap = list(spwmap) + [[]] * len(gaintable)
+    tables = [TableGains.from_table(path, i, m, spw, n_ant)
+              for path, i, m in zip(gaintable, interp, spwmap, strict=False)]  # fmt: skip
+    if any(k == "B" and t.values.shape[2] != n_chan for k, t in zip(kinds, tables, strict=True)):
+        return "a bandpass on other channels than the data's"
+    return tables
 
 
-def apply_to_corrected(vis: str, spw: int, gaintable, interp, spwmap) -> dict:
-    """Write CORRECTED_DATA and FLAG of SPW ``spw`` of ``vis`` from the tables."""
+def apply_to_corrected(vis: str, spw: int, tables: list[TableGains]) -> dict:
+    """Write CORRECTED_DATA and FLAG of SPW ``spw`` of ``vis`` from the tables' solutions
+    (:func:`native_tables`)."""
     started = time.perf_counter()
     spw_of = np.asarray(reads.spw_of_ddid(vis))
     ddids = {int(d) for d in np.flatnonzero(spw_of == spw)}
@@ -54,10 +58,6 @@ def apply_to_corrected(vis: str, spw: int, gaintable, interp, spwmap) -> dict:
     if feeds is None:
         raise ValueError(f"correlations {list(corr)} have feeds without solutions")
     n_ant, n_chan = len(antenna_names(vis)), len(reads.chan_freq_hz(vis)[spw])
-    interp = list(interp) + [""] * len(gaintable)
-    spwmap = list(spwmap) + [[]] * len(gaintable)
-    tables = [TableGains.from_table(path, i, m, spw, n_ant)
-              for path, i, m in zip(gaintable, interp, spwmap, strict=False)]  # fmt: skip
     columns = ["DATA", "FLAG", "TIME", "ANTENNA1", "ANTENNA2"]
     datasets = [ds for ds in reads.read_visibility_datasets(vis, columns,
                                                             group_cols=["DATA_DESC_ID"])

@@ -334,12 +334,12 @@ def apply(
         if config.engine == "native":
             from dsa110_contimg.calibration import native_apply
 
-            why = native_apply.why_not_native(piece.sub_ms, piece.spw, parameters["gaintable"],
-                                              config.apply.calwt)  # fmt: skip
-            if why is None:
-                detail = native_apply.apply_to_corrected(piece.sub_ms, piece.spw, **parameters)
+            tables = native_apply.native_tables(piece.sub_ms, piece.spw, **parameters,
+                                                calwt=config.apply.calwt)  # fmt: skip
+            if not isinstance(tables, str):
+                detail = native_apply.apply_to_corrected(piece.sub_ms, piece.spw, tables)
                 return {**detail, "tables": parameters["gaintable"]}
-            log.info("%s spw %d: applycal applies %s", obs.stem, piece.spw, why)
+            log.info("%s spw %d: applycal applies %s", obs.stem, piece.spw, tables)
         call = tasks.run_applycal(
             piece.sub_ms,
             log_file,
