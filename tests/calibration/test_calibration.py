@@ -168,6 +168,9 @@ def test_native_engine_equals_casa(calibrated, calibrated_native, corrupted_smal
     plan, casa, before = calibrated
     _, native = calibrated_native
     assert native.status == "ok"
+    # flag, solves and apply ran natively: no CASA task wrote a log for them
+    casa_logs = {p.name.rsplit("-", 1)[-1] for p in Path(native.output_dir).glob("run/casa/*.log")}
+    assert not casa_logs & {"flag.log", "prebp.log", "bpcal.log", "apply.log"}, casa_logs
     casa_obs, native_obs = casa.observations[0], native.observations[0]
     assert set(native_obs.merged_tables) == set(casa_obs.merged_tables)
     for step, casa_table in casa_obs.merged_tables.items():
@@ -267,6 +270,8 @@ def test_native_apply_equals_applycal_on_a_target(calibrated, make_observation, 
         plan = plan_apply([str(target)], tables, config, tmp_path / engine)
         result = run_plan(plan, client, tmp_path / f"run-{engine}", progress=False)
         assert result.status == "ok", result.failure_lines()
+        applycal_logs = list((tmp_path / f"run-{engine}" / "casa").glob("*-apply.log"))
+        assert bool(applycal_logs) == (engine == "casa"), applycal_logs
         order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"
         with table(result.observations[0].output_mms, ack=False) as t, t.sort(order) as s:
             results[engine] = s.getcol("CORRECTED_DATA"), s.getcol("FLAG")
