@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from conftest import REPO_ROOT
@@ -126,6 +129,32 @@ def test_local_workers_are_set_up_for_casa():
     assert saturation == 1.0  # no second CASA task queued behind a running one
     assert arena == "1" and tuned  # one malloc arena, large mmap/trim thresholds
     assert not profiling  # no stack sampling of CASA tasks
+
+
+def test_local_cluster_keeps_restarting_workers_that_casa_aborts():
+    """A worker killed twice, 15 s apart, comes back and the run goes on.
+
+    Dask's lost-worker timer (15 s by default) armed at the first removal fired
+    while the second restart was under way and closed the nanny: every later
+    task then waited forever (a full disk aborting casacore did this).
+    """
+    import dask
+    from distributed import KilledWorker
+
+    from dsa110_contimg.cluster.client import dask_client
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with dask_client(n_workers=1) as client:
+            with pytest.raises(KilledWorker):
+                client.submit(os.abort, pure=False).result(timeout=60)
+            first_removed = time.monotonic()
+            client.wait_for_workers(1, timeout=60)
+            # the second worker dies just before the first removal's timer fires
+            time.sleep(max(0.0, first_removed + 14.7 - time.monotonic()))
+            with pytest.raises(KilledWorker):
+                client.submit(os.abort, pure=False).result(timeout=60)
+            time.sleep(3.0)  # past the timer
+            assert client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
 
 
 def test_refant_by_name_station_and_index(corrupted_small):

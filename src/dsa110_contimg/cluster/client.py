@@ -39,6 +39,14 @@ CASA_CLUSTER_DASK_CONFIG = {
     "distributed.scheduler.worker-saturation": 1.0,
 }
 
+# How long a local cluster waits for a lost worker to come back before it
+# closes that worker's nanny for good. Dask's 15 s suits batch jobs that vanish;
+# here the nanny restarts a worker that CASA aborted (a disk filling up aborts
+# casacore) within a second or two, but each removal arms its own 15 s timer,
+# and one firing while a later restart is under way closed the nanny: the run
+# then waited forever for a worker. The nanny alone decides when to give up.
+LOCAL_LOST_WORKER_TIMEOUT = "30 days"
+
 
 def casa_worker_exports() -> list[str]:
     """Shell lines giving a worker started elsewhere (a SLURM job) the same set-up.
@@ -126,6 +134,7 @@ def dask_client(
     process on its own scheduler (work goes to the cluster only through the
     client's own calls).
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler_address:
@@ -139,24 +148,26 @@ def dask_client(
         finally:
             client.close()
         return
-    with casa_worker_environment(), _workers_ignore_interrupts():
-        cluster = LocalCluster(
-            n_workers=n_workers or default_n_workers(),
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=dashboard_address,
-            memory_limit=memory_limit,
+    # read by the cluster's event loop whenever a worker is removed: set for its lifetime
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": LOCAL_LOST_WORKER_TIMEOUT}):
+        with casa_worker_environment(), _workers_ignore_interrupts():
+            cluster = LocalCluster(
+                n_workers=n_workers or default_n_workers(),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=dashboard_address,
+                memory_limit=memory_limit,
+            )
+        client = Client(cluster, set_as_default=set_as_default)
+        client.register_plugin(QuietDaskLogging(), name="contimg-quiet-dask-logging")
+        log.info(
+            "Dask LocalCluster: %d worker processes x 1 thread; dashboard %s",
+            len(cluster.workers),
+            client.dashboard_link,
         )
-    client = Client(cluster, set_as_default=set_as_default)
-    client.register_plugin(QuietDaskLogging(), name="contimg-quiet-dask-logging")
-    log.info(
-        "Dask LocalCluster: %d worker processes x 1 thread; dashboard %s",
-        len(cluster.workers),
-        client.dashboard_link,
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
