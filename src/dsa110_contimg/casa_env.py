@@ -202,16 +202,23 @@ def casatools():
     """Import casatools configured for offline use, its log kept off the terminal.
 
     Done once per process: re-running the measures warm-up after CASA tasks
-    have run crashes casacore.
+    have run crashes casacore. The import runs in a thread of its own, moved
+    into a network namespace of its own where the system allows it
+    (:func:`_private_network_thread`), so the service registry casatools
+    starts inside the import listens where nothing can reach it.
     """
     configure_casa()
     keep_large_allocations()
     listening_before = _listening_sockets()
+    module = _private_network_thread(_import_casatools)
+    _close_wildcard_listeners(listening_before)  # where no namespace could be made
+    return module
+
+
+def _import_casatools():
     with casa_output_to_log():
         import casatools as module
 
-        # at once: the registry listens on every interface from import on
-        _close_wildcard_listeners(listening_before)
         sink = module.logsink()
         sink.setglobal(True)
         sink.showconsole(False)
@@ -220,8 +227,51 @@ def casatools():
         measures = module.measures()
         measures.measure(measures.epoch("UTC", "today"), "TAI")
         measures.done()
-    _close_wildcard_listeners(listening_before)  # and anything the warm-up opened
     return module
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _private_network_thread(work):
+    """``work()`` run in a new thread that first leaves for a network namespace of its own.
+
+    casatools starts a gRPC registry for CASA's GUI viewers in the constructor
+    of its first tool, bound to 0.0.0.0 at a random port, with no setting to
+    bind it to loopback or leave it off. A network namespace is per thread on
+    Linux: this thread's new one has only a loopback that is down, so sockets
+    made in it (and in the threads it starts, gRPC's own) are reachable from
+    nowhere and are not in the process's table of connections, while every
+    other thread of the process stays on the host's network. Without the
+    privilege to make a namespace (``unshare`` refused) the work runs on the
+    host's network and the caller closes what it left listening.
+    """
+    import ctypes
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            outcome["private"] = libc.unshare(_CLONE_NEWNET) == 0
+        except (OSError, AttributeError):
+            outcome["private"] = False
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="casatools-import")
+    thread.start()
+    thread.join()
+    logging.getLogger(__name__).debug(
+        "casatools imported %s", "in a private network namespace" if outcome["private"]
+        else "on the host's network (no namespace allowed)"
+    )  # fmt: skip
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _listening_sockets() -> dict[int, tuple[str, int]]:
@@ -238,12 +288,11 @@ def _listening_sockets() -> dict[int, tuple[str, int]]:
 def _close_wildcard_listeners(before: dict[int, tuple[str, int]]) -> None:
     """Take down the service registry casatools opened on every interface.
 
-    casatools starts a gRPC registry for CASA's GUI viewers, listening on
-    0.0.0.0 at a random port, and has no setting to bind it to loopback or
-    leave it off (stopping it with ``ctsys.shutdown`` breaks later tasks).
-    Its socket's descriptor is replaced by a fresh socket that listens
-    nowhere: the registry never hears from anyone, and every task, table and
-    measure works as before.
+    Needed only where the import could not run in a private network
+    namespace. Stopping the registry with ``ctsys.shutdown`` breaks later
+    tasks, so its socket's descriptor is replaced by a fresh socket that
+    listens nowhere: the registry never hears from anyone, and every task,
+    table and measure works as before.
     """
     import socket
 
