@@ -6,10 +6,11 @@ pre-bandpass phase, bandpass, gains at inf and 60 s, apply):
   (b) MPI CASA: casampi under ``mpirun -n 3`` (a client and 2 servers) on a per-SPW
       Multi-MS; CASA parallelises flagdata and applycal over sub-MSs, solves run
       in the client;
-  (c) this project, 2 single-threaded Dask worker processes, a task per (SPW, step);
+  (c) this project with ``--engine casa``, 2 single-threaded Dask worker processes, a
+      task per (SPW, step);
   (d) as (c) with ``--fast`` (4 channels averaged before solving);
-  (e) as (c) with ``--engine native`` (this project's solver kernels, CASA tables out,
-      CASA applycal);
+  (e) as (c) with ``--engine native`` (the default: this project's kernels, CASA
+      tables out);
   (f) QuartiCal (``make bench-deps`` installs it into ``.venv-quartical``: it pins its
       own dask) on the calibrator fields of the rephased, modelled MS, made one field
       so its intervals combine fields as CASA's: phase gains over 5 integrations chained
@@ -292,7 +293,8 @@ def bandpass_truth_error(ms, bpcal) -> dict:
 
 
 CONTENDERS = ("serial", "mpi", "ours", "ours_fast", "native", "quartical")
-EXTRA = {"ours": [], "ours_fast": ["--fast"], "native": ["--engine", "native"]}
+EXTRA = {"ours": ["--engine", "casa"], "ours_fast": ["--fast", "--engine", "casa"],
+         "native": ["--engine", "native"]}  # fmt: skip
 
 
 def run_contender(name: str, ms: str, out: Path, script: Path, prepared=None) -> dict:

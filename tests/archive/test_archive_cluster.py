@@ -37,7 +37,8 @@ def test_a_worker_killed_mid_run_changes_nothing(scheduler, tmp_path):
     disturbed = reprocess(source, tmp_path / "b", tmp_path / "run_b", scheduler)
     logs = tmp_path / "run_b" / "casa"
     deadline = time.time() + 300
-    while not list(logs.glob("*bpcal.log")) and time.time() < deadline:
+    # the first SPW copied (CASA split's log, either engine): the run is under way
+    while not list(logs.glob("*prepare.log")) and time.time() < deadline:
         time.sleep(0.1)
     with Client(scheduler) as client:
         pids = client.run(os.getpid)

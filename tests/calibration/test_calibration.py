@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -47,7 +48,7 @@ def calibrate(ms, out, client, run_dir, **overrides):
 def calibrated(corrupted_small, tmp_path_factory, client):
     before = column_digest(corrupted_small)
     out = tmp_path_factory.mktemp("cal")
-    plan, summary = calibrate(corrupted_small, out, client, out / "run")
+    plan, summary = calibrate(corrupted_small, out, client, out / "run", engine="casa")
     return plan, summary, before
 
 
@@ -163,6 +164,18 @@ def calibrated_native(corrupted_small, tmp_path_factory, client):
     return calibrate(corrupted_small, out, client, out / "run", engine="native")
 
 
+def assert_corrected_agree(mms_a, mms_b):
+    """FLAG of two calibrated Multi-MSs differs on at most 1 %, CORRECTED_DATA within a median
+    relative difference of 1 %."""
+    order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"
+    with table(mms_a, ack=False) as a, table(mms_b, ack=False) as b:
+        sa, sb = a.sort(order), b.sort(order)
+        flags = sa.getcol("FLAG")
+        assert (flags != sb.getcol("FLAG")).mean() <= 0.01
+        ca, cb = sa.getcol("CORRECTED_DATA")[~flags], sb.getcol("CORRECTED_DATA")[~flags]
+        assert np.median(np.abs(cb - ca) / np.abs(ca)) < 0.01
+
+
 def test_native_engine_equals_casa(calibrated, calibrated_native, corrupted_small):
     """Every table row for row (solutions, SNR, times, flags) and CORRECTED_DATA."""
     plan, casa, before = calibrated
@@ -180,13 +193,7 @@ def test_native_engine_equals_casa(calibrated, calibrated_native, corrupted_smal
             np.testing.assert_array_equal(sb.getcol(column), sa.getcol(column), column)
         snr_ratio = sb.getcol("SNR")[good] / sa.getcol("SNR")[good]
         assert abs(np.median(snr_ratio) - 1) < 0.01, step
-    order = "DATA_DESC_ID, TIME, ANTENNA1, ANTENNA2"
-    with table(casa_obs.output_mms, ack=False) as a, table(native_obs.output_mms, ack=False) as b:
-        sa, sb = a.sort(order), b.sort(order)
-        flags = sa.getcol("FLAG")
-        assert (flags != sb.getcol("FLAG")).mean() <= 0.01
-        ca, cb = sa.getcol("CORRECTED_DATA")[~flags], sb.getcol("CORRECTED_DATA")[~flags]
-        assert np.median(np.abs(cb - ca) / np.abs(ca)) < 0.01
+    assert_corrected_agree(casa_obs.output_mms, native_obs.output_mms)
     amp_error, phase_error, kept = bandpass_errors(
         corrupted_small, native_obs.merged_tables["bpcal"]
     )
@@ -250,13 +257,24 @@ def test_apply_to_a_target_observation(calibrated, make_observation, tmp_path, c
 def test_native_apply_equals_applycal_on_a_target(calibrated, make_observation, tmp_path,
                                                    client):  # fmt: skip
     """The native apply writes what CASA's applycal writes: CORRECTED_DATA of a target
-    hours from the calibrator (gains beyond their ends) and FLAG, where the tables hold
-    flagged solutions (calflag) too."""
-    _, summary, _ = calibrated
-    merged = summary.observations[0].merged_tables
+    hours from the calibrator (gains beyond their ends) and FLAG, where the tables (delays,
+    bandpass, gains) hold flagged solutions (calflag) too."""
+    from dsa110_contimg.calibration.recipe import applied_tables, solve_parameters
+    from dsa110_contimg.casa.tasks import run_gaincal
+
+    plan, summary, _ = calibrated
+    merged = dict(summary.observations[0].merged_tables)
+    # delays every 60 s (several solutions, applied nearest in time), by CASA, for all SPWs
+    obs = plan.observations[0]
+    config = resolve_config(overrides={"delay": {"enabled": True, "solint": "60s"}})
+    _, parameters = solve_parameters("kcal", obs, config, combined=False)
+    parameters["spw"] = ""
+    parameters.update(applied_tables(["prebp"], merged, obs.n_spw_total))
+    merged["kcal"] = str(tmp_path / "kcal")
+    run_gaincal(obs.output_mms, merged["kcal"], str(tmp_path / "kcal.log"), **parameters)
     tables = []
-    for step in ("bpcal", "2gcal"):
-        copy = tmp_path / Path(merged[step]).name
+    for step in ("kcal", "bpcal", "2gcal"):
+        copy = tmp_path / f"{Path(merged[step]).name}.copy"
         shutil.copytree(merged[step], copy)
         with table(str(copy), readonly=False, ack=False) as t:
             flag = t.getcol("FLAG")
@@ -343,8 +361,6 @@ def test_dry_run_prints_the_plan_and_touches_nothing(corrupted_small, tmp_path):
         (["--field", "40"], "out of range"),
         (["--calibrator", "NOPE"], "NOPE"),
         (["--gain-solint", "inf", "--apply-solint", "30s"], "apply.gain_solint"),
-        (["--engine", "native", "--delay"], "engine native does not solve delays"),
-        (["--engine", "native", "--combine-spw"], "combine_spw needs engine casa"),
     ],
 )
 def test_calibrate_bad_input_is_one_line(corrupted_small, tmp_path, args, message):
@@ -401,7 +417,7 @@ def test_calibrator_and_targets_in_one_graph(corrupted_small, make_observation, 
     second, target = tmp_path / "second.ms", tmp_path / "target.ms"
     shutil.copytree(make_observation("small", seed=11), second)
     shutil.copytree(make_observation("small", seed=12, start_time="2026-01-01T21:00:00"), target)
-    config = resolve_config()
+    config = resolve_config(overrides={"engine": "casa"})  # its apply logs name the tables
     fields = {str(ms): choose_fields(ms, CAL, SOLVE_FIELDS) for ms in (corrupted_small, second)}
     plan = plan_calibration(
         [str(corrupted_small), str(second)], CAL, fields, "103", config, tmp_path / "out",
@@ -613,3 +629,226 @@ def test_native_flags_equal_flagdata(corrupted_small, tmp_path):
     np.testing.assert_array_equal(native_row, casa_row)
     assert casa_flag[cross[0], 2, 0] and casa_flag[cross[1], 3].all() and casa_flag[cross[5], 4, 1]
     assert not casa_flag[cross[4], 1, 0] and casa_row.any() and not casa_row[cross].any()
+
+
+@pytest.mark.parametrize(
+    "gains", [{"calmode": "a"}, {"uvrange": ">150m"}, {"uvrange": "0.1~2km", "calmode": "p"}]
+)
+def test_native_gain_options_equal_casa(calibrated, tmp_path, gains):
+    """Gain options after the bandpass, at 'inf' and 60 s: CASA gaincal and the native solve
+    on the same sub-MS give the same table (amplitude-only: phases zero in both)."""
+    from dsa110_contimg.calibration import native, solve_request
+    from dsa110_contimg.calibration.recipe import applied_tables, solve_parameters
+    from dsa110_contimg.casa.tasks import run_gaincal
+    from dsa110_contimg.ms.mms import sub_ms_paths
+
+    plan, summary, _ = calibrated
+    obs = plan.observations[0]
+    config = resolve_config(overrides={"gains": gains})
+    bpcal = summary.observations[0].merged_tables["bpcal"]
+    vis = str(sub_ms_paths(obs.output_mms)[1])
+    for step in ("gpcal", "2gcal"):
+        _, parameters = solve_parameters(step, obs, config, combined=False)
+        parameters["spw"] = "1"
+        parameters.update(applied_tables(["bpcal"], {"bpcal": bpcal}, obs.n_spw_total))
+        casa_table, native_table = tmp_path / f"{step}.casa", tmp_path / f"{step}.native"
+        run_gaincal(vis, str(casa_table), str(tmp_path / f"{step}.log"), **parameters)
+        request = solve_request.request_from_parameters("gaincal", parameters)
+        native.solve_to_caltable(vis, str(native_table), request)
+        sa, sb, good = assert_solutions_agree(casa_table, native_table, step)
+        assert good.sum() >= 40, step  # both polarisations of most of the 24 antennas
+        if "uvrange" in gains:  # the range leaves baselines out: the SNR drops without them
+            everything = tmp_path / f"{step}.all"
+            whole = dataclasses.replace(request, uv_range=(0.0, np.inf, True))
+            native.solve_to_caltable(vis, str(everything), whole)
+            with table(str(everything), ack=False).sort("TIME, ANTENNA1") as sc:
+                snr = sb.getcol("SNR")[good] / sc.getcol("SNR")[good]
+            assert np.median(snr) < 0.97, step
+        if gains.get("calmode") != "a":
+            continue
+        for solutions in (sa, sb):
+            assert np.abs(np.angle(solutions.getcol("CPARAM")[good])).max() < 1e-6, step
+        assert np.abs(np.abs(sb.getcol("CPARAM")[good]) - 1).max() > 0.01, "amplitudes solved"
+
+
+@pytest.mark.parametrize("solint", ["inf", "60s", "int"])
+def test_native_delays_equal_casa(calibrated, corrupted_small, tmp_path, solint):
+    """gaintype K after the pre-bandpass phases: CASA gaincal and the native FFT delays on
+    the same sub-MS give the same table (several integrations an interval: CASA's
+    multi-band path; one: its single-buffer path), and they recover the simulated delays."""
+    from dsa110_contimg.calibration import native, solve_request
+    from dsa110_contimg.calibration.recipe import applied_tables, solve_parameters
+    from dsa110_contimg.casa.tasks import run_gaincal
+    from dsa110_contimg.ms.mms import sub_ms_paths
+    from dsa110_contimg.ms.reads import chan_freq_hz
+
+    plan, summary, _ = calibrated
+    obs = plan.observations[0]
+    config = resolve_config(overrides={"delay": {"enabled": True, "solint": solint}})
+    prebp = summary.observations[0].merged_tables["prebp"]
+    vis = str(sub_ms_paths(obs.output_mms)[1])
+    _, parameters = solve_parameters("kcal", obs, config, combined=False)
+    parameters["spw"] = "1"
+    parameters.update(applied_tables(["prebp"], {"prebp": prebp}, obs.n_spw_total))
+    casa_table, native_table = tmp_path / "kcal.casa", tmp_path / "kcal.native"
+    run_gaincal(vis, str(casa_table), str(tmp_path / "kcal.log"), **parameters)
+    request = solve_request.request_from_parameters("gaincal", parameters)
+    assert request.kind == "K"
+    native.solve_to_caltable(vis, str(native_table), request)
+    order = "TIME, ANTENNA1"
+    with table(str(casa_table), ack=False) as a, table(str(native_table), ack=False) as b:
+        assert b.getkeywords()["VisCal"] == "K Jones" and "FPARAM" in b.colnames()
+        sa, sb = a.sort(order), b.sort(order)
+        flag = sa.getcol("FLAG")
+        np.testing.assert_array_equal(sb.getcol("FLAG"), flag)
+        assert (~flag).sum() >= 40 * (sa.nrows() // len(set(sa.getcol("ANTENNA1"))))
+        delays = sb.getcol("FPARAM")
+        np.testing.assert_allclose(delays[~flag], sa.getcol("FPARAM")[~flag], atol=1e-3)
+        np.testing.assert_allclose(sb.getcol("TIME"), sa.getcol("TIME"), atol=0.01)
+        for column in ("FIELD_ID", "SCAN_NUMBER", "ANTENNA2", "SPECTRAL_WINDOW_ID"):
+            np.testing.assert_array_equal(sb.getcol(column), sa.getcol(column), column)
+        antenna = sb.getcol("ANTENNA1")
+    for name in (casa_table, native_table):  # the frequency the delays are applied about
+        with table(f"{name}/SPECTRAL_WINDOW", ack=False) as spw:
+            centres = spw.getcol("CHAN_FREQ")[:, 0]
+        np.testing.assert_allclose(centres, [np.mean(f) for f in chan_freq_hz(vis)])
+    # the simulated delays (the bandpass phase slope, against the reference) within 1 ns
+    truth = load_truth(corrupted_small)
+    freq = chan_freq_hz(vis)[0]
+    phase = np.unwrap(np.angle(truth.bandpass[:, 1]), axis=1)  # (ant, chan, pol)
+    slope = np.polyfit(freq - freq.mean(), phase.transpose(1, 0, 2).reshape(len(freq), -1), 1)[0]
+    true_delay = (slope / (2 * np.pi) * 1e9).reshape(phase.shape[0], phase.shape[2])
+    true_delay -= true_delay[truth.antenna_names.index(obs.refant)]
+    error = np.where(flag[:, 0, :], np.nan, delays[:, 0, :] - true_delay[antenna])
+    # each antenna's median over the intervals (one integration each is noisy)
+    solved = np.unique(antenna[~flag[:, 0, :].all(axis=1)])
+    per_antenna = [np.nanmedian(error[antenna == a], axis=0) for a in solved]
+    assert np.nanmedian(np.abs(per_antenna)) < 1.0
+
+
+def test_native_gains_combined_over_spws_equal_casa(calibrated, tmp_path):
+    """combine 'spw' (with scan, field), at 'inf' and 60 s, after the per-SPW bandpass: CASA
+    gaincal and the native solve on the Multi-MS give the same table, under the first SPW."""
+    from dsa110_contimg.calibration import native, solve_request
+    from dsa110_contimg.calibration.recipe import applied_tables, solve_parameters
+    from dsa110_contimg.casa.tasks import run_gaincal
+
+    plan, summary, _ = calibrated
+    obs = plan.observations[0]
+    config = resolve_config(overrides={"combine_spw": True})
+    bpcal = summary.observations[0].merged_tables["bpcal"]
+    for step in ("gpcal", "2gcal"):
+        _, parameters = solve_parameters(step, obs, config, combined=True)
+        parameters["spw"] = "0,1,2,3"
+        parameters.update(applied_tables(["bpcal"], {"bpcal": bpcal}, obs.n_spw_total))
+        casa_table, native_table = tmp_path / f"{step}.casa", tmp_path / f"{step}.native"
+        run_gaincal(obs.output_mms, str(casa_table), str(tmp_path / f"{step}.log"), **parameters)
+        request = solve_request.request_from_parameters("gaincal", parameters)
+        assert request.spws == (0, 1, 2, 3)
+        native.solve_to_caltable(obs.output_mms, str(native_table), request)
+        sa, sb, good = assert_solutions_agree(casa_table, native_table, step)
+        assert good.sum() >= 40, step
+        np.testing.assert_array_equal(sb.getcol("SPECTRAL_WINDOW_ID"), 0)
+        np.testing.assert_array_equal(sa.getcol("SPECTRAL_WINDOW_ID"), 0)
+        np.testing.assert_allclose(sb.getcol("TIME"), sa.getcol("TIME"), atol=0.01)
+        np.testing.assert_array_equal(sb.getcol("FIELD_ID"), sa.getcol("FIELD_ID"))
+        snr_ratio = sb.getcol("SNR")[good] / sa.getcol("SNR")[good]
+        assert abs(np.median(snr_ratio) - 1) < 0.01, step
+
+
+def test_native_engine_runs_the_recipe_with_gains_combined_over_spws(corrupted_small, tmp_path,
+                                                                      client):  # fmt: skip
+    """combine_spw through the whole graph: a task per combined solve, each reading its rows."""
+    _, summary = calibrate(corrupted_small, tmp_path / "out", client, tmp_path / "run",
+                           engine="native", combine_spw=True)  # fmt: skip
+    assert summary.status == "ok", summary.failure_lines()
+    obs = summary.observations[0]
+    casa_logs = [p.name for p in (tmp_path / "run" / "casa").glob("*.log")]
+    assert any(name.endswith("prepare.log") for name in casa_logs)  # CASA split's logs are here
+    assert not [n for n in casa_logs if n.endswith(("gcal.log", "prebp.log"))], casa_logs
+    with table(obs.merged_tables["2gcal"], ack=False) as gains:
+        np.testing.assert_array_equal(np.unique(gains.getcol("SPECTRAL_WINDOW_ID")), [0])
+    amp_error, phase_error, kept = bandpass_errors(corrupted_small, obs.merged_tables["bpcal"])
+    assert amp_error < 0.02 and phase_error < 2.0 and kept > 0.97
+    assert corrected_model_scatter_deg(obs.output_mms, plan_fields(corrupted_small)) < 10
+
+
+@pytest.mark.parametrize(
+    "option", [{"delay": {"enabled": True}}, {"fast": {"enabled": True, "chanbin": 2}}],
+    ids=["delays", "fast"],
+)  # fmt: skip
+def test_native_engine_equals_casa_with_the_recipes_options(corrupted_small, tmp_path, client,
+                                                           option):  # fmt: skip
+    """The recipe with its delay step, or solving on data averaged in frequency, each engine
+    whole: delays within 0.05 ns; bandpass and gains solved after them, and CORRECTED_DATA,
+    as without the option; the native run leaves no CASA solve log."""
+    runs = {}
+    for engine in ("casa", "native"):
+        run_dir = tmp_path / f"run-{engine}"
+        _, runs[engine] = calibrate(corrupted_small, tmp_path / engine, client, run_dir,
+                                    engine=engine, **option)  # fmt: skip
+        assert runs[engine].status == "ok", runs[engine].failure_lines()
+    casa_logs = [p.name for p in (tmp_path / "run-native" / "casa").glob("*.log")]
+    assert not [n for n in casa_logs if n.endswith(("cal.log", "prebp.log"))], casa_logs
+    casa_obs, native_obs = runs["casa"].observations[0], runs["native"].observations[0]
+    assert set(native_obs.merged_tables) == set(casa_obs.merged_tables)
+    if "delay" in option:
+        order = "SPECTRAL_WINDOW_ID, TIME, ANTENNA1"
+        with (table(casa_obs.merged_tables["kcal"], ack=False) as a,
+              table(native_obs.merged_tables["kcal"], ack=False) as b):  # fmt: skip
+            sa, sb = a.sort(order), b.sort(order)
+            flag = sa.getcol("FLAG")
+            np.testing.assert_array_equal(sb.getcol("FLAG"), flag)
+            assert (~flag).mean() > 0.15  # the antennas with data, of every station
+            np.testing.assert_allclose(sb.getcol("FPARAM")[~flag], sa.getcol("FPARAM")[~flag],
+                                       atol=0.05)  # fmt: skip
+    for step in ("prebp", "bpcal", "gpcal", "2gcal"):
+        assert_solutions_agree(casa_obs.merged_tables[step], native_obs.merged_tables[step], step)
+    assert_corrected_agree(casa_obs.output_mms, native_obs.output_mms)
+    if "delay" in option:
+        bandpass = native_obs.merged_tables["bpcal"]
+        amp_error, phase_error, kept = bandpass_errors(corrupted_small, bandpass)
+        assert amp_error < 0.02 and phase_error < 2.0 and kept > 0.97
+
+
+def test_qa_sums_kept_by_the_run_equal_the_reports_own_pass(calibrated, tmp_path, monkeypatch):
+    """Each SPW's QA pass, computed on a worker as the SPW finished, gives the report the
+    same figures as reading the calibrated MS again; the run's report reads no visibility."""
+    from dsa110_contimg.qa import report
+    from dsa110_contimg.qa.graph import spw_visibility_qa_path
+    from dsa110_contimg.qa.runner import qa_of_calibration_run, saved_visibility_qa
+
+    _, summary, _ = calibrated
+    obs = summary.observations[0]
+    run_dir = Path(summary.output_dir) / "run"
+    saved = [spw_visibility_qa_path(run_dir, obs.stem, spw) for spw in obs.calibrated_spws]
+    assert all(path.exists() for path in saved), saved
+    assert "qa" in obs.step_seconds
+    own_pass = saved_visibility_qa(run_dir, obs.stem, obs.output_mms)  # what the report uses
+    assert own_pass is not None
+    kept = report.run_qa(obs.output_mms, calibrator=CAL, visibility_qa=own_pass)
+    fresh = report.run_qa(obs.output_mms, calibrator=CAL)
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the report read the calibrated MS again")
+
+    monkeypatch.setattr(report, "compute_visibility_qa", no_second_pass)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir / "qa", copy / "qa")
+    assert len(qa_of_calibration_run(summary, CAL, copy)) == 1  # a failed QA is left out
+    kept_items, fresh_items = (_leaves(r.summary["visibilities"]) for r in (kept, fresh))
+    assert [k for k, _ in kept_items] == [k for k, _ in fresh_items]
+    for (key, a), (_, b) in zip(kept_items, fresh_items, strict=True):
+        if isinstance(a, float) or isinstance(b, float):  # sums added in another order
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=key)
+        else:
+            assert a == b, key
+
+
+def _leaves(value, key=""):
+    """(path, value) of every leaf of nested dicts and lists."""
+    if isinstance(value, dict):
+        return [item for k in sorted(value) for item in _leaves(value[k], f"{key}/{k}")]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _leaves(v, f"{key}/{i}")]
+    return [(key, value)]

@@ -104,11 +104,11 @@ def test_accumulate_is_the_weighted_model_division():
     times = 100.0 + 10.0 * row_time
     block = rng.integers(-1, 2, n_row)
     chan_out = np.array([0, 0, 1, 1, -1])
-    for phase_only in (False, True):
+    for calmode in ("ap", "p", "a"):
         sums = [np.zeros((2, n_ant, n_ant, len(hands), 2), t) for t in (complex, float, float, int)]
         per_block = [np.zeros(2), np.zeros(2)]
         k.accumulate(data, model, weight, flag, ant1, ant2, times, block, chan_out, hands, prior,
-                     row_time, phase_only, *sums, *per_block)  # fmt: skip
+                     row_time, k.CALMODES[calmode], *sums, *per_block)  # fmt: skip
         sums = list(k.both_triangles(*sums))
         expected = [np.zeros_like(x) for x in sums]
         expected_block = [np.zeros(2), np.zeros(2)]
@@ -128,9 +128,11 @@ def test_accumulate_is_the_weighted_model_division():
                     b = (weight[r, use, corr] * np.abs(model[r, use, corr]) ** 2).sum()
                     expected_block[0][block[r]] += b * times[r]
                     expected_block[1][block[r]] += b
-                    if phase_only:  # unit amplitude, weight times amplitude squared
+                    if calmode == "p":  # unit amplitude, weight times amplitude squared
                         amp = abs(a / b)
                         a, b = a / abs(a) * b * amp**2, b * amp**2
+                    if calmode == "a":  # the amplitude, the same weight
+                        a = abs(a)
                     for p, q, value in ((ant1[r], ant2[r], a), (ant2[r], ant1[r], np.conj(a))):
                         index = (block[r], out, j, p, q)
                         expected[0][index] += value

@@ -351,3 +351,55 @@ def test_write_model_creates_missing_column(corrupted_small, tmp_path):
     assert result.returncode == 0, result.stderr
     model = _column(ms, "MODEL_DATA")
     assert np.all(np.isfinite(model)) and np.abs(model).max() > 1
+
+
+def test_native_shift_equals_casa_phaseshift(corrupted_small, tmp_path):
+    """split + the shift in place writes what CASA phaseshift writes, field by field."""
+    from dsa110_contimg.casa.tasks import run_phaseshift
+    from dsa110_contimg.ms.reads import fixed_j2000_phase_centres
+    from dsa110_contimg.phasing.shift import copy_rephased
+
+    data_before = _column(corrupted_small, "DATA")
+    assert fixed_j2000_phase_centres(corrupted_small)
+    centre = f"J2000 {CAL.ra_deg}deg {CAL.dec_deg}deg"
+    casa, native = tmp_path / "casa.ms", tmp_path / "native.ms"
+    log_file = str(tmp_path / "casa.log")
+    run_phaseshift(corrupted_small, str(casa), {f: centre for f in CAL_FIELDS}, spw="1",
+                   log_file=log_file)  # fmt: skip
+    copy_rephased(corrupted_small, str(native), CAL_FIELDS, CAL.ra_rad, CAL.dec_rad,
+                  spw="1", field="", log_file=log_file)  # fmt: skip
+    assert np.array_equal(_column(corrupted_small, "DATA"), data_before)
+    assert not list(tmp_path.glob(".*"))  # nothing half-written left beside the product
+
+    field_id = _column(native, "FIELD_ID")
+    shifted = np.isin(field_id, CAL_FIELDS)
+    assert shifted.any() and (~shifted).any()
+    uvw_casa, uvw_native = _column(casa, "UVW"), _column(native, "UVW")
+    assert np.abs(uvw_native - uvw_casa).max() < 1e-6
+    data_casa, data_native = _column(casa, "DATA"), _column(native, "DATA")
+    with table(str(corrupted_small), ack=False) as main, main.query("DATA_DESC_ID==1") as spw1:
+        uvw_in, data_in = spw1.getcol("UVW"), spw1.getcol("DATA")
+    assert np.array_equal(uvw_native[~shifted], uvw_in[~shifted])
+    assert np.array_equal(data_native[~shifted], data_in[~shifted])
+    assert np.abs(uvw_native[shifted] - uvw_in[shifted]).max() > 1.0
+    scale = np.maximum(np.abs(data_casa), 1e-3)
+    assert (np.abs(data_native - data_casa) / scale).max() < 1e-5
+    with table(str(casa), ack=False) as a, table(str(native), ack=False) as b:
+        assert sorted(a.colnames()) == sorted(b.colnames())
+        for column in set(a.colnames()) - {"UVW", "DATA", "FLAG_CATEGORY"}:
+            assert np.array_equal(a.getcol(column), b.getcol(column)), column
+    for column in ("PHASE_DIR", "REFERENCE_DIR", "DELAY_DIR"):
+        casa_dir, native_dir = _column(casa / "FIELD", column), _column(native / "FIELD", column)
+        assert np.abs(native_dir - casa_dir).max() < 1e-12, column
+
+
+def test_native_shift_is_only_for_fixed_j2000_directions(corrupted_small, tmp_path):
+    from dsa110_contimg.ms.reads import fixed_j2000_phase_centres
+
+    copy = tmp_path / "b1950.ms"
+    shutil.copytree(corrupted_small, copy)
+    with table(str(copy / "FIELD"), readonly=False, ack=False) as field:
+        keywords = field.getcolkeywords("PHASE_DIR")
+        keywords["MEASINFO"]["Ref"] = "B1950"
+        field.putcolkeywords("PHASE_DIR", keywords)
+    assert not fixed_j2000_phase_centres(copy)

@@ -194,7 +194,8 @@ class _ArchiveRun:
 
         self.claims.enter_context(claimed_outputs(plan.observations))
         calibrator = self.by_name.get(plan.calibrator) if plan.calibrator else None
-        graph = add_calibration_graph(plan, calibrator, str(self.run_dir))
+        # the QA of each finished MS runs here, beside the workers, not as tasks of theirs
+        graph = add_calibration_graph(plan, calibrator, str(self.run_dir), keep_qa=False)
         for obs in plan.observations:
             finish = dask.delayed(_finish, pure=False)(
                 graph[obs.stem]["outcomes"], plan, obs, calibrator, str(self.run_dir),

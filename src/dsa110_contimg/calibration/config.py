@@ -129,9 +129,9 @@ class CalibrationConfig:
     fast: FastConfig = field(default_factory=FastConfig)
     combine_spw: bool = False
     retries: int = 1
-    # Who solves: "casa" (gaincal, bandpass) or "native" (this project's kernels,
-    # writing CASA tables); applycal applies either.
-    engine: str = "casa"
+    # Who solves and applies: "native" (this project's kernels, CASA tables out,
+    # equal to CASA's in the tests) or "casa" (gaincal, bandpass, applycal).
+    engine: str = "native"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -180,29 +180,12 @@ class CalibrationConfig:
             ),
             (self.engine in ENGINES, f"engine must be one of {list(ENGINES)}, not {self.engine!r}"),
         ]
-        if self.engine == "native":
-            checks += native_engine_checks(self)
         for ok, message in checks:
             if not ok:
                 raise ContimgError(f"invalid calibration config: {message}")
 
 
 ENGINES = ("casa", "native")
-
-
-def native_engine_checks(config: CalibrationConfig) -> list[tuple[bool, str]]:
-    """What the native engine does not solve yet, each with the way out."""
-    uvranges = [config.prebp.uvrange, config.bandpass.uvrange, config.gains.uvrange]
-    return [
-        (not config.combine_spw, "engine native solves each SPW on its own: combine_spw needs "
-         "engine casa"),
-        (not config.delay.enabled, "engine native does not solve delays: the delay step needs "
-         "engine casa"),
-        (config.gains.calmode in ("p", "ap"), "engine native solves gains.calmode p or ap, not "
-         f"{config.gains.calmode!r}"),
-        (all(not u or u.strip().endswith("lambda") for u in uvranges), "engine native takes "
-         "uvranges in wavelengths (e.g. >1klambda)"),
-    ]  # fmt: skip
 
 
 _INTERVAL = re.compile(r"^(inf|int|\d+(\.\d*)?\s*(s|min|h)?)$")

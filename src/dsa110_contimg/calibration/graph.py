@@ -42,16 +42,21 @@ def _key(step, obs: ObservationPlan, spw=ALL_SPW):
     return f"{step}-{obs.stem}-{label}-{_GRAPH_TOKEN.get()}"
 
 
-def add_calibration_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
-    """Delayed outcomes: {"<stem>": {"outcomes": [...], "publish": ...}} per observation."""
+def add_calibration_graph(plan: CalibrationPlan, calibrator, log_dir, keep_qa=True) -> dict:
+    """Delayed outcomes: {"<stem>": {"outcomes": [...], "publish": ...}} per observation.
+
+    ``keep_qa``: each SPW's QA pass runs after its apply and is kept in ``log_dir`` for
+    the report after the run (a driver that reports while the workers go on, as the
+    archive's, leaves it out and reads each MS itself).
+    """
     reset = _GRAPH_TOKEN.set(uuid.uuid4().hex[:8])
     try:
-        return _build_graph(plan, calibrator, log_dir)
+        return _build_graph(plan, calibrator, log_dir, keep_qa)
     finally:
         _GRAPH_TOKEN.reset(reset)
 
 
-def _build_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
+def _build_graph(plan: CalibrationPlan, calibrator, log_dir, keep_qa) -> dict:
     config = plan.config
     by_ms, assembled_of = {}, {}
     solved_tables = {}  # calibrator MS -> {spw: {step: (staged table, outcome)}}
@@ -109,6 +114,10 @@ def _build_graph(plan: CalibrationPlan, calibrator, log_dir) -> dict:
                 )
             )
         outcomes += applied
+        kept = zip(obs.pieces, applied, strict=True) if applied and keep_qa else ()
+        for p, done in kept:
+            outcomes.append(_task(steps.visibility_qa, _key("qa", obs, p.spw), obs, p,
+                                  calibrator, log_dir, done))  # fmt: skip
         if obs.solutions_from is not None:
             readers.setdefault(obs.solutions_from, []).extend(applied)
         by_ms[obs.stem] = {"outcomes": outcomes}
@@ -158,7 +167,10 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
             )
         return merged[step]
 
-    if config.engine == "native":  # one task per SPW solves every step from one read
+    # the native engine: one task per SPW solves every step from one read, unless a step
+    # is combined over SPWs (then a task per step, each solve reading its own rows)
+    chained = config.engine == "native" and not combined
+    if chained:
         for p in obs.pieces:
             staged = {step: obs.staged(p.table(step)) for step, _ in solve_steps(config)}
             chain = _task(steps.solve_chain, _key("solve", obs, p.spw), obs, config, log_dir,
@@ -167,7 +179,7 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
                 task = _task(steps.chain_outcome, _key(step, obs, p.spw), chain, step)
                 outcomes.append(task)
                 tables[p.spw][step] = (table, task)
-    for step, _ in [] if config.engine == "native" else solve_steps(config):
+    for step, _ in [] if chained else solve_steps(config):
         if step in combined:
             priors, upstream = {}, [ready[s] for s in ready]
             for prior in list(next(iter(tables.values()), {})):

@@ -3,27 +3,30 @@
 The solve rows of one SPW (its solve fields' cross-correlations) are read
 once through dask-ms into memory (:class:`SolveData`); each solve of that SPW
 assigns them to solution intervals (CASA's grid, ``combine``, the uv range)
-and accumulates per interval, channel (``B``) or SPW (``G``), correlation and
-baseline the sums of
+and accumulates per interval, channel (``B``, ``K``) or SPW (``G``), correlation
+and baseline the sums of
 :func:`~dsa110_contimg.calibration.solver_kernels.accumulate`, with the earlier
 tables applied on the fly; every interval is then solved at once, flagged
 (``minblperant``, ``minsnr`` with CASA's SNR), referenced to the first
 available reference antenna, normalised (``solnorm``) and gap-filled
 (``fillgaps``), and written into a table CASA itself created, so ``applycal``,
-the QA and ``apply`` read it as CASA's own.
+the QA and ``apply`` read it as CASA's own. Delays (``K``) are found from the
+same sums by CASA's FFT (:mod:`~dsa110_contimg.calibration.delay_kernels`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from dsa110_contimg.calibration import delay_kernels, table_gains
 from dsa110_contimg.calibration import solver_kernels as kernels
-from dsa110_contimg.casa.tasks import create_caltable
+from dsa110_contimg.calibration.solve_request import PER_INTEGRATION_S, SolveRequest
+from dsa110_contimg.casa.tasks import new_caltable
 from dsa110_contimg.errors import ContimgError, StepFailed
 from dsa110_contimg.instrument import SPEED_OF_LIGHT_M_S
 from dsa110_contimg.ms import caltables, reads
@@ -32,126 +35,42 @@ from dsa110_contimg.ms.publish import publish_directory
 
 KEEP_WHOLE_CHUNK = 0.9  # fraction of solve rows above which a chunk is not copied
 MAX_ITERATIONS = 200
-PER_INTEGRATION_S = 1e-6  # a solution interval shorter than any integration
 TOLERANCE = 1e-10
 
 
-@dataclass(frozen=True)
-class SolveRequest:
-    """What CASA's parameters ask of one solve, checked."""
-
-    kind: str  # "G" or "B"
-    spw: int
-    fields: tuple[int, ...]
-    solint_s: float  # inf: one interval
-    combine_scan: bool
-    combine_field: bool
-    phase_only: bool
-    uv_range_lambda: tuple[float, float]
-    minsnr: float
-    minblperant: int
-    solnorm: bool
-    fillgaps: int
-    refant: str
-    priors: tuple[tuple[str, str, tuple[int, ...]], ...]  # (table, interp, spwmap)
-
-
-def parse_solint(text: str) -> float:
-    """CASA's solint in seconds: ``inf``, ``int`` (each integration), ``30s``, ``2min``,
-    ``1h`` or a number of seconds."""
-    text = str(text).strip().lower()
-    if text in ("inf", ""):
-        return np.inf
-    if text == "int":
-        return PER_INTEGRATION_S
-    match = re.fullmatch(r"([0-9.]+)\s*(s|sec|min|m|h)?", text)
-    if not match:
-        raise ContimgError(f"the native engine does not understand solint {text!r}")
-    scale = {"s": 1, "sec": 1, None: 1, "min": 60, "m": 60, "h": 3600}[match[2]]
-    return float(match[1]) * scale
-
-
-def parse_uvrange_lambda(text: str) -> tuple[float, float]:
-    """(min, max) uv distance in wavelengths from CASA's uvrange in wavelength units
-    (``>1klambda``, ``<500lambda``, ``1~10klambda``); ranges in metres are refused."""
-    text = str(text or "").strip().lower().replace(" ", "")
-    if not text:
-        return 0.0, np.inf
-    units = {"lambda": 1.0, "klambda": 1e3, "mlambda": 1e6}
-    match = re.fullmatch(r"(>|<)?([0-9.]+)(?:~([0-9.]+))?(klambda|mlambda|lambda)", text)
-    if not match:
-        raise ContimgError(
-            f"the native engine takes uvrange in wavelengths (e.g. '>1klambda'), not {text!r}"
-        )
-    scale = units[match[4]]
-    low, high = float(match[2]) * scale, (float(match[3]) * scale if match[3] else None)
-    if match[1] == ">":
-        return low, np.inf
-    if match[1] == "<":
-        return 0.0, low
-    return (low, high) if high is not None else (low, low)
-
-
-def request_from_parameters(task: str, parameters: dict) -> SolveRequest:
-    """The request CASA's ``gaincal``/``bandpass`` parameters make; one line for what the
-    native engine does not do."""
-    combine = {c.strip() for c in str(parameters.get("combine", "")).split(",") if c.strip()}
-    if "spw" in combine:
-        raise ContimgError("the native engine solves each SPW on its own: combine 'spw' needs "
-                           "--engine casa")  # fmt: skip
-    gaintype = parameters.get("gaintype", "G")
-    if task == "gaincal" and gaintype != "G":
-        raise ContimgError(f"the native engine solves gaintype G, not {gaintype!r}: delays need "
-                           "--engine casa")  # fmt: skip
-    calmode = parameters.get("calmode", "ap")
-    if calmode not in ("p", "ap"):
-        raise ContimgError(f"the native engine solves calmode 'p' or 'ap', not {calmode!r}")
-    spw = str(parameters.get("spw", ""))
-    if not spw.isdigit():
-        raise ContimgError(f"the native engine solves one SPW at a time, not spw {spw!r}")
-    fields = tuple(int(f) for f in str(parameters.get("field", "")).split(",") if f.strip())
-    gaintable = list(parameters.get("gaintable") or [])
-    interp = list(parameters.get("interp") or []) + [""] * len(gaintable)
-    spwmap = list(parameters.get("spwmap") or []) + [[]] * len(gaintable)
-    priors = tuple(
-        (str(t), str(i or "linear"), tuple(int(s) for s in m))
-        for t, i, m in zip(gaintable, interp, spwmap, strict=False)
-    )
-    return SolveRequest(
-        kind="B" if task == "bandpass" else "G",
-        spw=int(spw),
-        fields=fields,
-        solint_s=parse_solint(parameters.get("solint", "inf")),
-        combine_scan="scan" in combine,
-        combine_field="field" in combine,
-        phase_only=calmode == "p" and task == "gaincal",
-        uv_range_lambda=parse_uvrange_lambda(parameters.get("uvrange", "")),
-        minsnr=float(parameters.get("minsnr", 3.0)),
-        minblperant=int(parameters.get("minblperant", 4)),
-        solnorm=bool(parameters.get("solnorm", False)),
-        fillgaps=int(parameters.get("fillgaps", 0)) if task == "bandpass" else 0,
-        refant=str(parameters.get("refant", "")),
-        priors=priors,
-    )
-
-
 def solve_to_caltable(vis: str, caltable: str, request: SolveRequest,
-                      data: SolveData | None = None) -> dict:  # fmt: skip
+                      data: SolveData | None = None, integration_sums=None) -> dict:  # fmt: skip
     """Solve ``request`` on ``vis`` and write ``caltable`` (published by rename).
 
     ``data``: the SPW's solve rows already in memory (:func:`read_solve_data`), shared by
-    the solves of one SPW; read here when not given.
+    the solves of one SPW; read here when not given. ``integration_sums``: a dict the
+    gain solves of one SPW share, holding their sums per integration under what decides
+    them, so that solves differing only in interval or minsnr add up the data once.
     """
     started = time.perf_counter()
-    if data is None:
-        data = read_solve_data(vis, request.spw, request.fields)
-    setup = _setup(data, request)
-    reduced = _reduce(data, request, setup)
+    if len(request.spws) > 1:
+        parts = [_per_integration(read_solve_data(vis, spw, request.fields), request, spw)
+                 for spw in request.spws]  # fmt: skip
+        setup, reduced = _gather(parts, request)
+    else:
+        if data is None:
+            data = read_solve_data(vis, request.spw, request.fields)
+        if integration_sums is not None and request.kind == "G":
+            key = dataclasses.replace(request, solint_s=0.0, minsnr=0.0, minblperant=0)
+            if key not in integration_sums:
+                integration_sums[key] = _per_integration(data, request, request.spw)
+            setup, reduced = _gather([integration_sums[key]], request)
+        else:
+            setup = _setup(data, request)
+            reduced = _reduce(data, request, setup)
     accumulated = time.perf_counter()
-    solutions = _solve(request, setup, reduced)
+    if request.kind == "K":
+        solutions = _solve_delays(request, setup, reduced, _integrations_per_block(data, setup))
+    else:
+        solutions = _solve(request, setup, reduced)
     solved = time.perf_counter()
     with publish_directory(caltable) as partial:
-        create_caltable(vis, str(partial), request.kind)
+        new_caltable(vis, partial, request.kind)
         caltables.append_solutions(partial, solutions)
     return {
         "engine": "native",
@@ -261,7 +180,9 @@ class _Setup:
     n_ant: int
     hands: np.ndarray
     n_chan: int
+    chan_freq: np.ndarray
     row_block: np.ndarray  # (solve row,) interval of each row, -1 for rows not used
+    block_time: np.ndarray  # the time, FIELD_ID and SCAN_NUMBER of each interval's first row
     block_field: np.ndarray
     block_scan: np.ndarray
     refant_order: tuple[int, ...]
@@ -270,9 +191,9 @@ class _Setup:
 def _setup(data: SolveData, request: SolveRequest) -> _Setup:
     if data.spw != request.spw or (data.fields and not set(request.fields) <= set(data.fields)):
         raise ValueError("the solve data hold other rows than the request asks for")
-    uv_lambda = data.uv_m * data.chan_freq.mean() / SPEED_OF_LIGHT_M_S
-    low, high = request.uv_range_lambda
-    keep = data.usable & (uv_lambda >= low) & (uv_lambda <= high)
+    low, high, in_wavelengths = request.uv_range
+    uv = data.uv_m * (data.chan_freq.mean() / SPEED_OF_LIGHT_M_S if in_wavelengths else 1.0)
+    keep = data.usable & (uv >= low) & (uv <= high)
     if request.fields:
         keep &= np.isin(data.field, request.fields)
     if not keep.any():
@@ -291,7 +212,9 @@ def _setup(data: SolveData, request: SolveRequest) -> _Setup:
         n_ant=data.n_ant,
         hands=data.hands,
         n_chan=len(data.chan_freq),
+        chan_freq=data.chan_freq,
         row_block=row_block,
+        block_time=data.time[keep][first],
         block_field=data.field[keep][first],
         block_scan=data.scan[keep][first],
         refant_order=_refant_order(data, request.refant),
@@ -310,6 +233,40 @@ def _refant_order(data: SolveData, refant: str) -> tuple[int, ...]:
     return tuple(order)
 
 
+def _per_integration(data: SolveData, request: SolveRequest, spw: int):
+    """(setup, sums) of ``request`` on one SPW's rows, an interval per integration."""
+    part = dataclasses.replace(request, solint_s=PER_INTEGRATION_S, spw=spw, spws=(spw,))
+    setup = _setup(data, part)
+    return setup, _reduce(data, part, setup)
+
+
+def _gather(parts, request: SolveRequest) -> tuple[_Setup, _Reduced]:
+    """:func:`_per_integration` sums (of one SPW, or of each SPW combined) gathered into the
+    request's intervals on one grid from the first time of them all (sums add up), as
+    CASA's solve of those rows at that interval (``combine='spw'``: of all SPWs)."""
+    if len({len(setup.hands) for setup, _ in parts}) > 1:
+        raise ContimgError("SPWs combined must have the same parallel hands")
+    label = {k: np.concatenate([getattr(setup, f"block_{k}") for setup, _ in parts])
+             for k in ("time", "field", "scan")}  # fmt: skip
+    interval = kernels.solution_blocks(label["time"], label["field"], label["scan"],
+                                       request.solint_s, request.combine_field,
+                                       request.combine_scan)  # fmt: skip
+    by_interval = np.argsort(interval, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(interval[by_interval]) != 0])
+    sums = [np.add.reduceat(np.concatenate([getattr(r, f.name) for _, r in parts])[by_interval],
+                            starts, axis=0)
+            for f in dataclasses.fields(_Reduced)]  # fmt: skip
+    # each interval is labelled by its first integration in time
+    order = np.lexsort((np.arange(len(interval)), label["time"]))
+    _, first_in_order = np.unique(interval[order], return_index=True)
+    first = order[first_in_order]
+    setup = dataclasses.replace(parts[0][0], row_block=np.zeros(0, np.int64),
+                                block_time=label["time"][first],
+                                block_field=label["field"][first],
+                                block_scan=label["scan"][first])  # fmt: skip
+    return setup, _Reduced(*sums)
+
+
 @dataclass(frozen=True, eq=False)
 class _Reduced:
     vis_sum: np.ndarray  # (block, chan_out, pol, ant, ant)
@@ -322,17 +279,18 @@ class _Reduced:
 
 def _reduce(data: SolveData, request: SolveRequest, setup: _Setup) -> _Reduced:
     """Every chunk's rows added into one set of sums, the earlier tables applied."""
-    priors = [TableGains.from_table(path, interp, spwmap, request.spw, setup.n_ant)
+    priors = [table_gains.TableGains.from_table(path, interp, spwmap, request.spw, setup.n_ant,
+                                                setup.chan_freq)
               for path, interp, spwmap in request.priors]  # fmt: skip
-    n_out = setup.n_chan if request.kind == "B" else 1
+    per_channel = request.kind in ("B", "K")
+    n_out = setup.n_chan if per_channel else 1
     n_block = int(setup.row_block.max()) + 1
     n_pol = len(setup.hands)
     shape = (n_block, setup.n_ant, setup.n_ant, n_pol, n_out)  # the kernel's layout
     sums = (np.zeros(shape, np.complex128), np.zeros(shape), np.zeros(shape),
             np.zeros(shape, np.int64))  # fmt: skip
     time_weight, weight_total = np.zeros(n_block), np.zeros(n_block)
-    chan_out = (np.arange(setup.n_chan) if request.kind == "B"
-                else np.zeros(setup.n_chan, np.int64))  # fmt: skip
+    chan_out = np.arange(setup.n_chan) if per_channel else np.zeros(setup.n_chan, np.int64)
     # the earlier tables' gains once, at every time of the solve rows
     unique_times, time_index = data.times
     prior = np.ones((len(unique_times), setup.n_ant, setup.n_chan, n_pol), np.complex128)
@@ -346,47 +304,9 @@ def _reduce(data: SolveData, request: SolveRequest, setup: _Setup) -> _Reduced:
             weight = np.broadcast_to(weight[:, None, :], data_chunk.shape)
         kernels.accumulate(data_chunk, model, weight, flag, ant1, ant2, times,
                            setup.row_block[rows], chan_out, setup.hands, prior, time_index[rows],
-                           request.phase_only, *sums, time_weight, weight_total)  # fmt: skip
+                           kernels.CALMODES[request.calmode], *sums, time_weight,
+                           weight_total)  # fmt: skip
     return _Reduced(*kernels.both_triangles(*sums), time_weight, weight_total)
-
-
-@dataclass(frozen=True, eq=False)
-class TableGains:
-    """One SPW's solutions of a CASA table, ready to interpolate to the data's times."""
-
-    times: np.ndarray
-    values: np.ndarray  # (time, ant, chan, pol)
-    ok: np.ndarray
-    interp: str
-
-    @classmethod
-    def from_table(cls, path, interp, spwmap, spw: int, n_ant: int) -> TableGains:
-        by_spw = caltables.read_solutions_by_spw(path)
-        source = spwmap[spw] if spwmap and spw < len(spwmap) else spw
-        if source not in by_spw:
-            raise ContimgError(f"caltable {path} has no solutions for SPW {source}")
-        part = by_spw[source]
-        times = np.unique(part.time)
-        n_chan, n_pol = part.values.shape[1:]
-        values = np.zeros((len(times), n_ant, n_chan, n_pol), np.complex128)
-        ok = np.zeros(values.shape, bool)
-        index = np.searchsorted(times, part.time)
-        values[index, part.antenna] = part.values
-        ok[index, part.antenna] = ~part.flag
-        return cls(times, values, ok, str(interp or "linear"))
-
-    def at(self, times, n_pol, n_chan) -> np.ndarray:
-        """(time, ant, chan, pol) gains at ``times``; 0 where flagged (the data then are)."""
-        mode = "nearest" if self.interp.split(",")[0] == "nearest" else "linear"
-        values, ok = kernels.interpolate_in_time(self.times, self.values, self.ok, times, mode)
-        values, ok = kernels.fill_flagged_channels(values, ok)
-        gains = np.where(ok, values, 0)
-        if gains.shape[2] == 1:
-            gains = np.broadcast_to(gains, (*gains.shape[:2], n_chan, gains.shape[3]))
-        if gains.shape[2] != n_chan or gains.shape[3] < n_pol:
-            raise ContimgError("an earlier table's channels or polarisations do not match "
-                               "the data: the native engine cannot apply it")  # fmt: skip
-        return gains[..., :n_pol]
 
 
 def _solve(request: SolveRequest, setup: _Setup, reduced: _Reduced) -> caltables.NewSolutions:
@@ -400,7 +320,7 @@ def _solve(request: SolveRequest, setup: _Setup, reduced: _Reduced) -> caltables
             f"{n_block} of {n_block} solution interval(s) had unflagged data but none enough "
             f"baselines per antenna (minblperant {request.minblperant}; check uvrange and flags)"
         )
-    gains, iterations = kernels.solve_gains(vis, weight, usable, request.phase_only,
+    gains, iterations = kernels.solve_gains(vis, weight, usable, request.calmode == "p",
                                             MAX_ITERATIONS, TOLERANCE)  # fmt: skip
     # a solve that did not converge or ran to a star (noise, or phases that no antenna
     # gains explain) keeps no solutions, as CASA's keeps none
@@ -424,13 +344,11 @@ def _solve(request: SolveRequest, setup: _Setup, reduced: _Reduced) -> caltables
     refant = np.full(n_block, -1)
     for ant in setup.refant_order[::-1]:
         refant = np.where(ok[:, :, :, ant].any(axis=(1, 2)), ant, refant)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        times = reduced.time_weight / reduced.weight_total
     # (block, chan, pol, ant) -> (time, ant, chan, pol)
     order = (0, 3, 1, 2)
     return caltables.NewSolutions(
         spw=request.spw,
-        time=times,
+        time=_interval_times(reduced),
         field=setup.block_field,
         scan=setup.block_scan,
         refant=refant,
@@ -439,3 +357,54 @@ def _solve(request: SolveRequest, setup: _Setup, reduced: _Reduced) -> caltables
         snr=np.where(np.isfinite(snr), snr, 1e6).transpose(order),
         error=error.transpose(order),
     )
+
+
+def _integrations_per_block(data: SolveData, setup: _Setup) -> np.ndarray:
+    """How many integrations each solution interval holds."""
+    used = setup.row_block >= 0
+    pairs = np.unique(np.c_[setup.row_block[used], data.times[1][used]], axis=0)
+    return np.bincount(pairs[:, 0], minlength=int(setup.row_block.max()) + 1)
+
+
+def _solve_delays(request: SolveRequest, setup: _Setup, reduced: _Reduced,
+                  integrations: np.ndarray) -> caltables.NewSolutions:  # fmt: skip
+    """CASA's KJones: per interval the FFT delay of each antenna's baseline to the first
+    reference antenna; no SNR, ``minsnr`` or ``minblperant`` (CASA's delay solve has none);
+    the reference antenna 0 ns and kept, antennas without a baseline to it flagged."""
+    ref = setup.refant_order[0]
+    to_ref = reduced.vis_sum[..., ref]  # (block, chan, pol, ant): sum w V M* of (ant, ref)
+    weight = reduced.weight_sum[..., ref]
+    n_block, n_chan, n_pol, n_ant = to_ref.shape
+    delays, found = np.zeros((n_block, n_pol * n_ant)), np.zeros((n_block, n_pol * n_ant), bool)
+    for block in range(n_block):
+        series = to_ref[block].reshape(n_chan, -1)
+        if integrations[block] > 1:
+            delays[block], found[block] = delay_kernels.multiband_delays(series, setup.chan_freq)
+        else:
+            block_weight = weight[block].reshape(n_chan, -1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                averaged = np.where(block_weight > 0, series / block_weight, 0)
+            delays[block], found[block] = delay_kernels.single_integration_delays(
+                averaged, setup.chan_freq
+            )
+    delays, found = delays.reshape(n_block, n_pol, n_ant), found.reshape(n_block, n_pol, n_ant)
+    delays[:, :, ref], found[:, :, ref] = 0.0, True
+    # (block, pol, ant) -> (time, ant, chan, pol); delays not found are 0, as CASA's
+    values = delays.transpose(0, 2, 1)[:, :, None, :]
+    return caltables.NewSolutions(
+        spw=request.spw,
+        time=_interval_times(reduced),
+        field=setup.block_field,
+        scan=setup.block_scan,
+        refant=np.full(n_block, -1),  # CASA's delay tables name none
+        values=values,
+        flag=~found.transpose(0, 2, 1)[:, :, None, :],
+        snr=np.zeros(values.shape),
+        error=np.zeros(values.shape),
+    )
+
+
+def _interval_times(reduced: _Reduced) -> np.ndarray:
+    """Each interval's time: its data's weighted mean time, as CASA labels a solution."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return reduced.time_weight / reduced.weight_total

@@ -6,8 +6,9 @@ nearest solution beyond the ends): every table's gains are interpolated once
 to the data's times, multiplied, inverted, and applied chunk by chunk
 (:func:`~dsa110_contimg.calibration.apply_kernels.apply_gains`); CORRECTED_DATA
 and FLAG are written back through dask-ms. Each sub-MS is its own table, so
-the SPWs apply side by side. Anything else (delays, tables on other channels,
-weights scaled by the gains) is left to CASA's ``applycal``:
+the SPWs apply side by side; delays become per-channel phases about their
+table's frequency. Anything else (tables on other channels, weights scaled by
+the gains) is left to CASA's ``applycal``:
 :func:`native_tables` says why.
 """
 
@@ -21,11 +22,11 @@ import numpy as np
 from daskms import xds_to_table
 
 from dsa110_contimg.calibration import apply_kernels
-from dsa110_contimg.calibration.native import TableGains
+from dsa110_contimg.calibration.table_gains import TableGains
 from dsa110_contimg.ms import caltables, reads
 from dsa110_contimg.ms.antennas import antenna_names
 
-KINDS = ("B", "G", "T")
+KINDS = ("B", "G", "T", "K")
 
 
 def native_tables(vis: str, spw: int, gaintable, interp, spwmap, calwt: bool):
@@ -36,10 +37,11 @@ def native_tables(vis: str, spw: int, gaintable, interp, spwmap, calwt: bool):
     kinds = [caltables.caltable_info(path).kind for path in gaintable]
     if any(kind not in KINDS for kind in kinds):
         return f"{', '.join(k for k in kinds if k not in KINDS)} tables"
-    n_ant, n_chan = len(antenna_names(vis)), len(reads.chan_freq_hz(vis)[spw])
+    n_ant, chan_freq = len(antenna_names(vis)), reads.chan_freq_hz(vis)[spw]
+    n_chan = len(chan_freq)
     interp = list(interp) + [""] * len(gaintable)
     spwmap = list(spwmap) + [[]] * len(gaintable)
-    tables = [TableGains.from_table(path, i, m, spw, n_ant)
+    tables = [TableGains.from_table(path, i, m, spw, n_ant, chan_freq)
               for path, i, m in zip(gaintable, interp, spwmap, strict=False)]  # fmt: skip
     if any(k == "B" and t.values.shape[2] != n_chan for k, t in zip(kinds, tables, strict=True)):
         return "a bandpass on other channels than the data's"

@@ -211,6 +211,10 @@ def claimed_outputs(observations):
 
 
 def _run_locked_plan(plan, client, log_dir, calibrator, progress) -> RunSummary:
+    from dsa110_contimg.qa.graph import forget_visibility_qa
+
+    for obs in plan.observations:  # a reused run directory: no QA sums of an earlier run
+        forget_visibility_qa(log_dir, obs.stem)
     graph = add_calibration_graph(plan, calibrator, str(log_dir))
     started = time.perf_counter()
     futures = {stem: client.compute(v["outcomes"]) for stem, v in graph.items()}

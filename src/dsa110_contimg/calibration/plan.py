@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from dsa110_contimg.calibration.config import CalibrationConfig
 
 ALL_SPW = -1
@@ -71,6 +73,12 @@ class ObservationPlan:
 
     def merged(self, step: str) -> str | None:
         return dict(self.merged_tables).get(step)
+
+    @property
+    def phasecenter_rad(self) -> tuple[float, float]:
+        """``phasecenter`` (``J2000 <ra>deg <dec>deg``) as (ra, dec) in radians."""
+        _, ra, dec = self.phasecenter.split()
+        return np.radians(float(ra.removesuffix("deg"))), np.radians(float(dec.removesuffix("deg")))
 
     @property
     def output_dir(self) -> Path:

@@ -24,10 +24,13 @@ import warnings
 import numba
 import numpy as np
 
+AMPLITUDE_AND_PHASE, PHASE_ONLY, AMPLITUDE_ONLY = 0, 1, 2  # CASA's calmode ap, p, a
+CALMODES = {"ap": AMPLITUDE_AND_PHASE, "p": PHASE_ONLY, "a": AMPLITUDE_ONLY}
+
 
 @numba.njit(cache=True, nogil=True)
 def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_out, hands,
-               prior, prior_time, phase_only, vis_sum, weight_sum, square_sum, count,
+               prior, prior_time, calmode, vis_sum, weight_sum, square_sum, count,
                time_weight, weight_total):  # fmt: skip
     """Add each row's model-divided visibilities to its block's baseline sums.
 
@@ -42,8 +45,9 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
 
     Per row and output channel, as CASA's solve buffer: ``a = sum w V conj(M)``,
     ``b = sum w |M|^2`` (the average of ``V / M`` over the channels is ``a / b``, of
-    weight ``b``); a phase-only solve takes that average at unit amplitude with its
-    weight times its amplitude squared (CASA's ``enforceAPonData``). Added in place to
+    weight ``b``); ``calmode`` :data:`PHASE_ONLY` takes that average at unit amplitude
+    with its weight times its amplitude squared, :data:`AMPLITUDE_ONLY` its amplitude
+    with the same weight (CASA's ``enforceAPonData``). Added in place to
     ``vis_sum`` (``a``), ``weight_sum`` (``b``), ``square_sum`` (``|a|^2 / b``, for the
     chi-squared of each integration's data) and ``count`` (data points), all (block,
     ant, ant, pol, chan_out) so that a row's channels are written side by side, at
@@ -89,11 +93,13 @@ def accumulate(data, model, weight, flag, ant1, ant2, row_time, row_block, chan_
                         b = 0.0
                     continue
                 row_weight += b
-                if phase_only:
+                if calmode == PHASE_ONLY:
                     amp = abs(a) / b
                     if amp > 0.0:
                         a = a / abs(a) * b * amp * amp
                         b = b * amp * amp
+                elif calmode == AMPLITUDE_ONLY:
+                    a = abs(a) + 0j
                 vis_sum[block, p, q, k, out] += a
                 weight_sum[block, p, q, k, out] += b
                 square_sum[block, p, q, k, out] += (a.real * a.real + a.imag * a.imag) / b
@@ -313,6 +319,24 @@ def interpolate_in_time(times, values, ok, at, mode: str):
     the nearest slot; ``linear``, amplitude and phase interpolated between the slots
     either side, flagged if either is. Returns (values at ``at``, ok at ``at``).
     """
+    values, ok, lo, hi, frac = _time_slots(times, values, ok, at, mode)
+    start, end = values[lo], values[hi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.angle(np.where(start != 0, end / start, 1.0))
+    amp = np.abs(start) * (1 - frac) + np.abs(end) * frac
+    interpolated = amp * np.exp(1j * (np.angle(start) + step * frac))
+    return interpolated, ok[lo] & ok[hi]
+
+
+def interpolate_real_in_time(times, values, ok, at, mode: str):
+    """:func:`interpolate_in_time` of real parameters (delays): the same slots, the
+    values themselves interpolated linearly."""
+    values, ok, lo, hi, frac = _time_slots(times, values, ok, at, mode)
+    return values[lo] * (1 - frac) + values[hi] * frac, ok[lo] & ok[hi]
+
+
+def _time_slots(times, values, ok, at, mode: str):
+    """(values and ok in time order, slot before, slot after, fraction between) at ``at``."""
     order = np.argsort(times)
     times = np.asarray(times, float)[order]
     values, ok = np.asarray(values)[order], np.asarray(ok)[order]
@@ -330,13 +354,7 @@ def interpolate_in_time(times, values, ok, at, mode: str):
         frac = np.clip((at - times[lo]) / (times[hi] - times[lo]), 0.0, 1.0)
         # on a slot, or beyond the ends: that slot alone
         hi, lo = np.where(frac == 0, lo, hi), np.where(frac == 1, hi, lo)
-    frac = frac.reshape(-1, *([1] * (values.ndim - 1)))
-    start, end = values[lo], values[hi]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        step = np.angle(np.where(start != 0, end / start, 1.0))
-    amp = np.abs(start) * (1 - frac) + np.abs(end) * frac
-    interpolated = amp * np.exp(1j * (np.angle(start) + step * frac))
-    return interpolated, ok[lo] & ok[hi]
+    return values, ok, lo, hi, frac.reshape(-1, *([1] * (values.ndim - 1)))
 
 
 def fill_flagged_channels(values, ok):

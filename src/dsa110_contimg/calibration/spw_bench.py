@@ -40,7 +40,7 @@ def selection_label(selection: str) -> str:
     return "spw" + re.sub(r"[^0-9A-Za-z]+", "-", selection.replace("~", "-")).strip("-")
 
 
-def _quality(obs, calibrator, truth) -> dict:
+def _quality(obs, calibrator, truth, run_dir) -> dict:
     """Solutions kept, bandpass SNR and error against the truth, QA of CORRECTED_DATA."""
     tables = obs.merged_tables
     stats = [s for s in obs.solutions.values() if "n_solutions" in s]
@@ -70,7 +70,10 @@ def _quality(obs, calibrator, truth) -> dict:
             quality["bandpass_amp_error"] = errors["amp_error"]
             quality["bandpass_phase_error_deg"] = errors["phase_error_deg"]
     if obs.output_mms:
-        summary = run_qa(obs.output_mms, [], calibrator).summary
+        from dsa110_contimg.qa.runner import saved_visibility_qa
+
+        own_pass = saved_visibility_qa(run_dir, obs.stem, obs.output_mms)  # the run's QA pass
+        summary = run_qa(obs.output_mms, [], calibrator, visibility_qa=own_pass).summary
         metrics = summary["visibilities"].get("calibrator", {}).get("metrics", {})
         for key in ("corrected_model_phase_scatter_deg", "median_corrected_model_amp_ratio"):
             if key in metrics:
@@ -145,7 +148,7 @@ def bench_spw_selections(ms, selections, calibrator, fields, refant, config, out
             "spws": spws,
             "status": summary.status,
             "calibrated_spws": obs.calibrated_spws,
-            "quality": _quality(obs, calibrator, truth),
+            "quality": _quality(obs, calibrator, truth, run_dir / selection_label(selection)),
             "cost": {
                 "wall_seconds": summary.wall_seconds,
                 "task_seconds": obs.task_seconds,

@@ -36,6 +36,7 @@ from dsa110_contimg.errors import StepFailed
 from dsa110_contimg.ms import caltables, mms, reads
 from dsa110_contimg.ms.publish import product_input, publish_directory, write_provenance
 from dsa110_contimg.ms.writes import flag_all_rows
+from dsa110_contimg.phasing.shift import copy_rephased
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +66,24 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
         staged = staging_path(piece, obs)
         staged.parent.mkdir(parents=True, exist_ok=True)
         log_file = casa_log(log_dir, obs, piece.spw, "prepare")
-        if obs.phasecenter:
-            call = tasks.run_phaseshift(
-                obs.ms,
-                str(staged),
-                {f: obs.phasecenter for f in obs.cal_fields},
-                spw=str(piece.spw),
-                field=selection_string(obs.apply_fields),
-                log_file=log_file,
-            )
+        fields = selection_string(obs.apply_fields)
+        if (
+            obs.phasecenter
+            and config.engine == "native"
+            and reads.fixed_j2000_phase_centres(obs.ms)
+        ):
+            detail = copy_rephased(obs.ms, str(staged), obs.cal_fields, *obs.phasecenter_rad,
+                                   spw=str(piece.spw), field=fields, log_file=log_file)  # fmt: skip
+        elif obs.phasecenter:
+            call = tasks.run_phaseshift(obs.ms, str(staged), {f: obs.phasecenter for f in
+                                        obs.cal_fields}, spw=str(piece.spw), field=fields,
+                                        log_file=log_file)  # fmt: skip
+            detail = {"task": call.task, "casa_seconds": call.seconds}
         else:
             call = tasks.run_split(
-                obs.ms,
-                str(staged),
-                spw=str(piece.spw),
-                field=selection_string(obs.apply_fields),
-                log_file=log_file,
+                obs.ms, str(staged), spw=str(piece.spw), field=fields, log_file=log_file
             )
-        detail = {"task": call.task, "casa_seconds": call.seconds}
+            detail = {"task": call.task, "casa_seconds": call.seconds}
         if obs.equal_weights:
             # CASA solves drop visibilities of non-positive weight: with none
             # meaningful, the working copy weights every visibility equally.
@@ -259,6 +260,7 @@ class _HeldSolveRows:
 
     def __init__(self, vis, spw, fields):
         self.vis, self.spw, self.fields, self.data = vis, spw, fields, None
+        self.integration_sums = {}  # the gain solves' sums per integration, shared
 
     def __call__(self):
         if self.data is None:
@@ -283,11 +285,12 @@ def _solve_body(step, obs, config, log_dir, vis, spw, caltable, tables_by_step,
     parameters.update(applied_tables(priors, tables_by_step, obs.n_spw_total))
     Path(caltable).parent.mkdir(parents=True, exist_ok=True)
     if config.engine == "native":
-        from dsa110_contimg.calibration import native
+        from dsa110_contimg.calibration import native, solve_request
 
-        request = native.request_from_parameters(task, parameters)
+        request = solve_request.request_from_parameters(task, parameters)
         data, read_seconds = solve_data() if solve_data else (None, None)
-        detail = native.solve_to_caltable(vis, caltable, request, data)
+        sums = solve_data.integration_sums if solve_data else None
+        detail = native.solve_to_caltable(vis, caltable, request, data, sums)
         if read_seconds is not None:
             detail["read_seconds"] = read_seconds
     else:
@@ -340,20 +343,32 @@ def apply(
                 detail = native_apply.apply_to_corrected(piece.sub_ms, piece.spw, tables)
                 return {**detail, "tables": parameters["gaintable"]}
             log.info("%s spw %d: applycal applies %s", obs.stem, piece.spw, tables)
-        call = tasks.run_applycal(
-            piece.sub_ms,
-            log_file,
-            spw=str(piece.spw),
-            calwt=[config.apply.calwt] * len(parameters["gaintable"]),
-            applymode="calflag",
-            **parameters,
-        )
+        call = tasks.run_applycal(piece.sub_ms, log_file, spw=str(piece.spw),
+                                  calwt=[config.apply.calwt] * len(parameters["gaintable"]),
+                                  applymode="calflag", **parameters)  # fmt: skip
         return {"casa_seconds": call.seconds, "tables": parameters["gaintable"]}
 
     outcome = run_step("apply", obs, piece.spw, upstream, body, config.retries)
     if not outcome.ok and Path(piece.sub_ms).exists():
         _fill_uncalibrated(piece.sub_ms, log_file, calibrator, config)
     return outcome
+
+
+def visibility_qa(obs: ObservationPlan, piece: SpwPiece, calibrator, log_dir, applied):
+    """The QA pass over this SPW's calibrated sub-MS, kept for the run's report (which
+    otherwise reads the whole MS again after the run); never fails the calibration."""
+    from dsa110_contimg.qa import graph as qa_graph
+
+    def body():
+        if not applied.ok:
+            return {"saved": False, "why": f"apply {applied.status}"}
+        path = qa_graph.spw_visibility_qa_path(log_dir, obs.stem, piece.spw)
+        try:
+            return qa_graph.save_visibility_qa(piece.sub_ms, calibrator, path)
+        except Exception as error:  # noqa: BLE001 - the report reads the MS itself instead
+            return {"saved": False, "why": f"{type(error).__name__}: {error}"}
+
+    return run_step("qa", obs, piece.spw, [], body, 0)
 
 
 def _fill_uncalibrated(sub_ms, log_file, calibrator, config):

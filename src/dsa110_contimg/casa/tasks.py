@@ -9,14 +9,22 @@ temporary name and renamed into place, so an interrupted solve leaves none.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from dsa110_contimg import casa_env
 from dsa110_contimg.errors import CasaTaskError
+from dsa110_contimg.ms import reads
 from dsa110_contimg.ms.publish import publish_directory
+from dsa110_contimg.ms.reads import subtable_stamp
 
 
 @dataclass(frozen=True)
@@ -291,17 +299,48 @@ def run_tclean(vis: str, output_dir: str, log_file: str | None = None, **paramet
 
 
 def create_caltable(vis: str, caltable: str, kind: str) -> None:
-    """An empty CASA calibration table of ``kind`` (``G`` or ``B``) for ``vis``: CASA's own
-    schema, keywords and subtables (ANTENNA, FIELD, SPECTRAL_WINDOW, ...), rows to add."""
+    """An empty CASA calibration table of ``kind`` (``G``, ``B`` or ``K``) for ``vis``:
+    CASA's own schema, keywords and subtables (ANTENNA, FIELD, SPECTRAL_WINDOW, ...), rows
+    to add. A delay table's SPWs carry the centre of their channels, as CASA's solve
+    writes it: the frequency its delays are applied about."""
     calibrater = casa_env.casatools().calibrater()
+    parameter_type = "Float" if kind == "K" else "Complex"
     try:
         with casa_env.casa_output_to_log():
             calibrater.open(vis, addcorr=False, addmodel=False)
-            made = calibrater.createcaltable(caltable, "Complex", f"{kind} Jones", kind != "B")
+            made = calibrater.createcaltable(caltable, parameter_type, f"{kind} Jones",
+                                             kind != "B")  # fmt: skip
     finally:
         calibrater.close()
     if not made:
         raise CasaTaskError(f"CASA could not create the calibration table {caltable}")
+    if kind == "K":
+        from casacore.tables import table
+
+        with table(f"{caltable}/SPECTRAL_WINDOW", readonly=False, ack=False) as spws:
+            centres = [np.mean(f) for f in reads.chan_freq_hz(vis)]
+            spws.putcol("CHAN_FREQ", np.asarray(centres, float)[:, None])
+
+
+def new_caltable(vis: str, path, kind: str) -> None:
+    """An empty CASA table of ``kind`` for ``vis``: a copy of one CASA made once per MS state."""
+    vis = str(Path(vis).absolute())
+    stamp = subtable_stamp(vis, ("ANTENNA", "FIELD", "OBSERVATION", "SPECTRAL_WINDOW"))
+    shutil.copytree(_caltable_template(vis, kind, stamp), path)
+
+
+@functools.lru_cache(maxsize=64)
+def _caltable_template(vis: str, kind: str, _stamp: tuple) -> Path:
+    template = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=_template_dir())) / "table"
+    create_caltable(vis, str(template), kind)
+    return template
+
+
+@functools.cache
+def _template_dir() -> str:
+    folder = tempfile.mkdtemp(prefix="contimg-caltable-templates-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def create_multi_ms(output_mms: str, sub_ms_paths: list[str]) -> None:

@@ -302,7 +302,12 @@ def append_solutions(path, solutions: NewSolutions) -> None:
             "INTERVAL": np.zeros(n),
             "SCAN_NUMBER": per_time(solutions.scan, np.int32),
             "OBSERVATION_ID": np.zeros(n, np.int32),
-            "CPARAM": solutions.values.reshape(n, n_chan, n_pol).astype(np.complex64),
+            # delays (real) as FPARAM, gains as CPARAM
+            **(
+                {"FPARAM": solutions.values.reshape(n, n_chan, n_pol).astype(np.float32)}
+                if np.isrealobj(solutions.values)
+                else {"CPARAM": solutions.values.reshape(n, n_chan, n_pol).astype(np.complex64)}
+            ),
             "PARAMERR": solutions.error.reshape(n, n_chan, n_pol).astype(np.float32),
             "FLAG": solutions.flag.reshape(n, n_chan, n_pol),
             "SNR": solutions.snr.reshape(n, n_chan, n_pol).astype(np.float32),

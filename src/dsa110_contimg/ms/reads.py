@@ -220,6 +220,31 @@ def _read_whole_or_per_row(sub, column: str) -> np.ndarray:
     return ragged
 
 
+def subtable_stamp(ms, names=("FIELD", "SPECTRAL_WINDOW", "ANTENNA")) -> tuple:
+    """What changes when one of the subtables ``names`` is rewritten (file, size, mtime)."""
+    stamp = []
+    for name in names:
+        folder = Path(ms) / name
+        if folder.is_dir():
+            for f in sorted(folder.iterdir()):
+                info = f.stat()
+                stamp.append((name, f.name, info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
+
+
+def fixed_j2000_phase_centres(path) -> bool:
+    """True when every PHASE_DIR and the UVW are plain J2000 (no per-row frames, no motion)."""
+    from casacore.tables import table
+
+    path = require_ms(path)
+    with table(str(path), ack=False) as main:
+        uvw_frame = main.getcolkeywords("UVW").get("MEASINFO", {}).get("Ref")
+    with table(str(path / "FIELD"), ack=False) as field:
+        phase_frame = field.getcolkeywords("PHASE_DIR").get("MEASINFO", {}).get("Ref")
+        moving = field.nrows() and bool(np.any(field.getcol("NUM_POLY") != 0))
+    return uvw_frame == "J2000" and phase_frame == "J2000" and not moving
+
+
 def spw_of_ddid(path) -> np.ndarray:
     """SPECTRAL_WINDOW_ID of each DATA_DESC_ID row."""
     return read_subtable(path, "DATA_DESCRIPTION").SPECTRAL_WINDOW_ID.values

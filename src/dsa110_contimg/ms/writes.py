@@ -112,3 +112,12 @@ def finish_simulated_main_table(ms_path: str, time_of_field_mjd_s) -> None:
                 f"simulator wrote TIME {worst:.3f} s away from the plan "
                 f"(first integration at MJD {time_of_field_mjd_s[0] / 86400:.6f} d)"
             )
+
+
+def set_phase_dirs(ms_path: str, phase_dir_rad_by_field: dict) -> None:
+    """FIELD::PHASE_DIR of each field in ``{field_id: (ra, dec)}`` set to that direction."""
+    with table(f"{ms_path}/FIELD", readonly=False, ack=False) as field:
+        phase_dir = field.getcol("PHASE_DIR")
+        for field_id, (ra, dec) in phase_dir_rad_by_field.items():
+            phase_dir[int(field_id), 0, :] = (ra, dec)
+        field.putcol("PHASE_DIR", phase_dir)

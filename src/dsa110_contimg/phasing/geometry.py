@@ -55,19 +55,7 @@ class FieldGeometry:
 def field_geometry(ms, calibrator: Calibrator) -> list[FieldGeometry]:
     """Every field against ``calibrator``; read once per MS state (FIELD, SPW, ANTENNA)."""
     path = str(Path(ms).absolute())
-    return list(_cached_geometry(path, _subtable_stamp(path), calibrator))
-
-
-def _subtable_stamp(ms: str) -> tuple:
-    """What changes when FIELD, SPECTRAL_WINDOW or ANTENNA is rewritten (name, size, mtime)."""
-    stamp = []
-    for name in ("FIELD", "SPECTRAL_WINDOW", "ANTENNA"):
-        folder = Path(ms) / name
-        if folder.is_dir():
-            for f in sorted(folder.iterdir()):
-                info = f.stat()
-                stamp.append((name, f.name, info.st_size, info.st_mtime_ns))
-    return tuple(stamp)
+    return list(_cached_geometry(path, reads.subtable_stamp(path), calibrator))
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,13 +1,16 @@
 """The calibrator model per field: vectorized predict over dask-ms datasets.
 
-Each (FIELD_ID, DATA_DESC_ID) dataset is predicted with its own field's
-PHASE_DIR (so all 24 per-integration fields are right, unlike CASA ``ft``
-on a multi-field MS), the w-term, the calibrator's spectrum and optionally the
+Each row of an SPW's dataset is predicted with its own field's PHASE_DIR
+(so all 24 per-integration fields are right, unlike CASA ``ft`` on a
+multi-field MS; one dataset per SPW, not per field, as small reads and
+writes cost more than the bytes), the w-term, the calibrator's spectrum and optionally the
 Airy primary beam toward the calibrator from the field's pointing
 (REFERENCE_DIR). Chunks follow the dataset's row chunks, so memory is bounded.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import dask.array as da
 import numpy as np
@@ -17,13 +20,7 @@ from dsa110_contimg.ms import reads
 from dsa110_contimg.ms.antennas import array_of
 from dsa110_contimg.sky.beam import airy_power_response
 from dsa110_contimg.sky.calibrators import Calibrator
-from dsa110_contimg.sky.coordinates import angular_separation, direction_cosines
-from dsa110_contimg.sky.predict_kernels import point_source_visibilities
-
-
-def _predict_block(uvw, lmn, freq_hz, flux_jy, corr_weights):
-    vis = point_source_visibilities(uvw, lmn, freq_hz, flux_jy)
-    return (vis[:, :, None] * corr_weights[None, None, :]).astype(np.complex64)
+from dsa110_contimg.sky.coordinates import angular_separation
 
 
 def stokes_i_weights(corr_types) -> np.ndarray:
@@ -48,48 +45,6 @@ def apparent_flux(
     return flux
 
 
-def predict_dataset(
-    uvw,
-    calibrator,
-    phase_dir_rad,
-    pointing_rad,
-    freq_hz,
-    corr_weights,
-    primary_beam,
-    dish_diameter_m: float,
-    at_phase_centre: bool = False,
-):
-    """Lazy (row, chan, corr) complex64 model for rows sharing one field and SPW.
-
-    ``uvw`` is the dataset's (row, 3) dask array in metres; ``freq_hz`` (chan,);
-    ``corr_weights`` (corr,) the share of Stokes I in each correlation.
-    ``at_phase_centre`` places the source at the field's phase centre instead
-    of its true position: right only when the field was rephased to it.
-    """
-    if at_phase_centre:
-        l, m, n = 0.0, 0.0, 1.0
-    else:
-        l, m, n = direction_cosines(
-            calibrator.ra_rad, calibrator.dec_rad, phase_dir_rad[0], phase_dir_rad[1]
-        )
-    lmn = np.array([[l, m, n]])
-    flux = apparent_flux(calibrator, freq_hz, pointing_rad, primary_beam, dish_diameter_m)
-    flux = flux[None, :]
-    return da.blockwise(
-        _predict_block,
-        "rfc",
-        uvw,
-        "rx",
-        new_axes={"f": len(freq_hz), "c": len(corr_weights)},
-        concatenate=True,
-        dtype=np.complex64,
-        lmn=lmn,
-        freq_hz=np.asarray(freq_hz, dtype=float),
-        flux_jy=flux,
-        corr_weights=np.asarray(corr_weights, dtype=float),
-    )
-
-
 class ModelContext:
     """Per-MS lookups the predict needs: field directions, SPW frequencies, correlations, dishes."""
 
@@ -108,22 +63,11 @@ class ModelContext:
             calibrator, freq_hz, self.pointing_rad[field_id], primary_beam, self.dish_diameter_m
         )
 
-    def predict(self, ds, calibrator, primary_beam, at_phase_centre=False):
-        """Lazy model for dataset ``ds`` (needs UVW)."""
-        field_id = ds.attrs["FIELD_ID"]
-        ddid = int(ds.attrs["DATA_DESC_ID"])
-        freq = self.freq_hz[int(self.ddid_spw[ddid])]
-        return predict_dataset(
-            ds.UVW.data,
-            calibrator,
-            self.phase_dir_rad[field_id],
-            self.pointing_rad[field_id],
-            freq,
-            self.corr_weights[ddid],
-            primary_beam,
-            self.dish_diameter_m,
-            at_phase_centre,
-        )
+
+def _model_block(uvw, field_id, ddid, view):
+    from dsa110_contimg.phasing.view import predicted_model
+
+    return predicted_model(uvw, field_id, ddid, view)
 
 
 def add_model_write_graph(
@@ -135,17 +79,33 @@ def add_model_write_graph(
 ):
     """Lazy writes of MODEL_DATA for every field; compute the result to write.
 
-    MODEL_DATA is created when missing. Rewriting is idempotent: the same
-    inputs give the same column.
+    One dataset per SPW, each row predicted with its own field's phase centre
+    and pointing. ``at_phase_centre`` places the source at each field's phase
+    centre instead of its true position: right only when the field was
+    rephased to it. MODEL_DATA is created when missing. Rewriting is
+    idempotent: the same inputs give the same column.
     """
+    from dsa110_contimg.phasing.view import calibrator_view
+
+    view = calibrator_view(ms, calibrator, primary_beam)
+    if at_phase_centre:
+        centre = np.zeros_like(view.lmn_by_field)
+        centre[..., 2] = 1.0
+        view = dataclasses.replace(view, lmn_by_field=centre)
     xds_list = reads.read_visibility_datasets(
-        ms, ["UVW", "FLAG"], row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK
-    )
-    context = ModelContext(ms)
+        ms, ["UVW", "FIELD_ID"], row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK,
+        group_cols=("DATA_DESC_ID",),
+    )  # fmt: skip
     out = []
     for ds in xds_list:
-        model = context.predict(ds, calibrator, primary_beam, at_phase_centre)
+        ddid = int(ds.attrs["DATA_DESC_ID"])
+        n_chan = len(view.freq_hz[int(view.ddid_spw[ddid])])
+        model = da.blockwise(
+            _model_block, "rfc", ds.UVW.data, "rx", ds.FIELD_ID.data, "r",
+            new_axes={"f": n_chan, "c": len(view.corr_weights[ddid])}, concatenate=True,
+            dtype=np.complex64, ddid=ddid, view=view,
+        )  # fmt: skip
         out.append(
-            ds.drop_vars(["UVW", "FLAG"]).assign(MODEL_DATA=(("row", "chan", "corr"), model))
+            ds.drop_vars(["UVW", "FIELD_ID"]).assign(MODEL_DATA=(("row", "chan", "corr"), model))
         )
     return xds_to_table(out, str(ms), columns=["MODEL_DATA"])

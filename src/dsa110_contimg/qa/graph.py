@@ -8,7 +8,10 @@ result in a single ``dask.compute``.
 
 from __future__ import annotations
 
+import os
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -96,3 +99,40 @@ def compute_visibility_qa(ms, view=None, row_chunk=None, scheduler=None):
             partials = old.partials + partials
         results[spw] = SpwQA(spw, partials, coherence)
     return [results[s] for s in sorted(results)], present
+
+
+def save_visibility_qa(ms, calibrator, path, primary_beam: bool = True) -> dict:
+    """Compute the QA pass of ``ms`` (one sub-MS of a run) and keep it at ``path`` for the
+    run's report: the same sums the report's own pass would add up (renamed into place)."""
+    from dsa110_contimg.phasing.view import calibrator_view
+
+    view = None if calibrator is None else calibrator_view(ms, calibrator, primary_beam)
+    results, present = compute_visibility_qa(ms, view)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_bytes(pickle.dumps((results, present)))
+    os.replace(partial, path)
+    return {"qa_spws": [r.spw for r in results]}
+
+
+def load_visibility_qa(paths):
+    """The results of :func:`save_visibility_qa` files joined: (SpwQA per SPW, present)."""
+    results, present = {}, set()
+    for path in paths:
+        spw_results, spw_present = pickle.loads(Path(path).read_bytes())
+        results.update({r.spw: r for r in spw_results})
+        present.update(spw_present)
+    return [results[s] for s in sorted(results)], [c for c in OPTIONAL_COLUMNS if c in present]
+
+
+def spw_visibility_qa_path(run_dir, stem: str, spw: int) -> Path:
+    """Where a run keeps one SPW's QA pass, computed as the SPW finished."""
+    return Path(run_dir) / "qa" / stem / "visibility-sums" / f"spw{spw:02d}.pickle"
+
+
+def forget_visibility_qa(run_dir, stem: str) -> None:
+    """Remove an earlier run's kept QA sums of ``stem`` from a reused run directory."""
+    import shutil
+
+    shutil.rmtree(spw_visibility_qa_path(run_dir, stem, 0).parent, ignore_errors=True)

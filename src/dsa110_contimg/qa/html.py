@@ -43,15 +43,21 @@ def plot_bandpass(table: dict, antenna_names) -> str:
     values, antenna, spw = table["values"], table["antenna"], table["spw"]
     n_chan = values.shape[1]
     fig, (ax_amp, ax_phase) = _figure(2, 1, figsize=(10, 6), sharex=True)
+    from matplotlib.collections import LineCollection
+
     cmap = __import__("matplotlib").colormaps["viridis"]
-    ants = np.unique(antenna)
-    for i, a in enumerate(ants):
-        rows = np.flatnonzero(antenna == a)
-        colour = cmap(i / max(len(ants) - 1, 1))
-        for r in rows:
-            x = spw[r] * n_chan + np.arange(n_chan)
-            ax_amp.plot(x, np.abs(values[r, :, 0]), color=colour, lw=0.7)
-            ax_phase.plot(x, np.degrees(np.angle(values[r, :, 0])), color=colour, lw=0.7)
+    ants, ant_index = np.unique(antenna, return_inverse=True)
+    colours = cmap(ant_index.ravel() / max(len(ants) - 1, 1))
+    # one collection of every (antenna, SPW) line per panel: thousands of lines drawn at once
+    x = spw[:, None] * n_chan + np.arange(n_chan)[None, :]
+    for ax, y in ((ax_amp, np.abs(values[:, :, 0])),
+                  (ax_phase, np.degrees(np.angle(values[:, :, 0])))):  # fmt: skip
+        ax.add_collection(LineCollection(np.stack([x, y], axis=-1), colors=colours, lw=0.7))
+        finite = y[np.isfinite(y)]
+        if finite.size:
+            pad = 0.05 * (finite.max() - finite.min()) or 0.1
+            ax.set_ylim(finite.min() - pad, finite.max() + pad)
+    ax_amp.set_xlim(-0.5, (spw.max() + 1) * n_chan - 0.5 if len(spw) else 1)
     for s in np.unique(spw):
         for ax in (ax_amp, ax_phase):
             ax.axvline(s * n_chan - 0.5, color="0.8", lw=0.5)

@@ -156,12 +156,14 @@ def _all_entries(node):
 
 
 def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
-           primary_beam=True, row_chunk=None, scheduler=None) -> QAResult:  # fmt: skip
+           primary_beam=True, row_chunk=None, scheduler=None,
+           visibility_qa=None) -> QAResult:  # fmt: skip
     """Visibility and caltable QA of ``ms``; missing columns and bad tables are reported, not fatal.
 
     ``calibrator`` (a catalog entry) gives each field's phasing context and
     the stale-model test; without it both are skipped (phased context assumed).
     ``truth`` is a simulation truth file for the caltables' error against it.
+    ``visibility_qa``: the visibility pass's results, computed already (by the run).
     """
     ms = reads.require_ms(ms)
     scorer = Scorer(resolve_thresholds(thresholds))
@@ -180,7 +182,9 @@ def run_qa(ms, caltable_paths=(), calibrator=None, thresholds=None, truth=None,
             "stale-model test and phasing context skipped: no calibrator known "
             "(give --calibrator); phase scatter judged as for a phased calibrator"
         )
-    spw_results, present = compute_visibility_qa(ms, stale_context, row_chunk, scheduler)
+    spw_results, present = visibility_qa or compute_visibility_qa(
+        ms, stale_context, row_chunk, scheduler
+    )
     vis_seconds = time.perf_counter() - started
     has_model = "MODEL_DATA" in present or stale_context is not None
     has_corrected = "CORRECTED_DATA" in present

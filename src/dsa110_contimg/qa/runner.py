@@ -20,9 +20,10 @@ def default_truth(ms) -> str | None:
 
 
 def qa_report(ms, out_dir, caltables=(), calibrator=None, truth=None, thresholds=None,
-              images=None) -> dict:  # fmt: skip
+              images=None, visibility_qa=None) -> dict:  # fmt: skip
     """Run QA of ``ms`` and write ``qa.json`` and ``report.html`` into ``out_dir``."""
-    result = run_qa(ms, caltables, calibrator, thresholds, truth=truth)
+    result = run_qa(ms, caltables, calibrator, thresholds, truth=truth,
+                    visibility_qa=visibility_qa)  # fmt: skip
     paths = write_report(out_dir, result.summary, result.plots, images)
     return {**paths, "summary": result.summary, "text": format_qa(result.summary)}
 
@@ -41,6 +42,7 @@ def qa_of_calibration_run(summary, calibrator, run_dir, images=None) -> list[dic
             report = qa_report(
                 obs.output_mms, Path(run_dir) / "qa" / obs.stem, obs.tables, calibrator,
                 truth=default_truth(obs.ms), images=images,
+                visibility_qa=saved_visibility_qa(run_dir, obs.stem, obs.output_mms),
             )  # fmt: skip
         except ContimgError as error:
             log.warning("QA of %s skipped: %s", obs.output_mms, error)
@@ -50,3 +52,14 @@ def qa_of_calibration_run(summary, calibrator, run_dir, images=None) -> list[dic
             continue
         reports.append(report)
     return reports
+
+
+def saved_visibility_qa(run_dir, stem: str, output_mms):
+    """The run's own QA pass of every sub-MS of ``output_mms``, or None when any is missing."""
+    from dsa110_contimg.ms.mms import sub_ms_paths
+    from dsa110_contimg.qa.graph import load_visibility_qa, spw_visibility_qa_path
+
+    saved = sorted(spw_visibility_qa_path(run_dir, stem, 0).parent.glob("spw*.pickle"))
+    if not saved or len(saved) != len(sub_ms_paths(output_mms)):
+        return None
+    return load_visibility_qa(saved)

@@ -26,6 +26,23 @@ def direction_cosines(ra, dec, ra0, dec0):
     return l, m, n
 
 
+def uvw_frame(ra, dec) -> np.ndarray:
+    """(3, 3) rows: the u, v and w axes of phase centre (ra, dec) in the frame's xyz."""
+    sin_ra, cos_ra, sin_dec, cos_dec = np.sin(ra), np.cos(ra), np.sin(dec), np.cos(dec)
+    return np.array(
+        [
+            [-sin_ra, cos_ra, 0.0],
+            [-sin_dec * cos_ra, -sin_dec * sin_ra, cos_dec],
+            [cos_dec * cos_ra, cos_dec * sin_ra, sin_dec],
+        ]
+    )
+
+
+def uvw_rotation(ra_from, dec_from, ra_to, dec_to) -> np.ndarray:
+    """(3, 3) matrix taking UVW toward one phase centre to UVW toward another."""
+    return uvw_frame(ra_to, dec_to) @ uvw_frame(ra_from, dec_from).T
+
+
 def angular_separation(ra1, dec1, ra2, dec2):
     """Great-circle separation (Vincenty formula, stable at all angles), radians."""
     dra = ra2 - ra1

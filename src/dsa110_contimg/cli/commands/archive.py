@@ -32,7 +32,7 @@ def register(commands) -> None:
     reprocess.add_argument("--preset", default="default", help="recipe preset")
     reprocess.add_argument("--config", help="YAML file of recipe settings")
     reprocess.add_argument(
-        "--engine", choices=["casa", "native"], help="who solves (default casa; see calibrate)"
+        "--engine", choices=["casa", "native"], help="who solves (default native; see calibrate)"
     )
     reprocess.add_argument("--catalog", help="calibrator catalog: CSV or VLA list text")
     reprocess.add_argument("--calibrator", help="the catalog source --cal-flux describes")

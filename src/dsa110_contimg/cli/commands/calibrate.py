@@ -148,8 +148,8 @@ def _add_recipe_options(calibrate) -> None:
     solve.add_argument("--no-apply", action="store_true", help="solve only")
     solve.add_argument(
         "--engine", choices=["casa", "native"],
-        help="who solves: casa (gaincal, bandpass; the default) or native (this project's "
-        "kernels, CASA tables out)",
+        help="who solves: native (this project's kernels, CASA tables out; the default) or "
+        "casa (gaincal, bandpass, applycal)",
     )  # fmt: skip
 
 
