@@ -354,7 +354,7 @@ def test_write_model_creates_missing_column(corrupted_small, tmp_path):
 
 
 def test_native_shift_equals_casa_phaseshift(corrupted_small, tmp_path):
-    """split + the shift in place writes what CASA phaseshift writes, field by field."""
+    """The copy rephased on the way writes what CASA phaseshift writes, field by field."""
     from dsa110_contimg.casa.tasks import run_phaseshift
     from dsa110_contimg.ms.reads import fixed_j2000_phase_centres
     from dsa110_contimg.phasing.shift import copy_rephased
@@ -378,7 +378,7 @@ def test_native_shift_equals_casa_phaseshift(corrupted_small, tmp_path):
     assert np.abs(uvw_native - uvw_casa).max() < 1e-6
     data_casa, data_native = _column(casa, "DATA"), _column(native, "DATA")
     with table(str(corrupted_small), ack=False) as main, main.query("DATA_DESC_ID==1") as spw1:
-        uvw_in, data_in = spw1.getcol("UVW"), spw1.getcol("DATA")
+        uvw_in, data_in, weight_in = spw1.getcol("UVW"), spw1.getcol("DATA"), spw1.getcol("WEIGHT")
     assert np.array_equal(uvw_native[~shifted], uvw_in[~shifted])
     assert np.array_equal(data_native[~shifted], data_in[~shifted])
     assert np.abs(uvw_native[shifted] - uvw_in[shifted]).max() > 1.0
@@ -386,8 +386,15 @@ def test_native_shift_equals_casa_phaseshift(corrupted_small, tmp_path):
     assert (np.abs(data_native - data_casa) / scale).max() < 1e-5
     with table(str(casa), ack=False) as a, table(str(native), ack=False) as b:
         assert sorted(a.colnames()) == sorted(b.colnames())
-        for column in set(a.colnames()) - {"UVW", "DATA", "FLAG_CATEGORY"}:
+        for column in set(a.colnames()) - {"UVW", "DATA", "FLAG_CATEGORY", "WEIGHT"}:
             assert np.array_equal(a.getcol(column), b.getcol(column)), column
+        # CASA rewrites WEIGHT from SIGMA (one float32 step away); the copy keeps it
+        assert np.array_equal(b.getcol("WEIGHT"), weight_in)
+        np.testing.assert_allclose(b.getcol("WEIGHT"), a.getcol("WEIGHT"), rtol=1e-6)
+        for name in ("ANTENNA", "FIELD", "SPECTRAL_WINDOW", "DATA_DESCRIPTION", "POLARIZATION"):
+            with table(f"{a.name()}/{name}", ack=False) as sa, table(f"{b.name()}/{name}",
+                                                                     ack=False) as sb:  # fmt: skip
+                assert sa.nrows() == sb.nrows() > 0, name
     for column in ("PHASE_DIR", "REFERENCE_DIR", "DELAY_DIR"):
         casa_dir, native_dir = _column(casa / "FIELD", column), _column(native / "FIELD", column)
         assert np.abs(native_dir - casa_dir).max() < 1e-12, column
@@ -403,3 +410,39 @@ def test_native_shift_is_only_for_fixed_j2000_directions(corrupted_small, tmp_pa
         keywords["MEASINFO"]["Ref"] = "B1950"
         field.putcolkeywords("PHASE_DIR", keywords)
     assert not fixed_j2000_phase_centres(copy)
+
+
+def test_rephased_copy_takes_only_the_selection_and_leaves_the_input(corrupted_small, tmp_path):
+    """A field selection and one shifted field, from an input with model columns:
+    only those rows are copied, without MODEL_DATA or CORRECTED_DATA; the rows of
+    the other field bit for bit; the input as it was."""
+    from dsa110_contimg.casa.tasks import run_clearcal
+    from dsa110_contimg.phasing.model import add_model_write_graph
+    from dsa110_contimg.phasing.shift import copy_rephased
+
+    source = tmp_path / "with_models.ms"
+    shutil.copytree(corrupted_small, source)
+    run_clearcal(str(source), str(tmp_path / "casa.log"))  # CORRECTED_DATA
+    dask.compute(add_model_write_graph(str(source), CAL), scheduler="synchronous")
+    before = {c: _column(source, c) for c in ("DATA", "UVW", "MODEL_DATA")}
+    copy = tmp_path / "copy.ms"
+    detail = copy_rephased(source, str(copy), [10], CAL.ra_rad, CAL.dec_rad, spw="2",
+                           field="9,10")  # fmt: skip
+
+    for column, values in before.items():
+        assert np.array_equal(_column(source, column), values), column
+    with table(str(source), ack=False) as main:
+        with main.query("DATA_DESC_ID==2 AND FIELD_ID IN [9,10]") as chosen:
+            field_in, data_in = chosen.getcol("FIELD_ID"), chosen.getcol("DATA")
+    with table(str(copy), ack=False) as out:
+        assert not {"MODEL_DATA", "CORRECTED_DATA"} & set(out.colnames())
+        assert out.nrows() == len(field_in) == detail["rows"] > 0
+        field_out, data_out = out.getcol("FIELD_ID"), out.getcol("DATA")
+        assert set(out.getcol("DATA_DESC_ID")) == {2}
+    assert np.array_equal(field_out, field_in)
+    kept = field_out == 9
+    assert np.array_equal(data_out[kept], data_in[kept])
+    assert not np.allclose(data_out[~kept], data_in[~kept])
+    phase_dir = _column(copy / "FIELD", "PHASE_DIR")[:, 0, :]
+    assert np.allclose(phase_dir[10], (CAL.ra_rad, CAL.dec_rad))
+    assert np.array_equal(phase_dir[9], _column(source / "FIELD", "PHASE_DIR")[9, 0, :])

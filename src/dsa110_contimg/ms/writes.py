@@ -121,3 +121,48 @@ def set_phase_dirs(ms_path: str, phase_dir_rad_by_field: dict) -> None:
         for field_id, (ra, dec) in phase_dir_rad_by_field.items():
             phase_dir[int(field_id), 0, :] = (ra, dec)
         field.putcol("PHASE_DIR", phase_dir)
+
+
+_REWRITE_COLUMNS = ("UVW", "FIELD_ID", "DATA_DESC_ID", "DATA")
+
+
+def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
+                       leave_out=("MODEL_DATA", "CORRECTED_DATA"),
+                       block_bytes: int = 64 << 20) -> int:  # fmt: skip
+    """A new MS at ``outputvis``: the rows of ``vis`` matching TaQL ``where``, every
+    subtable whole, ids unchanged (what ``mstransform`` with ``reindex=False`` and
+    ``datacolumn='data'`` makes), the columns ``leave_out`` left out.
+
+    Rows go over in blocks of about ``block_bytes`` of DATA, column by column.
+    ``rewrite(block)`` may change a block on the way: it gets {column: values}
+    of UVW, FIELD_ID, DATA_DESC_ID and DATA and returns the columns it changed. The input is
+    only read. Returns the number of rows copied.
+    """
+    import shutil
+    from pathlib import Path
+
+    with table(vis, ack=False) as main, main.query(where) as selected:
+        n_rows = selected.nrows()
+        main.copy(outputvis, deep=True, valuecopy=True, copynorows=True)
+        for name, value in main.getkeywords().items():
+            # a copy without rows leaves the subtables empty: copied whole instead
+            if isinstance(value, str) and value.startswith("Table: "):
+                shutil.rmtree(Path(outputvis) / name)
+                with table(value[len("Table: ") :], ack=False) as sub:
+                    sub.copy(str(Path(outputvis) / name), deep=True, valuecopy=True)
+        with table(outputvis, readonly=False, ack=False) as out:
+            out.removecols([c for c in leave_out if c in out.colnames()])
+            out.addrows(n_rows)
+            columns = [c for c in out.colnames() if n_rows and selected.iscelldefined(c, 0)]
+            data_row_bytes = max(1, selected.getcell("DATA", 0).nbytes) if n_rows else 1
+            step = max(1, block_bytes // data_row_bytes)
+            for start in range(0, n_rows, step):
+                count = min(step, n_rows - start)
+                block = {c: selected.getcol(c, start, count) for c in _REWRITE_COLUMNS}
+                block.update(rewrite(block) if rewrite else {})
+                for column in columns:
+                    values = block.get(column)
+                    if values is None:
+                        values = selected.getcol(column, start, count)
+                    out.putcol(column, values, start, count)
+    return n_rows

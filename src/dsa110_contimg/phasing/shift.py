@@ -1,6 +1,6 @@
-"""Fields of an MS this system made moved to a new phase centre, in place, through dask-ms.
+"""Fields of an MS moved to a new phase centre as its rows are copied.
 
-What CASA ``phaseshift`` writes, without its copy: each row of a shifted
+What CASA ``phaseshift`` writes, in one pass over the rows: each row of a shifted
 field gets UVW rotated to the new centre and DATA times the phasor of the
 change in w (:mod:`~dsa110_contimg.sky.predict_kernels`);
 FIELD::PHASE_DIR takes the new direction, REFERENCE_DIR stays. Only for MSs
@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import time
 
-import dask.array as da
 import numpy as np
-from daskms import xds_to_table
 
-from dsa110_contimg.casa import tasks
 from dsa110_contimg.ms import reads, writes
 from dsa110_contimg.ms.publish import publish_directory
 from dsa110_contimg.sky.coordinates import uvw_rotation
@@ -39,56 +36,45 @@ def rephased_rows(uvw, field_id, rotations):
     return new_uvw, delay_m
 
 
-def _uvw_block(uvw, field_id, rotations):
-    return rephased_rows(uvw, field_id, rotations)[0]
-
-
-def _data_block(uvw, field_id, data, rotations, freq_hz):
-    return times_delay_phasor(data, rephased_rows(uvw, field_id, rotations)[1], freq_hz)
-
-
-def shift_fields_in_place(ms, fields, ra_rad: float, dec_rad: float) -> int:
-    """Rephase ``fields`` of ``ms`` (a copy this system owns) to (ra, dec); rows rewritten."""
+def field_rotations(ms, fields, ra_rad: float, dec_rad: float) -> np.ndarray:
+    """(field, 3, 3): for each field of ``ms``, the turn of its UVW to (ra, dec), or the
+    identity where it stays (fields not in ``fields``)."""
     phase_dir = reads.read_subtable(ms, "FIELD", columns=["PHASE_DIR"]).PHASE_DIR.values[:, 0, :]
     rotations = np.repeat(np.eye(3)[None], len(phase_dir), axis=0)
     for f in fields:
         rotations[f] = uvw_rotation(phase_dir[f, 0], phase_dir[f, 1], ra_rad, dec_rad)
-    freq_by_spw = reads.chan_freq_hz(ms)
-    ddid_spw = reads.spw_of_ddid(ms)
-    written, n_rows = [], 0
-    datasets = reads.read_visibility_datasets(
-        ms, ["UVW", "FIELD_ID", "DATA"], group_cols=["DATA_DESC_ID"]
-    )
-    for ds in datasets:
-        freq = freq_by_spw[int(ddid_spw[ds.attrs["DATA_DESC_ID"]])]
-        uvw, field_id, data = ds.UVW.data, ds.FIELD_ID.data, ds.DATA.data
-        new_uvw = da.blockwise(
-            _uvw_block, "rx", uvw, "rx", field_id, "r",
-            concatenate=True, dtype=uvw.dtype, rotations=rotations,
-        )  # fmt: skip
-        new_data = da.blockwise(
-            _data_block, "rfc", uvw, "rx", field_id, "r", data, "rfc",
-            concatenate=True, dtype=data.dtype, rotations=rotations, freq_hz=freq,
-        )  # fmt: skip
-        n_rows += ds.sizes["row"]
-        written.append(
-            ds.drop_vars(list(ds.data_vars)).assign(
-                UVW=(("row", "uvw"), new_uvw), DATA=(("row", "chan", "corr"), new_data)
-            )
-        )
-    reads.compute_reading(xds_to_table(written, str(ms), columns=["UVW", "DATA"]))
-    writes.set_phase_dirs(str(ms), {f: (ra_rad, dec_rad) for f in fields})
-    return n_rows
+    return rotations
 
 
-def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw, field, log_file) -> dict:
-    """CASA ``phaseshift``'s product made as a copy (``split``) then shifted in place.
+def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw, field, log_file=None):
+    """CASA ``phaseshift``'s product in one pass: the rows of ``spw`` (and of ``field``,
+    comma-separated ids, or every field when empty) copied to ``outputvis`` with the
+    UVW and DATA of ``shifted_fields`` rephased to (ra, dec) on the way.
 
-    The copy is shifted under a hidden name and renamed into place once whole.
+    As ``mstransform`` with ``reindex=False``: ids unchanged, every subtable whole,
+    DATA without MODEL_DATA and CORRECTED_DATA; FIELD::PHASE_DIR of the shifted
+    fields set, REFERENCE_DIR kept. WEIGHT is copied as it is (CASA rewrites it from
+    SIGMA, one float32 step away at most). Written under a hidden name, renamed
+    into place once whole. ``log_file`` is unused: no CASA task runs.
     """
+    started = time.perf_counter()
+    rotations = field_rotations(vis, shifted_fields, ra_rad, dec_rad)
+    freq_by_ddid = [reads.chan_freq_hz(vis)[int(s)] for s in reads.spw_of_ddid(vis)]
+    ddids = [d for d, s in enumerate(reads.spw_of_ddid(vis)) if str(int(s)) in spw.split(",")]
+    where = f"DATA_DESC_ID IN [{','.join(map(str, ddids))}]"
+    if field:
+        where += f" AND FIELD_ID IN [{field}]"
+
+    def rephase(block):
+        new_uvw, delay_m = rephased_rows(block["UVW"], block["FIELD_ID"], rotations)
+        data = block["DATA"]
+        for ddid in np.unique(block["DATA_DESC_ID"]):
+            rows = np.flatnonzero(block["DATA_DESC_ID"] == ddid)
+            data[rows] = times_delay_phasor(data[rows], delay_m[rows], freq_by_ddid[ddid])
+        return {"UVW": new_uvw, "DATA": data}
+
     with publish_directory(outputvis) as partial:
-        call = tasks.run_split(vis, str(partial), spw=spw, field=field, log_file=log_file)
-        started = time.perf_counter()
-        shift_fields_in_place(str(partial), shifted_fields, ra_rad, dec_rad)
-    return {"task": "split, shifted here", "casa_seconds": call.seconds,
-            "shift_seconds": time.perf_counter() - started}  # fmt: skip
+        n_rows = writes.copy_selected_rows(str(vis), str(partial), where, rephase)
+        writes.set_phase_dirs(str(partial), {f: (ra_rad, dec_rad) for f in shifted_fields})
+    return {"task": "copied and rephased here", "rows": n_rows,
+            "copy_seconds": time.perf_counter() - started}  # fmt: skip
