@@ -35,12 +35,14 @@ def test_a_worker_killed_mid_run_changes_nothing(scheduler, tmp_path):
     assert undisturbed.returncode == 0, stderr[-3000:]
 
     disturbed = reprocess(source, tmp_path / "b", tmp_path / "run_b", scheduler)
-    logs = tmp_path / "run_b" / "casa"
     deadline = time.time() + 300
-    # the first SPW copied (CASA split's log, either engine): the run is under way
-    while not list(logs.glob("*prepare.log")) and time.time() < deadline:
-        time.sleep(0.1)
     with Client(scheduler) as client:
+        # a task of the run on a worker (whichever engine, whatever step): under way
+        under_way = False
+        while not under_way and time.time() < deadline:
+            under_way = any(client.processing().values())
+            time.sleep(0.05)
+        assert under_way, "the run never reached the workers"
         pids = client.run(os.getpid)
     victim = sorted(pids.values())[0]
     os.kill(victim, signal.SIGKILL)  # the nanny starts a new worker process
