@@ -446,3 +446,21 @@ def test_rephased_copy_takes_only_the_selection_and_leaves_the_input(corrupted_s
     phase_dir = _column(copy / "FIELD", "PHASE_DIR")[:, 0, :]
     assert np.allclose(phase_dir[10], (CAL.ra_rad, CAL.dec_rad))
     assert np.array_equal(phase_dir[9], _column(source / "FIELD", "PHASE_DIR")[9, 0, :])
+
+
+def test_model_written_in_the_check_pass_equals_write_then_check(corrupted_small, tmp_path):
+    """check_phasing(write_model=True) writes the MODEL_DATA a pass of its own writes and
+    reports what a check reading it back reports; DATA is not touched."""
+    apart, together = tmp_path / "apart.ms", tmp_path / "together.ms"
+    shutil.copytree(corrupted_small, apart)
+    shutil.copytree(corrupted_small, together)
+    dask.compute(add_model_write_graph(str(apart), CAL), scheduler="synchronous")
+    expected = check_phasing(apart, CAL, fields=list(CAL_FIELDS))
+    report = check_phasing(together, CAL, fields=list(CAL_FIELDS), write_model=True)
+
+    np.testing.assert_array_equal(_column(together, "MODEL_DATA"), _column(apart, "MODEL_DATA"))
+    np.testing.assert_array_equal(_column(together, "DATA"), _column(corrupted_small, "DATA"))
+    assert report.model_source == expected.model_source == "MODEL_DATA"
+    fields = [json.dumps(r.to_json_dict()["fields"], sort_keys=True) for r in (report, expected)]
+    assert fields[0] == fields[1]
+    assert [f.verdict for f in report.fields] == [f.verdict for f in expected.fields]

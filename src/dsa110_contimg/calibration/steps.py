@@ -161,25 +161,17 @@ def flag(obs: ObservationPlan, piece: SpwPiece, config, log_dir, prepared, assem
 def model(obs: ObservationPlan, piece: SpwPiece, config, calibrator, flagged):
     """Write the calibrator's MODEL_DATA and check phase centre and model on the solve fields."""
     from dsa110_contimg.phasing.check import check_phasing
-    from dsa110_contimg.phasing.model import add_model_write_graph
 
     def body():
-        if config.phasing.write_model:
-            with casa_env.casa_output_to_log():
-                dask.compute(
-                    add_model_write_graph(
-                        piece.sub_ms,
-                        calibrator,
-                        primary_beam=config.phasing.primary_beam,
-                        at_phase_centre=config.phasing.model_position == "phase-centre",
-                    )
-                )
-        report = check_phasing(
-            piece.sub_ms,
-            calibrator,
-            fields=obs.cal_fields,
-            primary_beam=config.phasing.primary_beam,
-        )
+        with casa_env.casa_output_to_log():
+            report = check_phasing(
+                piece.sub_ms,
+                calibrator,
+                fields=obs.cal_fields,
+                primary_beam=config.phasing.primary_beam,
+                write_model=config.phasing.write_model,
+                at_phase_centre=config.phasing.model_position == "phase-centre",
+            )
         if obs.phasecenter and not report.phased_to_calibrator:
             raise StepFailed(
                 f"rephasing did not take on {obs.stem} spw {piece.spw}: {report.summary}"

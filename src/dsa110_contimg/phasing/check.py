@@ -18,6 +18,7 @@ import numpy as np
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.ms import reads
 from dsa110_contimg.phasing.geometry import FieldGeometry, field_geometry
+from dsa110_contimg.phasing.model import model_datasets, model_writes
 from dsa110_contimg.phasing.view import (
     add_summed_chunks,
     calibrator_view,
@@ -157,21 +158,29 @@ def _spw_chunk_partials(
     return partials, coherence
 
 
-def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=None):
-    """Delayed per-SPW (spw, partials (field, ...), coherence (field, chan, 3) or None).
+def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=None,
+                              write_model=False, at_phase_centre=False):  # fmt: skip
+    """Delayed per-SPW (spw, partials (field, ...), coherence (field, chan, 3) or None),
+    where the model came from, and the lazy MODEL_DATA writes (None unless ``write_model``).
 
-    One dask-ms dataset per SPW; every row of every selected field is read once.
+    One dataset per SPW; every row of every selected field is read once. With
+    ``write_model`` the calibrator's model (``at_phase_centre`` as in
+    :func:`~dsa110_contimg.phasing.model.model_datasets`) is predicted, written to
+    MODEL_DATA and compared with DATA in the same pass, as if read back.
     """
-    has_model = "MODEL_DATA" in reads.main_columns(ms)
     wanted = ["DATA", "FLAG", "WEIGHT", "ANTENNA1", "ANTENNA2", "FIELD_ID", "UVW"]
-    if has_model:
-        wanted.append("MODEL_DATA")
-    xds_list = reads.read_visibility_datasets(
-        ms,
-        wanted,
-        row_chunk=row_chunk or reads.balanced_row_chunk(ms),
-        group_cols=("DATA_DESC_ID",),
-    )
+    row_chunk = row_chunk or reads.balanced_row_chunk(ms)
+    writes = None
+    if write_model:
+        xds_list = model_datasets(ms, calibrator, primary_beam, row_chunk, at_phase_centre,
+                                  columns=wanted)  # fmt: skip
+        writes, has_model = model_writes(xds_list, ms), True
+    else:
+        has_model = "MODEL_DATA" in reads.main_columns(ms)
+        xds_list = reads.read_visibility_datasets(
+            ms, wanted + (["MODEL_DATA"] if has_model else []), row_chunk=row_chunk,
+            group_cols=("DATA_DESC_ID",),
+        )  # fmt: skip
     view = calibrator_view(ms, calibrator, primary_beam)
     wanted_fields = np.ones(view.n_field, bool)
     if fields is not None:
@@ -186,7 +195,7 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
             ds, columns, _spw_chunk_partials, ddid, view, wanted_fields, unit_weights
         )
         graph.append((int(view.ddid_spw[ddid]), summed))
-    return graph, ("MODEL_DATA" if has_model else "prediction")
+    return graph, ("MODEL_DATA" if has_model else "prediction"), writes
 
 
 def check_phasing(
@@ -197,8 +206,15 @@ def check_phasing(
     primary_beam: bool = True,
     visibilities: bool = True,
     row_chunk=None,
+    write_model: bool = False,
+    at_phase_centre: bool = False,
 ) -> PhasingReport:
-    """Geometry and (optionally) visibility metrics per field; verdicts per field."""
+    """Geometry and (optionally) visibility metrics per field; verdicts per field.
+
+    ``write_model`` writes the calibrator's MODEL_DATA (every field, ``at_phase_centre``
+    or at its true position) in the pass that checks it, instead of a pass of its own
+    before: the same column and the same report, one read fewer.
+    """
     ms = reads.require_ms(ms)
     geometry = field_geometry(ms, calibrator)
     if fields is not None:
@@ -211,11 +227,12 @@ def check_phasing(
 
     per_field: dict[int, list] = {g.field_id: [] for g in selected}
     model_source = "none"
-    if visibilities:
-        graph, model_source = add_phase_alignment_graph(
-            ms, calibrator, None if fields is None else set(fields), primary_beam, row_chunk
-        )
-        (computed,) = reads.compute_reading([g[1] for g in graph])
+    if visibilities or write_model:
+        graph, model_source, writes = add_phase_alignment_graph(
+            ms, calibrator, None if fields is None else set(fields), primary_beam, row_chunk,
+            write_model, at_phase_centre,
+        )  # fmt: skip
+        ((computed, _),) = reads.compute_reading(([g[1] for g in graph], writes))
         for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
             for field_id in per_field:
                 if partials[field_id, kernels.TOTAL_INDEX] > 0:

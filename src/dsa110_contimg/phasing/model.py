@@ -70,20 +70,13 @@ def _model_block(uvw, field_id, ddid, view):
     return predicted_model(uvw, field_id, ddid, view)
 
 
-def add_model_write_graph(
-    ms,
-    calibrator: Calibrator,
-    primary_beam: bool = True,
-    row_chunk=None,
-    at_phase_centre: bool = False,
-):
-    """Lazy writes of MODEL_DATA for every field; compute the result to write.
+def model_datasets(ms, calibrator: Calibrator, primary_beam: bool = True, row_chunk=None,
+                   at_phase_centre: bool = False, columns=()) -> list:  # fmt: skip
+    """One dataset per DATA_DESC_ID: ``columns`` as read and MODEL_DATA predicted (lazy).
 
-    One dataset per SPW, each row predicted with its own field's phase centre
-    and pointing. ``at_phase_centre`` places the source at each field's phase
-    centre instead of its true position: right only when the field was
-    rephased to it. MODEL_DATA is created when missing. Rewriting is
-    idempotent: the same inputs give the same column.
+    Each row is predicted with its own field's phase centre and pointing.
+    ``at_phase_centre`` places the source at each field's phase centre instead
+    of its true position: right only when the field was rephased to it.
     """
     from dsa110_contimg.phasing.view import calibrator_view
 
@@ -93,8 +86,8 @@ def add_model_write_graph(
         centre[..., 2] = 1.0
         view = dataclasses.replace(view, lmn_by_field=centre)
     xds_list = reads.read_visibility_datasets(
-        ms, ["UVW", "FIELD_ID"], row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK,
-        group_cols=("DATA_DESC_ID",),
+        ms, list(dict.fromkeys(["UVW", "FIELD_ID", *columns])),
+        row_chunk=row_chunk or reads.DEFAULT_ROW_CHUNK, group_cols=("DATA_DESC_ID",),
     )  # fmt: skip
     out = []
     for ds in xds_list:
@@ -105,7 +98,26 @@ def add_model_write_graph(
             new_axes={"f": n_chan, "c": len(view.corr_weights[ddid])}, concatenate=True,
             dtype=np.complex64, ddid=ddid, view=view,
         )  # fmt: skip
-        out.append(
-            ds.drop_vars(["UVW", "FIELD_ID"]).assign(MODEL_DATA=(("row", "chan", "corr"), model))
-        )
-    return xds_to_table(out, str(ms), columns=["MODEL_DATA"])
+        out.append(ds.assign(MODEL_DATA=(("row", "chan", "corr"), model)))
+    return out
+
+
+def model_writes(datasets, ms):
+    """Lazy writes of the MODEL_DATA of :func:`model_datasets` into ``ms`` (created when
+    missing); compute the result to write."""
+    only_model = [ds.drop_vars([v for v in ds.data_vars if v != "MODEL_DATA"]) for ds in datasets]
+    return xds_to_table(only_model, str(ms), columns=["MODEL_DATA"])
+
+
+def add_model_write_graph(
+    ms,
+    calibrator: Calibrator,
+    primary_beam: bool = True,
+    row_chunk=None,
+    at_phase_centre: bool = False,
+):
+    """Lazy writes of MODEL_DATA for every field (:func:`model_datasets`); compute the
+    result to write. Rewriting is idempotent: the same inputs give the same column."""
+    return model_writes(
+        model_datasets(ms, calibrator, primary_beam, row_chunk, at_phase_centre), ms
+    )

@@ -17,7 +17,6 @@ from dsa110_contimg.casa.tasks import run_phaseshift
 from dsa110_contimg.errors import ContimgError
 from dsa110_contimg.phasing.check import DEFAULT_THRESHOLDS, PhasingReport, check_phasing
 from dsa110_contimg.phasing.geometry import field_geometry
-from dsa110_contimg.phasing.model import add_model_write_graph
 from dsa110_contimg.sky.calibrators import Calibrator
 
 log = logging.getLogger(__name__)
@@ -101,16 +100,13 @@ def rephase_and_model(
                 f"rephasing did not take: a chosen field is still {worst:.3f} arcmin from "
                 f"{plan.calibrator} in PHASE_DIR"
             )
-    if write_model:
-        # casacore prints notes about keywords it cannot convert; keep them in the log.
-        with casa_env.casa_output_to_log():
-            dask.compute(
-                add_model_write_graph(plan.output_ms, calibrator, primary_beam=primary_beam)
-            )
-    return check_phasing(
-        plan.output_ms,
-        calibrator,
-        fields=plan.fields,
-        thresholds=thresholds,
-        primary_beam=primary_beam,
-    )
+    # casacore prints notes about keywords it cannot convert; keep them in the log.
+    with casa_env.casa_output_to_log():
+        return check_phasing(
+            plan.output_ms,
+            calibrator,
+            fields=plan.fields,
+            thresholds=thresholds,
+            primary_beam=primary_beam,
+            write_model=write_model,
+        )
