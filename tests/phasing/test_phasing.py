@@ -424,6 +424,8 @@ def test_rephased_copy_takes_only_the_selection_and_leaves_the_input(corrupted_s
     shutil.copytree(corrupted_small, source)
     run_clearcal(str(source), str(tmp_path / "casa.log"))  # CORRECTED_DATA
     dask.compute(add_model_write_graph(str(source), CAL), scheduler="synchronous")
+    with table(str(source), readonly=False, ack=False) as main:  # as old CASA MSs have
+        main.putkeyword("SORTED_TABLE", main.sort("TIME", name=str(source / "SORTED_TABLE")))
     before = {c: _column(source, c) for c in ("DATA", "UVW", "MODEL_DATA")}
     copy = tmp_path / "copy.ms"
     detail = copy_rephased(source, str(copy), [10], CAL.ra_rad, CAL.dec_rad, spw="2",
@@ -436,6 +438,8 @@ def test_rephased_copy_takes_only_the_selection_and_leaves_the_input(corrupted_s
             field_in, data_in = chosen.getcol("FIELD_ID"), chosen.getcol("DATA")
     with table(str(copy), ack=False) as out:
         assert not {"MODEL_DATA", "CORRECTED_DATA"} & set(out.colnames())
+        assert "SORTED_TABLE" not in out.getkeywords() and not (copy / "SORTED_TABLE").exists()
+        assert out.getkeyword("ANTENNA").endswith("copy.ms/ANTENNA")
         assert out.nrows() == len(field_in) == detail["rows"] > 0
         field_out, data_out = out.getcol("FIELD_ID"), out.getcol("DATA")
         assert set(out.getcol("DATA_DESC_ID")) == {2}

@@ -124,6 +124,8 @@ def set_phase_dirs(ms_path: str, phase_dir_rad_by_field: dict) -> None:
 
 
 _REWRITE_COLUMNS = ("UVW", "FIELD_ID", "DATA_DESC_ID", "DATA")
+# subtables that are views of the main table itself (old CASA's sorted copy): not copied
+_MAIN_TABLE_VIEWS = {"SORTED_TABLE"}
 
 
 def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
@@ -144,13 +146,17 @@ def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
     with table(vis, ack=False) as main, main.query(where) as selected:
         n_rows = selected.nrows()
         main.copy(outputvis, deep=True, valuecopy=True, copynorows=True)
-        for name, value in main.getkeywords().items():
+        subtables = {name: value[len("Table: "):] for name, value in main.getkeywords().items()
+                     if isinstance(value, str) and value.startswith("Table: ")}  # fmt: skip
+        for name, path in subtables.items():
             # a copy without rows leaves the subtables empty: copied whole instead
-            if isinstance(value, str) and value.startswith("Table: "):
-                shutil.rmtree(Path(outputvis) / name)
-                with table(value[len("Table: ") :], ack=False) as sub:
+            shutil.rmtree(Path(outputvis) / name, ignore_errors=True)
+            if name not in _MAIN_TABLE_VIEWS:
+                with table(path, ack=False) as sub:
                     sub.copy(str(Path(outputvis) / name), deep=True, valuecopy=True)
         with table(outputvis, readonly=False, ack=False) as out:
+            for name in _MAIN_TABLE_VIEWS & set(out.getkeywords()):
+                out.removekeyword(name)
             out.removecols([c for c in leave_out if c in out.colnames()])
             out.addrows(n_rows)
             columns = [c for c in out.colnames() if n_rows and selected.iscelldefined(c, 0)]
