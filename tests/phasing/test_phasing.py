@@ -367,7 +367,7 @@ def test_native_shift_equals_casa_phaseshift(corrupted_small, tmp_path):
     run_phaseshift(corrupted_small, str(casa), {f: centre for f in CAL_FIELDS}, spw="1",
                    log_file=log_file)  # fmt: skip
     copy_rephased(corrupted_small, str(native), CAL_FIELDS, CAL.ra_rad, CAL.dec_rad,
-                  spw="1", field="", log_file=log_file)  # fmt: skip
+                  spw="1", field="")  # fmt: skip
     assert np.array_equal(_column(corrupted_small, "DATA"), data_before)
     assert not list(tmp_path.glob(".*"))  # nothing half-written left beside the product
 

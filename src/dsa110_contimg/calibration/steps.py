@@ -73,7 +73,7 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
             and reads.fixed_j2000_phase_centres(obs.ms)
         ):
             detail = copy_rephased(obs.ms, str(staged), obs.cal_fields, *obs.phasecenter_rad,
-                                   spw=str(piece.spw), field=fields, log_file=log_file)  # fmt: skip
+                                   spw=str(piece.spw), field=fields)  # fmt: skip
         elif obs.phasecenter:
             call = tasks.run_phaseshift(obs.ms, str(staged), {f: obs.phasecenter for f in
                                         obs.cal_fields}, spw=str(piece.spw), field=fields,

@@ -46,7 +46,7 @@ def field_rotations(ms, fields, ra_rad: float, dec_rad: float) -> np.ndarray:
     return rotations
 
 
-def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw, field, log_file=None):
+def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw: str, field: str):
     """CASA ``phaseshift``'s product in one pass: the rows of ``spw`` (and of ``field``,
     comma-separated ids, or every field when empty) copied to ``outputvis`` with the
     UVW and DATA of ``shifted_fields`` rephased to (ra, dec) on the way.
@@ -55,12 +55,13 @@ def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw, field, l
     DATA without MODEL_DATA and CORRECTED_DATA; FIELD::PHASE_DIR of the shifted
     fields set, REFERENCE_DIR kept. WEIGHT is copied as it is (CASA rewrites it from
     SIGMA, one float32 step away at most). Written under a hidden name, renamed
-    into place once whole. ``log_file`` is unused: no CASA task runs.
+    into place once whole.
     """
     started = time.perf_counter()
     rotations = field_rotations(vis, shifted_fields, ra_rad, dec_rad)
-    freq_by_ddid = [reads.chan_freq_hz(vis)[int(s)] for s in reads.spw_of_ddid(vis)]
-    ddids = [d for d, s in enumerate(reads.spw_of_ddid(vis)) if str(int(s)) in spw.split(",")]
+    spw_of_ddid, freq_by_spw = reads.spw_of_ddid(vis), reads.chan_freq_hz(vis)
+    freq_by_ddid = [freq_by_spw[int(s)] for s in spw_of_ddid]
+    ddids = [d for d, s in enumerate(spw_of_ddid) if str(int(s)) in spw.split(",")]
     where = f"DATA_DESC_ID IN [{','.join(map(str, ddids))}]"
     if field:
         where += f" AND FIELD_ID IN [{field}]"
