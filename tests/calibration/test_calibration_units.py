@@ -289,3 +289,34 @@ def test_the_readme_catalog_example_reads(tmp_path):
     assert catalog["1934-638"].dec_deg == pytest.approx(-63.7127, abs=1e-3)
     assert catalog["1934-638"].ref_freq_hz == 1.4e9
     assert "J0834+5534" in catalog["0834+555"].aliases
+
+
+def test_table_reads_work_while_dask_ms_holds_the_table_open(corrupted_small, tmp_path):
+    """dask-ms opens tables with user locking; while one of its table objects is alive
+    (a write's graph not yet collected), every other opening in the process shares the
+    mode and an unlocked read fails. The flag step read the unflagged fraction right
+    after the native flag's write and failed this way once in a run."""
+    import shutil
+
+    from casacore.tables import table, taql
+    from daskms.table_proxy import TableProxy
+
+    from dsa110_contimg.ms import reads
+
+    ms = tmp_path / "open.ms"
+    shutil.copytree(corrupted_small, ms)
+
+    def figures():
+        return (reads.unflagged_cross_fraction(ms), reads.time_range(ms),
+                reads.weights_meaningful(ms), reads.balanced_row_chunk(ms),
+                reads.visibility_bytes(ms, [0]),
+                len(reads.usable_baselines(ms, [0], ["DATA"])[0]))  # fmt: skip
+
+    expected = figures()
+    proxy = TableProxy(table, str(ms), ack=False, readonly=False, lockoptions="user")
+    assert proxy.nrows().result() > 0
+    with pytest.raises(RuntimeError, match="UserLocking"):  # the failure, as it was
+        with table(str(ms), ack=False) as plain:  # noqa: F841 - taql reads $plain
+            taql("select FLAG from $plain where ANTENNA1 != ANTENNA2")
+    assert figures() == expected
+    del proxy

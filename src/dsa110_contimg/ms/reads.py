@@ -7,6 +7,7 @@ a single phase centre and a single spectral window; dimensions follow dask-ms
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -54,6 +55,26 @@ def table_failure_text(err: BaseException) -> str | None:
     if not relevant:
         return None
     return relevant[-1]
+
+
+@contextlib.contextmanager
+def read_locked(path):
+    """A python-casacore table of ``path`` open for reading, a read lock held.
+
+    dask-ms opens tables with user locking, and while one of its table objects
+    is alive in this process (until its graph is collected) every other opening
+    of that table shares the mode: a read without a lock then fails ("should be
+    locked when using UserLocking"). Holding the lock makes the read safe in
+    either case.
+    """
+    from casacore.tables import table
+
+    with table(str(path), ack=False) as opened:
+        opened.lock(write=False)
+        try:
+            yield opened
+        finally:
+            opened.unlock()
 
 
 def main_columns(path: str | os.PathLike) -> list[str]:
@@ -105,9 +126,7 @@ def balanced_row_chunk(path, target: int = BALANCED_ROW_CHUNK_TARGET) -> int:
     111,744 rows becomes two chunks of 55,872 rather than 100,000 + 11,744,
     whose small remainder leaves a core idle at the end of each SPW.
     """
-    from casacore.tables import table
-
-    with table(str(require_ms(path)), ack=False) as main:
+    with read_locked(require_ms(path)) as main:
         counts = np.bincount(main.getcol("DATA_DESC_ID")) if main.nrows() else np.zeros(1)
     largest = max(int(counts.max()), 1)
     n_chunks = max(1, -(-largest // target))
@@ -162,9 +181,7 @@ def weights_meaningful(path, sample_rows: int = 100_000) -> bool:
     pyuvdata-written MS: -1.2e12, SIGMA NaN); such weights say nothing and
     the data are then weighted equally.
     """
-    from casacore.tables import table
-
-    with table(str(path), ack=False) as main:
+    with read_locked(path) as main:
         if "WEIGHT" not in main.colnames() or main.nrows() == 0:
             return False
         weight = main.getcol("WEIGHT", 0, min(sample_rows, main.nrows()))
@@ -292,10 +309,10 @@ def chan_freq_hz(path) -> list[np.ndarray]:
 
 def visibility_bytes(ms, spws) -> int:
     """Bytes of DATA, FLAG and WEIGHT in the rows of ``spws``: what one solve reads."""
-    from casacore.tables import table, taql
+    from casacore.tables import taql
 
     ddids = [i for i, s in enumerate(spw_of_ddid(ms)) if s in set(spws)]
-    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
+    with read_locked(ms) as main:  # noqa: F841 - taql reads $main
         selected = taql(f"select from $main where DATA_DESC_ID IN [{','.join(map(str, ddids))}]")
         n_rows = selected.nrows()
         if n_rows == 0:
@@ -306,9 +323,9 @@ def visibility_bytes(ms, spws) -> int:
 
 def unflagged_cross_fraction(ms, fields=()) -> float:
     """Unflagged fraction of the cross-correlations (of ``fields``, else all)."""
-    from casacore.tables import table, taql
+    from casacore.tables import taql
 
-    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
+    with read_locked(ms) as main:  # noqa: F841 - taql reads $main
         query = "ANTENNA1 != ANTENNA2 && !FLAG_ROW"
         if fields:
             query += f" && FIELD_ID IN [{','.join(str(int(f)) for f in fields)}]"
@@ -323,10 +340,10 @@ def usable_baselines(ms, fields, columns) -> tuple[np.ndarray, np.ndarray, np.nd
     """(uv length m, FIELD_ID, non-finite count) of each cross-correlation row of
     ``fields`` with an unflagged visibility; the count is of unflagged NaN or
     infinite values in ``columns`` (column names)."""
-    from casacore.tables import table, taql
+    from casacore.tables import taql
 
     non_finite = " + ".join(f"ntrue((isnan({c}) || isinf({c})) && !FLAG)" for c in columns)
-    with table(str(ms), ack=False) as main:  # noqa: F841 - taql reads $main
+    with read_locked(ms) as main:  # noqa: F841 - taql reads $main
         rows = taql(
             f"select UVW, FIELD_ID, {non_finite} as NON_FINITE from $main "
             "where ANTENNA1 != ANTENNA2 && !FLAG_ROW && !all(FLAG) "
@@ -340,9 +357,7 @@ def usable_baselines(ms, fields, columns) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def time_range(ms) -> tuple[float, float]:
     """(first, last) integration midpoint, MJD seconds (main table TIME)."""
-    from casacore.tables import table
-
-    with table(str(ms), ack=False) as main:
+    with read_locked(ms) as main:
         if main.nrows() == 0:
             raise ContimgError(f"{ms} has no rows")
         times = main.getcol("TIME")
