@@ -170,10 +170,11 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
     """
     wanted = ["DATA", "FLAG", "WEIGHT", "ANTENNA1", "ANTENNA2", "FIELD_ID", "UVW"]
     row_chunk = row_chunk or reads.balanced_row_chunk(ms)
+    view = calibrator_view(ms, calibrator, primary_beam)
     writes = None
     if write_model:
         xds_list = model_datasets(ms, calibrator, primary_beam, row_chunk, at_phase_centre,
-                                  columns=wanted)  # fmt: skip
+                                  columns=wanted, view=view)  # fmt: skip
         writes, has_model = model_writes(xds_list, ms), True
     else:
         has_model = "MODEL_DATA" in reads.main_columns(ms)
@@ -181,7 +182,6 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
             ms, wanted + (["MODEL_DATA"] if has_model else []), row_chunk=row_chunk,
             group_cols=("DATA_DESC_ID",),
         )  # fmt: skip
-    view = calibrator_view(ms, calibrator, primary_beam)
     wanted_fields = np.ones(view.n_field, bool)
     if fields is not None:
         wanted_fields[:] = False

@@ -71,16 +71,18 @@ def _model_block(uvw, field_id, ddid, view):
 
 
 def model_datasets(ms, calibrator: Calibrator, primary_beam: bool = True, row_chunk=None,
-                   at_phase_centre: bool = False, columns=()) -> list:  # fmt: skip
+                   at_phase_centre: bool = False, columns=(), view=None) -> list:  # fmt: skip
     """One dataset per DATA_DESC_ID: ``columns`` as read and MODEL_DATA predicted (lazy).
 
     Each row is predicted with its own field's phase centre and pointing.
     ``at_phase_centre`` places the source at each field's phase centre instead
     of its true position: right only when the field was rephased to it.
+    ``view``: the calibrator's :class:`~dsa110_contimg.phasing.view.CalibratorView`
+    of ``ms`` when the caller has it already.
     """
     from dsa110_contimg.phasing.view import calibrator_view
 
-    view = calibrator_view(ms, calibrator, primary_beam)
+    view = view or calibrator_view(ms, calibrator, primary_beam)
     if at_phase_centre:
         centre = np.zeros_like(view.lmn_by_field)
         centre[..., 2] = 1.0

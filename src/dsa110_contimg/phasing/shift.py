@@ -69,8 +69,9 @@ def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw: str, fie
     def rephase(block):
         new_uvw, delay_m = rephased_rows(block["UVW"], block["FIELD_ID"], rotations)
         data = block["DATA"]
-        for ddid in np.unique(block["DATA_DESC_ID"]):
-            rows = np.flatnonzero(block["DATA_DESC_ID"] == ddid)
+        moved = delay_m != 0  # rows of fields left where they are keep DATA as it is
+        for ddid in np.unique(block["DATA_DESC_ID"][moved]):
+            rows = np.flatnonzero(moved & (block["DATA_DESC_ID"] == ddid))
             data[rows] = times_delay_phasor(data[rows], delay_m[rows], freq_by_ddid[ddid])
         return {"UVW": new_uvw, "DATA": data}
 
