@@ -468,3 +468,52 @@ def test_model_written_in_the_check_pass_equals_write_then_check(corrupted_small
     fields = [json.dumps(r.to_json_dict()["fields"], sort_keys=True) for r in (report, expected)]
     assert fields[0] == fields[1]
     assert [f.verdict for f in report.fields] == [f.verdict for f in expected.fields]
+
+
+@pytest.mark.parametrize("at_phase_centre", [False, True])
+def test_prepare_in_one_pass_equals_copy_flag_then_model(corrupted_small, tmp_path,
+                                                         at_phase_centre):  # fmt: skip
+    """The native prepare's one pass (rephase, flag autocorrelations and zeros, MODEL_DATA,
+    the check's sums) writes what the copy, the native flag and the model step write one
+    after another, and its sums give their report; the input is only read."""
+    from dsa110_contimg.calibration.native_flag import flag_autocorrelations_and_zeros
+    from dsa110_contimg.calibration.native_prepare import ModelInCopy, prepare_spw
+    from dsa110_contimg.phasing.check import phasing_report
+    from dsa110_contimg.phasing.shift import copy_rephased
+
+    source = tmp_path / "with_zeros.ms"
+    shutil.copytree(corrupted_small, source)
+    with table(str(source), readonly=False, ack=False) as main:
+        data = main.getcol("DATA")
+        data[::7, 3, 0] = 0  # zeros and a NaN for the flag to find
+        data[5, :, 1] = np.nan
+        main.putcol("DATA", data)
+    before = _column(source, "DATA")
+    modes = ["autocorr", "zeros"]
+    apart, together = tmp_path / "apart.ms", tmp_path / "together.ms"
+    copy_rephased(source, str(apart), CAL_FIELDS, CAL.ra_rad, CAL.dec_rad, spw="1", field="")
+    flag_autocorrelations_and_zeros(str(apart), modes)
+    expected = check_phasing(apart, CAL, fields=list(CAL_FIELDS), write_model=True,
+                             at_phase_centre=at_phase_centre)  # fmt: skip
+    model = ModelInCopy(CAL, CAL_FIELDS, at_phase_centre=at_phase_centre)
+    detail = prepare_spw(source, str(together), CAL_FIELDS, CAL.ra_rad, CAL.dec_rad, spw=1,
+                         field="", flag_modes=modes, model=model)  # fmt: skip
+
+    np.testing.assert_array_equal(_column(source, "DATA"), before)
+    assert not list(tmp_path.glob(".*"))
+    flag = _column(together, "FLAG")
+    assert flag.any() and not flag.all()
+    for column in ("DATA", "UVW", "FLAG", "FLAG_ROW", "MODEL_DATA", "WEIGHT"):
+        np.testing.assert_array_equal(_column(together, column), _column(apart, column), column)
+    np.testing.assert_array_equal(
+        _column(together / "FIELD", "PHASE_DIR"), _column(apart / "FIELD", "PHASE_DIR")
+    )
+    assert detail["flagged"] == modes
+    report = phasing_report(str(together), CAL, CAL_FIELDS, detail["phasing_sums"], "MODEL_DATA")
+    assert report.phased_to_calibrator and report.summary == expected.summary
+    got, want = report.to_json_dict()["fields"], expected.to_json_dict()["fields"]
+    assert [f["verdict"] for f in got] == [f["verdict"] for f in want]
+    for mine, theirs in zip(got, want, strict=True):
+        for key in ("data_model_phase_scatter_deg", "median_amp_ratio", "flagged_fraction",
+                    "model_coherence", "data_model_phase_floor_deg"):  # fmt: skip
+            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, err_msg=key)

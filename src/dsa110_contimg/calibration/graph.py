@@ -63,7 +63,15 @@ def _build_graph(plan: CalibrationPlan, calibrator, log_dir, keep_qa) -> dict:
     readers = {}  # calibrator MS -> target tasks that read its staged tables
     for obs in sorted(plan.observations, key=lambda o: o.role != "calibrator"):
         prepared = {
-            p.spw: _task(steps.prepare, _key("prepare", obs, p.spw), obs, p, config, log_dir)
+            p.spw: _task(
+                steps.prepare,
+                _key("prepare", obs, p.spw),
+                obs,
+                p,
+                config,
+                log_dir,
+                calibrator if obs.role == "calibrator" else None,
+            )  # fmt: skip
             for p in obs.pieces
         }
         assembled = _task(
@@ -85,7 +93,8 @@ def _build_graph(plan: CalibrationPlan, calibrator, log_dir, keep_qa) -> dict:
         outcomes = list(prepared.values()) + [assembled] + list(flagged.values())
         applied = []
         if obs.role == "calibrator":
-            per_spw_tables, solve_outcomes = _add_solves(obs, config, calibrator, log_dir, flagged)
+            per_spw_tables, solve_outcomes = _add_solves(obs, config, calibrator, log_dir,
+                                                         flagged, prepared)  # fmt: skip
             solved_tables[obs.ms] = per_spw_tables
             outcomes += solve_outcomes
         else:
@@ -131,7 +140,7 @@ def _build_graph(plan: CalibrationPlan, calibrator, log_dir, keep_qa) -> dict:
     return by_ms
 
 
-def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
+def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged, prepared):
     """Solve and merge tasks of one calibrator MS.
 
     Returns ({spw: {step: (table, task)}}, tasks). A solve combined over SPWs
@@ -139,7 +148,14 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged):
     """
     modelled = {
         p.spw: _task(
-            steps.model, _key("model", obs, p.spw), obs, p, config, calibrator, flagged[p.spw]
+            steps.model,
+            _key("model", obs, p.spw),
+            obs,
+            p,
+            config,
+            calibrator,
+            flagged[p.spw],
+            prepared[p.spw],
         )
         for p in obs.pieces
     }

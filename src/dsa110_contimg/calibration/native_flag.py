@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import time
 
-import dask.array as da
+import numpy as np
 from daskms import xds_to_table
 
 from dsa110_contimg.ms import reads
 
 NATIVE_MODES = frozenset({"autocorr", "zeros"})
+
+
+def added_flags(data, flag, flag_row, antenna1, antenna2, modes):
+    """(FLAG, FLAG_ROW) of rows with the flags of ``modes`` added; numpy or dask arrays."""
+    if "autocorr" in modes:
+        auto = antenna1 == antenna2
+        flag = flag | auto[:, None, None]
+        flag_row = flag_row | auto
+    if "zeros" in modes:
+        flag = flag | (data == 0) | ~np.isfinite(data)
+    return flag, flag_row
 
 
 def flag_autocorrelations_and_zeros(vis: str, modes) -> dict:
@@ -30,14 +41,8 @@ def flag_autocorrelations_and_zeros(vis: str, modes) -> dict:
     datasets = reads.read_visibility_datasets(vis, columns, group_cols=["DATA_DESC_ID"])
     written = []
     for ds in datasets:
-        auto = (ds.ANTENNA1.data == ds.ANTENNA2.data) if "autocorr" in modes else None
-        flag, flag_row = ds.FLAG.data, ds.FLAG_ROW.data
-        if auto is not None:
-            flag = flag | auto[:, None, None]
-            flag_row = flag_row | auto
-        if "zeros" in modes:
-            data = ds.DATA.data
-            flag = flag | (data == 0) | ~da.isfinite(data)
+        flag, flag_row = added_flags(ds.DATA.data, ds.FLAG.data, ds.FLAG_ROW.data,
+                                     ds.ANTENNA1.data, ds.ANTENNA2.data, modes)  # fmt: skip
         written.append(
             ds.drop_vars(list(ds.data_vars)).assign(  # ROWID stays: rows are rewritten
                 FLAG=(("row", "chan", "corr"), flag), FLAG_ROW=(("row",), flag_row)

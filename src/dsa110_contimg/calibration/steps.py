@@ -20,7 +20,7 @@ import dask
 import numpy as np
 
 from dsa110_contimg import casa_env
-from dsa110_contimg.calibration import native_flag
+from dsa110_contimg.calibration import native_flag, native_prepare
 from dsa110_contimg.calibration.config import CalibrationConfig
 from dsa110_contimg.calibration.outcomes import FAILED, SKIPPED, StepOutcome, run_step
 from dsa110_contimg.calibration.plan import ObservationPlan, SpwPiece, applied_steps
@@ -36,7 +36,6 @@ from dsa110_contimg.errors import StepFailed
 from dsa110_contimg.ms import caltables, mms, reads
 from dsa110_contimg.ms.publish import product_input, publish_directory, write_provenance
 from dsa110_contimg.ms.writes import flag_all_rows
-from dsa110_contimg.phasing.shift import copy_rephased
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +53,15 @@ def work_mms(obs: ObservationPlan) -> Path:
     return Path(obs.work_dir) / Path(obs.output_mms).name
 
 
-def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, log_dir):
-    """Copy this SPW of the input MS into its own sub-MS, rephasing the calibrator fields."""
+def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, log_dir,
+            calibrator=None):  # fmt: skip
+    """Copy this SPW of the input MS into its own sub-MS, rephasing the calibrator fields.
+
+    The native engine flags autocorrelations and zeros on the way and, given the
+    ``calibrator`` of a calibrator MS, writes its MODEL_DATA and sums the phase-centre
+    check (:mod:`~dsa110_contimg.calibration.native_prepare`): the flag and model steps
+    then only report.
+    """
 
     def body():
         if work_mms(obs).exists():
@@ -72,8 +78,18 @@ def prepare(obs: ObservationPlan, piece: SpwPiece, config: CalibrationConfig, lo
             and config.engine == "native"
             and reads.fixed_j2000_phase_centres(obs.ms)
         ):
-            detail = copy_rephased(obs.ms, str(staged), obs.cal_fields, *obs.phasecenter_rad,
-                                   spw=str(piece.spw), field=fields)  # fmt: skip
+            modes = config.flagging.modes()
+            in_copy = set(modes) <= native_flag.NATIVE_MODES
+            model = None
+            if in_copy and calibrator is not None and config.phasing.write_model:
+                model = native_prepare.ModelInCopy(
+                    calibrator, tuple(obs.cal_fields), config.phasing.primary_beam,
+                    config.phasing.model_position == "phase-centre", obs.equal_weights,
+                )  # fmt: skip
+            detail = native_prepare.prepare_spw(
+                obs.ms, str(staged), obs.cal_fields, *obs.phasecenter_rad, spw=piece.spw,
+                field=fields, flag_modes=modes if in_copy else (), model=model,
+            )  # fmt: skip
         elif obs.phasecenter:
             call = tasks.run_phaseshift(obs.ms, str(staged), {f: obs.phasecenter for f in
                                         obs.cal_fields}, spw=str(piece.spw), field=fields,
@@ -138,7 +154,9 @@ def flag(obs: ObservationPlan, piece: SpwPiece, config, log_dir, prepared, assem
     def body():
         started = time.perf_counter()
         modes = config.flagging.modes()
-        if config.engine == "native" and modes and set(modes) <= native_flag.NATIVE_MODES:
+        if prepared.detail.get("flagged") == sorted(modes):
+            detail = {"engine": "native", "modes": sorted(modes), "in_prepare": True}
+        elif config.engine == "native" and modes and set(modes) <= native_flag.NATIVE_MODES:
             detail = native_flag.flag_autocorrelations_and_zeros(piece.sub_ms, modes)
         else:
             call = tasks.run_flagdata(
@@ -158,20 +176,26 @@ def flag(obs: ObservationPlan, piece: SpwPiece, config, log_dir, prepared, assem
     return run_step("flag", obs, piece.spw, [prepared, assembled], body, config.retries)
 
 
-def model(obs: ObservationPlan, piece: SpwPiece, config, calibrator, flagged):
-    """Write the calibrator's MODEL_DATA and check phase centre and model on the solve fields."""
-    from dsa110_contimg.phasing.check import check_phasing
+def model(obs: ObservationPlan, piece: SpwPiece, config, calibrator, flagged, prepared):
+    """Write the calibrator's MODEL_DATA and check phase centre and model on the solve fields
+    (or, where the prepare did both, make the check's report from its sums)."""
+    from dsa110_contimg.phasing.check import check_phasing, phasing_report
 
     def body():
+        sums = prepared.detail.get("phasing_sums")
         with casa_env.casa_output_to_log():
-            report = check_phasing(
-                piece.sub_ms,
-                calibrator,
-                fields=obs.cal_fields,
-                primary_beam=config.phasing.primary_beam,
-                write_model=config.phasing.write_model,
-                at_phase_centre=config.phasing.model_position == "phase-centre",
-            )
+            if sums is not None:
+                report = phasing_report(piece.sub_ms, calibrator, obs.cal_fields, sums,
+                                        "MODEL_DATA")  # fmt: skip
+            else:
+                report = check_phasing(
+                    piece.sub_ms,
+                    calibrator,
+                    fields=obs.cal_fields,
+                    primary_beam=config.phasing.primary_beam,
+                    write_model=config.phasing.write_model,
+                    at_phase_centre=config.phasing.model_position == "phase-centre",
+                )
         if obs.phasecenter and not report.phased_to_calibrator:
             raise StepFailed(
                 f"rephasing did not take on {obs.stem} spw {piece.spw}: {report.summary}"

@@ -129,16 +129,18 @@ _MAIN_TABLE_VIEWS = {"SORTED_TABLE"}
 
 
 def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
-                       leave_out=("MODEL_DATA", "CORRECTED_DATA"),
-                       block_bytes: int = 64 << 20) -> int:  # fmt: skip
+                       leave_out=("MODEL_DATA", "CORRECTED_DATA"), read_columns=(),
+                       add_columns=(), block_bytes: int = 64 << 20) -> int:  # fmt: skip
     """A new MS at ``outputvis``: the rows of ``vis`` matching TaQL ``where``, every
     subtable whole, ids unchanged (what ``mstransform`` with ``reindex=False`` and
     ``datacolumn='data'`` makes), the columns ``leave_out`` left out.
 
     Rows go over in blocks of about ``block_bytes`` of DATA, column by column.
     ``rewrite(block)`` may change a block on the way: it gets {column: values}
-    of UVW, FIELD_ID, DATA_DESC_ID and DATA and returns the columns it changed. The input is
-    only read. Returns the number of rows copied.
+    of UVW, FIELD_ID, DATA_DESC_ID, DATA and ``read_columns`` and returns the
+    columns it changed, and those of ``add_columns``: new columns shaped and
+    stored as DATA (e.g. MODEL_DATA), which it must return for every block. The
+    input is only read. Returns the number of rows copied.
     """
     import shutil
     from pathlib import Path
@@ -157,18 +159,56 @@ def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
         with table(outputvis, readonly=False, ack=False) as out:
             for name in _MAIN_TABLE_VIEWS & set(out.getkeywords()):
                 out.removekeyword(name)
-            out.removecols([c for c in leave_out if c in out.colnames()])
+            out.removecols([c for c in [*leave_out, *add_columns] if c in out.colnames()])
+            cell_shape = selected.getcell("DATA", 0).shape if n_rows else (1, 1)
+            for name in add_columns:
+                _add_column_like_data(out, name, cell_shape)
             out.addrows(n_rows)
-            columns = [c for c in out.colnames() if n_rows and selected.iscelldefined(c, 0)]
+            columns = [
+                c for c in out.colnames()
+                if n_rows and (c in add_columns or selected.iscelldefined(c, 0))
+            ]  # fmt: skip
+            # a column the rewrite changes from row to row (FLAG_ROW of autocorrelations)
+            # inserts slowly, block after block, into an IncrementalStMan that other such
+            # columns (UVW of some simulated MSs) fill in the same table session: seconds
+            # instead of milliseconds. Written whole once the rest is stored.
+            later = {c: [] for c in read_columns
+                     if c in columns and c not in _REWRITE_COLUMNS
+                     and out.getdminfo(c)["TYPE"] == "IncrementalStMan"}  # fmt: skip
             data_row_bytes = max(1, selected.getcell("DATA", 0).nbytes) if n_rows else 1
             step = max(1, block_bytes // data_row_bytes)
             for start in range(0, n_rows, step):
                 count = min(step, n_rows - start)
-                block = {c: selected.getcol(c, start, count) for c in _REWRITE_COLUMNS}
+                block = {c: selected.getcol(c, start, count)
+                         for c in dict.fromkeys([*_REWRITE_COLUMNS, *read_columns])}  # fmt: skip
                 block.update(rewrite(block) if rewrite else {})
                 for column in columns:
                     values = block.get(column)
                     if values is None:
                         values = selected.getcol(column, start, count)
-                    out.putcol(column, values, start, count)
+                    if column in later:
+                        later[column].append(values)
+                    else:
+                        out.putcol(column, values, start, count)
+    if later:
+        with table(outputvis, readonly=False, ack=False) as out:
+            for column, parts in later.items():
+                out.putcol(column, np.concatenate(parts))
     return n_rows
+
+
+def _add_column_like_data(out, name: str, cell_shape) -> None:
+    """A column ``name`` with DATA's description, tiled as DATA (or in tiles of 1 MiB
+    where DATA is not tiled) in a storage manager of its own."""
+    from casacore.tables import makecoldesc
+
+    description = out.getcoldesc("DATA")
+    description.pop("dataManagerGroup", None)
+    description["comment"] = f"The {name} column"
+    n_chan, n_corr = cell_shape
+    tile_shape = [n_corr, n_chan, max(1, (1 << 20) // (8 * n_chan * n_corr))]
+    for cube in out.getdminfo("DATA").get("SPEC", {}).get("HYPERCUBES", {}).values():
+        tile_shape = cube.get("TileShape", tile_shape)
+    manager = {"TYPE": "TiledShapeStMan", "NAME": f"{name}_hypercolumn",
+               "SPEC": {"DEFAULTTILESHAPE": np.asarray(tile_shape, dtype=np.int32)}}  # fmt: skip
+    out.addcols(makecoldesc(name, description), manager)

@@ -116,7 +116,7 @@ class PhasingReport:
         }
 
 
-def _spw_chunk_partials(
+def spw_chunk_partials(
     data, model, flag, weight, ant1, ant2, field_id, uvw, ddid, view, wanted_fields, unit_weights,
 ):  # fmt: skip
     """Per-field partial sums of one SPW's row chunk.
@@ -146,8 +146,8 @@ def _spw_chunk_partials(
     partials = np.zeros((view.n_field, kernels.PARTIALS_LENGTH))
     order = None if np.all(np.diff(field_id) >= 0) else np.argsort(field_id, kind="stable")
     sorted_ids = field_id if order is None else field_id[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(sorted_ids) != 0])
-    stops = np.r_[starts[1:], len(sorted_ids)]
+    starts = np.flatnonzero(np.r_[True, np.diff(sorted_ids) != 0])[: len(sorted_ids)]
+    stops = np.r_[starts[1:], len(sorted_ids)][: len(starts)]
     for start, stop in zip(starts, stops, strict=True):
         rows = slice(start, stop) if order is None else order[start:stop]
         a1, a2 = np.asarray(ant1[rows]), np.asarray(ant2[rows])
@@ -192,7 +192,7 @@ def add_phase_alignment_graph(ms, calibrator, fields, primary_beam, row_chunk=No
     for ds in xds_list:
         ddid = int(ds.attrs["DATA_DESC_ID"])
         summed = add_summed_chunks(
-            ds, columns, _spw_chunk_partials, ddid, view, wanted_fields, unit_weights
+            ds, columns, spw_chunk_partials, ddid, view, wanted_fields, unit_weights
         )
         graph.append((int(view.ddid_spw[ddid]), summed))
     return graph, ("MODEL_DATA" if has_model else "prediction"), writes
@@ -216,6 +216,19 @@ def check_phasing(
     before: the same column and the same report, one read fewer.
     """
     ms = reads.require_ms(ms)
+    _check_fields(ms, calibrator, fields)
+    spw_results, model_source = [], "none"
+    if visibilities or write_model:
+        graph, model_source, writes = add_phase_alignment_graph(
+            ms, calibrator, None if fields is None else set(fields), primary_beam, row_chunk,
+            write_model, at_phase_centre,
+        )  # fmt: skip
+        ((computed, _),) = reads.compute_reading(([g[1] for g in graph], writes))
+        spw_results = [(spw, *sums) for (spw, _), sums in zip(graph, computed, strict=True)]
+    return phasing_report(ms, calibrator, fields, spw_results, model_source, thresholds)
+
+
+def _check_fields(ms, calibrator, fields):
     geometry = field_geometry(ms, calibrator)
     if fields is not None:
         unknown = sorted(set(fields) - {g.field_id for g in geometry})
@@ -223,23 +236,26 @@ def check_phasing(
             raise ContimgError(
                 f"field(s) {unknown} not in {ms}; it has fields 0-{len(geometry) - 1}"
             )
-    selected = [g for g in geometry if fields is None or g.field_id in fields]
+    return geometry
 
+
+def phasing_report(
+    ms, calibrator: Calibrator, fields, spw_results, model_source: str,
+    thresholds: PhasingThresholds = DEFAULT_THRESHOLDS,
+) -> PhasingReport:  # fmt: skip
+    """The report of :func:`check_phasing` from the geometry of ``ms`` and the summed
+    partials ``spw_results`` [(spw, partials (field, ...), coherence or None)] of a
+    pass over its visibilities (none: geometry only, ``model_source`` "none")."""
+    geometry = _check_fields(ms, calibrator, fields)
+    selected = [g for g in geometry if fields is None or g.field_id in fields]
     per_field: dict[int, list] = {g.field_id: [] for g in selected}
-    model_source = "none"
-    if visibilities or write_model:
-        graph, model_source, writes = add_phase_alignment_graph(
-            ms, calibrator, None if fields is None else set(fields), primary_beam, row_chunk,
-            write_model, at_phase_centre,
-        )  # fmt: skip
-        ((computed, _),) = reads.compute_reading(([g[1] for g in graph], writes))
-        for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
-            for field_id in per_field:
-                if partials[field_id, kernels.TOTAL_INDEX] > 0:
-                    per_field[field_id].append(
-                        (spw, partials[field_id],
-                         None if coherence is None else coherence[field_id])
-                    )  # fmt: skip
+    for spw, partials, coherence in spw_results:
+        for field_id in per_field:
+            if partials[field_id, kernels.TOTAL_INDEX] > 0:
+                per_field[field_id].append(
+                    (spw, partials[field_id], None if coherence is None else coherence[field_id])
+                )
+    if model_source != "none":
         total_used = sum(int(p[kernels.USED_INDEX]) for v in per_field.values() for _, p, _ in v)
         if total_used == 0:
             raise ContimgError(

@@ -46,7 +46,8 @@ def field_rotations(ms, fields, ra_rad: float, dec_rad: float) -> np.ndarray:
     return rotations
 
 
-def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw: str, field: str):
+def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw: str, field: str,
+                  also=None, read_columns=(), add_columns=()):  # fmt: skip
     """CASA ``phaseshift``'s product in one pass: the rows of ``spw`` (and of ``field``,
     comma-separated ids, or every field when empty) copied to ``outputvis`` with the
     UVW and DATA of ``shifted_fields`` rephased to (ra, dec) on the way.
@@ -56,6 +57,10 @@ def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw: str, fie
     fields set, REFERENCE_DIR kept. WEIGHT is copied as it is (CASA rewrites it from
     SIGMA, one float32 step away at most). Written under a hidden name, renamed
     into place once whole.
+
+    ``also(block)``, when given, sees each block of rows once rephased (UVW,
+    FIELD_ID, DATA_DESC_ID, DATA and ``read_columns``) and returns more columns
+    to write, those of ``add_columns`` (new, stored as DATA) among them.
     """
     started = time.perf_counter()
     rotations = field_rotations(vis, shifted_fields, ra_rad, dec_rad)
@@ -73,10 +78,13 @@ def copy_rephased(vis, outputvis, shifted_fields, ra_rad, dec_rad, spw: str, fie
         for ddid in np.unique(block["DATA_DESC_ID"][moved]):
             rows = np.flatnonzero(moved & (block["DATA_DESC_ID"] == ddid))
             data[rows] = times_delay_phasor(data[rows], delay_m[rows], freq_by_ddid[ddid])
-        return {"UVW": new_uvw, "DATA": data}
+        changed = {"UVW": new_uvw, "DATA": data}
+        return {**changed, **also({**block, **changed})} if also else changed
 
     with publish_directory(outputvis) as partial:
-        n_rows = writes.copy_selected_rows(str(vis), str(partial), where, rephase)
+        n_rows = writes.copy_selected_rows(str(vis), str(partial), where, rephase,
+                                           read_columns=read_columns,
+                                           add_columns=add_columns)  # fmt: skip
         writes.set_phase_dirs(str(partial), {f: (ra_rad, dec_rad) for f in shifted_fields})
     return {"task": "copied and rephased here", "rows": n_rows,
             "copy_seconds": time.perf_counter() - started}  # fmt: skip

@@ -19,7 +19,7 @@ import numpy as np
 from dsa110_contimg.phasing.model import ModelContext
 from dsa110_contimg.qa import kernels
 from dsa110_contimg.sky.coordinates import direction_cosines
-from dsa110_contimg.sky.predict_kernels import point_source_visibilities
+from dsa110_contimg.sky.predict_kernels import point_source_model, point_source_visibilities
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,17 @@ class CalibratorView:
         return len(self.lmn_by_field)
 
 
-def calibrator_view(ms, calibrator, primary_beam: bool) -> CalibratorView:
+def calibrator_view(ms, calibrator, primary_beam: bool, moved_fields=None) -> CalibratorView:
+    """The calibrator as the fields of ``ms`` see it; ``moved_fields`` {field: (ra, dec)}
+    gives fields a phase centre other than their PHASE_DIR (what a rephase will set)."""
     context = ModelContext(ms)
     n_field = len(context.phase_dir_rad)
+    phase_dir = context.phase_dir_rad.copy()
+    for field_id, direction in (moved_fields or {}).items():
+        phase_dir[int(field_id)] = direction
     lmn = np.stack(
         direction_cosines(calibrator.ra_rad, calibrator.dec_rad,
-                          context.phase_dir_rad[:, 0], context.phase_dir_rad[:, 1]),
+                          phase_dir[:, 0], phase_dir[:, 1]),
         axis=-1,
     )[:, None, :]  # fmt: skip
     flux = {
@@ -62,17 +67,10 @@ def coherence_channels(n_chan: int) -> np.ndarray:
 def predicted_model(uvw, field_id, ddid: int, view: CalibratorView) -> np.ndarray:
     """(row, chan, corr) complex64 model of the calibrator for rows of any fields."""
     spw = int(view.ddid_spw[ddid])
-    freq = view.freq_hz[spw]
-    weights = view.corr_weights[ddid]
-    field_id = np.asarray(field_id)
-    model = np.zeros((len(field_id), len(freq), len(weights)), np.complex64)
-    for f in np.unique(field_id):
-        rows = np.flatnonzero(field_id == f)
-        vis = point_source_visibilities(
-            uvw[rows], view.lmn_by_field[f], freq, view.flux_by_field_spw[spw][f]
-        )
-        model[rows] = vis[:, :, None] * weights[None, None, :]
-    return model
+    return point_source_model(
+        uvw, field_id, view.lmn_by_field[:, 0, :], view.freq_hz[spw],
+        view.flux_by_field_spw[spw][:, 0, :], view.corr_weights[ddid],
+    )  # fmt: skip
 
 
 def model_coherence_by_field(model, uvw, field_id, ant1, ant2, ddid: int, view: CalibratorView,

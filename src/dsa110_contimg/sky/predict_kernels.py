@@ -53,6 +53,42 @@ def _add_point_sources(uvw_m, lmn, wavenumber, flux_jy, vis):
                 vis[r, c] += flux_jy[s, c] * complex(np.cos(phase), np.sin(phase))
 
 
+def point_source_model(uvw_m, field_id, lmn_by_field, freq_hz, flux_by_field, corr_weights):
+    """(row, chan, corr) complex64 model of one point source for rows of any fields.
+
+    Each row takes its own field's direction cosines ``lmn_by_field`` (field, 3)
+    and apparent flux ``flux_by_field`` (field, chan); each correlation gets
+    ``corr_weights`` (corr,) of it. The same values as
+    :func:`point_source_visibilities` per field times the weights, rounded to
+    complex64 once, written without temporaries.
+    """
+    wavenumber = (2.0 * np.pi / SPEED_OF_LIGHT_M_S) * np.asarray(freq_hz, dtype=float)
+    model = np.empty((len(field_id), len(wavenumber), len(corr_weights)), np.complex64)
+    _point_source_model(
+        np.ascontiguousarray(uvw_m, dtype=float),
+        np.ascontiguousarray(field_id, dtype=np.int64),
+        np.ascontiguousarray(lmn_by_field, dtype=float),
+        wavenumber,
+        np.ascontiguousarray(flux_by_field, dtype=float),
+        np.ascontiguousarray(corr_weights, dtype=float),
+        model,
+    )
+    return model
+
+
+@numba.njit(cache=True, nogil=True)
+def _point_source_model(uvw_m, field_id, lmn, wavenumber, flux, weights, model):
+    for r in range(uvw_m.shape[0]):
+        f = field_id[r]
+        l, m, n = lmn[f, 0], lmn[f, 1], lmn[f, 2]
+        delay_m = uvw_m[r, 0] * l + uvw_m[r, 1] * m + uvw_m[r, 2] * (n - 1.0)
+        for c in range(wavenumber.shape[0]):
+            phase = delay_m * wavenumber[c]
+            vis = flux[f, c] * complex(np.cos(phase), np.sin(phase))
+            for p in range(weights.shape[0]):
+                model[r, c, p] = vis * weights[p]
+
+
 def rephased_uvw_and_delay(uvw_m, rotation):
     """Rows moved to a new phase centre: their new UVW and the change in w (metres).
 
