@@ -810,14 +810,18 @@ def test_native_engine_equals_casa_with_the_recipes_options(corrupted_small, tmp
         assert amp_error < 0.02 and phase_error < 2.0 and kept > 0.97
 
 
-def test_qa_sums_kept_by_the_run_equal_the_reports_own_pass(calibrated, tmp_path, monkeypatch):
-    """Each SPW's QA pass, computed on a worker as the SPW finished, gives the report the
-    same figures as reading the calibrated MS again; the run's report reads no visibility."""
+@pytest.mark.parametrize("engine", ["casa", "native"])
+def test_qa_sums_kept_by_the_run_equal_the_reports_own_pass(engine, request, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    """Each SPW's QA pass, computed on a worker as the SPW finished (by the native apply
+    from the chunks it writes), gives the report the same figures as reading the
+    calibrated MS again; the run's report reads no visibility."""
     from dsa110_contimg.qa import report
     from dsa110_contimg.qa.graph import spw_visibility_qa_path
     from dsa110_contimg.qa.runner import qa_of_calibration_run, saved_visibility_qa
 
-    _, summary, _ = calibrated
+    fixture = {"casa": "calibrated", "native": "calibrated_native"}[engine]
+    summary = request.getfixturevalue(fixture)[1]
     obs = summary.observations[0]
     run_dir = Path(summary.output_dir) / "run"
     saved = [spw_visibility_qa_path(run_dir, obs.stem, spw) for spw in obs.calibrated_spws]
@@ -842,6 +846,35 @@ def test_qa_sums_kept_by_the_run_equal_the_reports_own_pass(calibrated, tmp_path
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=key)
         else:
             assert a == b, key
+
+
+def test_qa_in_the_native_apply_equals_a_pass_over_what_it_wrote(calibrated_native, tmp_path):
+    """The QA sums the native apply adds up from the chunks it writes equal a QA pass
+    reading the corrected sub-MS back (DATA, MODEL_DATA, CORRECTED_DATA, the new FLAG)."""
+    from dsa110_contimg.calibration.native_apply import apply_to_corrected, native_tables
+    from dsa110_contimg.ms.mms import sub_ms_paths
+    from dsa110_contimg.phasing.view import calibrator_view
+    from dsa110_contimg.qa.graph import QAContext, compute_visibility_qa
+
+    obs = calibrated_native[1].observations[0]
+    sub_ms = tmp_path / "spw.ms"
+    shutil.copytree(sub_ms_paths(obs.output_mms)[0], sub_ms)
+    with table(str(sub_ms), ack=False) as main:
+        spw = int(main.getcol("DATA_DESC_ID", 0, 1)[0])
+    gaintable = [obs.merged_tables[s] for s in ("bpcal", "gpcal", "2gcal")]
+    tables = native_tables(str(sub_ms), spw, gaintable, ["nearest", "linear", "linear"], [],
+                           calwt=False)  # fmt: skip
+    view = calibrator_view(str(sub_ms), CAL, True)
+    detail = apply_to_corrected(str(sub_ms), spw, tables, QAContext.of(str(sub_ms), view))
+    (mine,), present = detail["qa"]
+    (fresh,), fresh_present = compute_visibility_qa(str(sub_ms), view)
+    assert present == fresh_present == ["MODEL_DATA", "CORRECTED_DATA"]
+    assert mine.spw == fresh.spw == spw
+    for i, (a, b) in enumerate(zip(mine.partials.arrays(), fresh.partials.arrays(),
+                                   strict=True)):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, err_msg=str(i))
+    assert np.abs(fresh.partials.arrays()[0]).sum() > 0
+    np.testing.assert_allclose(mine.model_coherence, fresh.model_coherence, rtol=1e-9)
 
 
 def _leaves(value, key=""):

@@ -28,6 +28,7 @@ from dsa110_contimg.calibration.plan import (
     ObservationPlan,
     solve_steps,
 )
+from dsa110_contimg.qa import graph as qa_graph
 
 
 def _task(function, key, *args):
@@ -120,6 +121,7 @@ def _build_graph(plan: CalibrationPlan, calibrator, log_dir, keep_qa) -> dict:
                     tables,
                     upstream,
                     calibrator if obs.role == "calibrator" else None,
+                    qa_graph.spw_visibility_qa_path(log_dir, obs.stem, p.spw) if keep_qa else None,
                 )
             )
         outcomes += applied

@@ -48,9 +48,18 @@ def native_tables(vis: str, spw: int, gaintable, interp, spwmap, calwt: bool):
     return tables
 
 
-def apply_to_corrected(vis: str, spw: int, tables: list[TableGains]) -> dict:
+def apply_to_corrected(vis: str, spw: int, tables: list[TableGains], qa=None) -> dict:
     """Write CORRECTED_DATA and FLAG of SPW ``spw`` of ``vis`` from the tables' solutions
-    (:func:`native_tables`)."""
+    (:func:`native_tables`).
+
+    ``qa``, a :class:`~dsa110_contimg.qa.graph.QAContext` of ``vis``, adds the QA pass
+    over the corrected chunks as they are written (DATA, MODEL_DATA, CORRECTED_DATA and
+    the new FLAG, what reading them back would give): the detail's ``qa`` is then
+    (SpwQA per SPW, the optional columns present).
+    """
+    from dsa110_contimg.phasing.view import sum_chunk_results
+    from dsa110_contimg.qa import graph as qa_graph
+
     started = time.perf_counter()
     spw_of = np.asarray(reads.spw_of_ddid(vis))
     ddids = {int(d) for d in np.flatnonzero(spw_of == spw)}
@@ -60,7 +69,10 @@ def apply_to_corrected(vis: str, spw: int, tables: list[TableGains]) -> dict:
     if feeds is None:
         raise ValueError(f"correlations {list(corr)} have feeds without solutions")
     n_ant, n_chan = len(antenna_names(vis)), len(reads.chan_freq_hz(vis)[spw])
-    columns = ["DATA", "FLAG", "TIME", "ANTENNA1", "ANTENNA2"]
+    columns = list(_APPLY_COLUMNS)
+    has_model = "MODEL_DATA" in reads.main_columns(vis)
+    if qa is not None:
+        columns += [*(["MODEL_DATA"] if has_model else []), *_QA_COLUMNS]
     datasets = [ds for ds in reads.read_visibility_datasets(vis, columns,
                                                             group_cols=["DATA_DESC_ID"])
                 if int(ds.attrs["DATA_DESC_ID"]) in ddids]  # fmt: skip
@@ -70,30 +82,64 @@ def apply_to_corrected(vis: str, spw: int, tables: list[TableGains]) -> dict:
     for table in tables:
         gains = gains * table.at(times, len(hands), n_chan)
     inverse = apply_kernels.inverse_gains(gains)
-    written = [_corrected_dataset(ds, times, inverse, feeds) for ds in datasets]
-    reads.compute_reading(xds_to_table(written, str(vis), columns=["CORRECTED_DATA", "FLAG"]))
-    return {"engine": "native", "apply_seconds": time.perf_counter() - started}
+    written, sums = [], []
+    for ds in datasets:
+        corrected, chunk_qa = _corrected_dataset(ds, times, inverse, feeds, qa)
+        written.append(corrected)
+        if qa is not None:
+            sums.append(dask.delayed(sum_chunk_results)(chunk_qa))
+    ((_, computed),) = reads.compute_reading(
+        (xds_to_table(written, str(vis), columns=["CORRECTED_DATA", "FLAG"]), sums)
+    )
+    detail = {"engine": "native", "apply_seconds": time.perf_counter() - started}
+    if qa is not None:
+        spws = [int(spw_of[int(ds.attrs["DATA_DESC_ID"])]) for ds in datasets]
+        present = [*(["MODEL_DATA"] if has_model else []), "CORRECTED_DATA"]
+        detail["qa"] = (qa_graph.spw_results(spws, computed), present)
+    return detail
 
 
-def _corrected_dataset(ds, times, inverse, feeds):
-    chunks = zip(*(ds[c].data.to_delayed().ravel() for c in
-                   ("DATA", "FLAG", "TIME", "ANTENNA1", "ANTENNA2")), strict=True)  # fmt: skip
-    corrected, flags = [], []
+_APPLY_COLUMNS = ("DATA", "FLAG", "TIME", "ANTENNA1", "ANTENNA2")
+_QA_COLUMNS = ("WEIGHT", "FIELD_ID", "UVW")
+
+
+def _corrected_dataset(ds, times, inverse, feeds, qa=None):
+    """The dataset of CORRECTED_DATA and FLAG to write, and the chunks' delayed QA results
+    (empty without ``qa``)."""
+    names = list(_APPLY_COLUMNS)
+    if qa is not None:
+        names += ["MODEL_DATA", *_QA_COLUMNS]
+    blocks = [ds[c].data.to_delayed().ravel() if c in ds else [None] * ds.DATA.data.numblocks[0]
+              for c in names]  # fmt: skip
+    ddid = int(ds.attrs["DATA_DESC_ID"])
+    corrected, flags, chunk_qa = [], [], []
     shape_rest, data_dtype = ds.DATA.shape[1:], ds.DATA.dtype
-    for rows, chunk in zip(ds.DATA.data.chunks[0], chunks, strict=True):
-        pair = dask.delayed(_apply_chunk, pure=True, nout=2)(*chunk, times, inverse, feeds)
-        corrected.append(da.from_delayed(pair[0], (rows, *shape_rest), data_dtype))
-        flags.append(da.from_delayed(pair[1], (rows, *shape_rest), bool))
+    for rows, chunk in zip(ds.DATA.data.chunks[0], zip(*blocks, strict=True), strict=True):
+        results = dask.delayed(_apply_chunk, pure=True, nout=3)(*chunk, times, inverse, feeds,
+                                                                 ddid, qa)  # fmt: skip
+        corrected.append(da.from_delayed(results[0], (rows, *shape_rest), data_dtype))
+        flags.append(da.from_delayed(results[1], (rows, *shape_rest), bool))
+        chunk_qa.append(results[2])
     dims = ("row", "chan", "corr")
-    return ds.drop_vars(list(ds.data_vars)).assign(  # ROWID stays: rows are rewritten
+    written = ds.drop_vars(list(ds.data_vars)).assign(  # ROWID stays: rows are rewritten
         CORRECTED_DATA=(dims, da.concatenate(corrected).rechunk(ds.DATA.data.chunks)),
         FLAG=(dims, da.concatenate(flags).rechunk(ds.DATA.data.chunks)),
     )
+    return written, chunk_qa if qa is not None else []
 
 
-def _apply_chunk(data, flag, row_time, ant1, ant2, times, inverse, feeds):
+def _apply_chunk(data, flag, row_time, ant1, ant2, *rest):
+    """(CORRECTED_DATA, FLAG, QA of the chunk or None) of one row chunk; ``rest`` is
+    (times, inverse, feeds, ddid, qa), after MODEL_DATA, WEIGHT, FIELD_ID and UVW with ``qa``."""
+    from dsa110_contimg.qa.graph import chunk_qa
+
+    *qa_columns, times, inverse, feeds, ddid, qa = rest
     corrected = np.empty_like(data)
     flag_out = np.empty_like(flag)
     apply_kernels.apply_gains(data, flag, ant1, ant2, np.searchsorted(times, row_time), inverse,
                               feeds, corrected, flag_out)  # fmt: skip
-    return corrected, flag_out
+    if qa is None:
+        return corrected, flag_out, None
+    model, weight, field_id, uvw = qa_columns
+    sums = chunk_qa(data, model, corrected, flag_out, weight, ant1, ant2, field_id, uvw, ddid, qa)
+    return corrected, flag_out, sums

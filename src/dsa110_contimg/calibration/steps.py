@@ -36,6 +36,7 @@ from dsa110_contimg.errors import StepFailed
 from dsa110_contimg.ms import caltables, mms, reads
 from dsa110_contimg.ms.publish import product_input, publish_directory, write_provenance
 from dsa110_contimg.ms.writes import flag_all_rows
+from dsa110_contimg.qa import graph as qa_graph
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +338,12 @@ def apply(
     tables_by_step: dict,
     upstream,
     calibrator=None,
+    qa_path=None,
 ):
     """Fill CORRECTED_DATA of this SPW's sub-MS.
+
+    The native apply also computes the SPW's QA pass from the chunks it writes and
+    keeps it at ``qa_path`` (when given) for the run's report.
 
     A SPW whose chain did not succeed still gets the columns the others have
     (MODEL_DATA for a calibrator; CORRECTED_DATA a copy of DATA) with every
@@ -356,7 +361,7 @@ def apply(
             tables = native_apply.native_tables(piece.sub_ms, piece.spw, **parameters,
                                                 calwt=config.apply.calwt)  # fmt: skip
             if not isinstance(tables, str):
-                detail = native_apply.apply_to_corrected(piece.sub_ms, piece.spw, tables)
+                detail = _native_apply(piece, tables, calibrator, qa_path)
                 return {**detail, "tables": parameters["gaintable"]}
             log.info("%s spw %d: applycal applies %s", obs.stem, piece.spw, tables)
         call = tasks.run_applycal(piece.sub_ms, log_file, spw=str(piece.spw),
@@ -370,14 +375,34 @@ def apply(
     return outcome
 
 
+def _native_apply(piece: SpwPiece, tables, calibrator, qa_path) -> dict:
+    """The native apply, with the SPW's QA pass in its pass when ``qa_path`` is given; a
+    QA that fails there leaves the apply to go on alone (the QA step then reads the MS)."""
+    from dsa110_contimg.calibration import native_apply
+    from dsa110_contimg.phasing.view import calibrator_view
+
+    if qa_path:
+        try:
+            view = None if calibrator is None else calibrator_view(piece.sub_ms, calibrator, True)
+            qa = qa_graph.QAContext.of(piece.sub_ms, view)
+            detail = native_apply.apply_to_corrected(piece.sub_ms, piece.spw, tables, qa)
+            return {**detail, **qa_graph.keep_visibility_qa(*detail.pop("qa"), qa_path),
+                    "qa_in_apply": True}  # fmt: skip
+        except Exception as error:  # noqa: BLE001 - QA never fails the calibration
+            log.warning("spw %d: QA in the apply failed (%s); applying alone", piece.spw, error)
+    return native_apply.apply_to_corrected(piece.sub_ms, piece.spw, tables)
+
+
 def visibility_qa(obs: ObservationPlan, piece: SpwPiece, calibrator, log_dir, applied):
     """The QA pass over this SPW's calibrated sub-MS, kept for the run's report (which
-    otherwise reads the whole MS again after the run); never fails the calibration."""
-    from dsa110_contimg.qa import graph as qa_graph
+    otherwise reads the whole MS again after the run); never fails the calibration.
+    Where the apply kept it already, only says so."""
 
     def body():
         if not applied.ok:
             return {"saved": False, "why": f"apply {applied.status}"}
+        if applied.detail.get("qa_in_apply"):
+            return {"qa_spws": applied.detail["qa_spws"], "in_apply": True}
         path = qa_graph.spw_visibility_qa_path(log_dir, obs.stem, piece.spw)
         try:
             return qa_graph.save_visibility_qa(piece.sub_ms, calibrator, path)

@@ -35,18 +35,38 @@ class SpwQA:
     model_coherence: np.ndarray | None  # (field, chan, 3) model_coherence_partials, or None
 
 
-def _chunk_qa(
-    data, model, corrected, flag, weight, ant1, ant2, field_id, uvw,
-    ddid, n_field, n_ant, uv_max, view, unit_weights,
-):  # fmt: skip
-    if unit_weights:
+@dataclass(frozen=True)
+class QAContext:
+    """What the QA pass of one MS's row chunks needs besides the chunks."""
+
+    n_field: int
+    n_ant: int
+    uv_max: float
+    view: object  # CalibratorView or None
+    unit_weights: bool
+
+    @classmethod
+    def of(cls, ms, view=None):
+        array = array_of(ms)
+        n_field = reads.read_subtable(ms, "FIELD", columns=["NAME"]).sizes["row"]
+        return cls(n_field, len(array.names), array.uv_max_m(), view,
+                   not reads.weights_meaningful(ms))  # fmt: skip
+
+
+def chunk_qa(data, model, corrected, flag, weight, ant1, ant2, field_id, uvw, ddid,
+             context: QAContext):  # fmt: skip
+    """(VisibilityPartials, model coherence or None) of one row chunk of one DATA_DESC_ID;
+    ``model`` and ``corrected`` may be None (absent)."""
+    view = context.view
+    if context.unit_weights:
         weight = np.ones(np.shape(weight), np.float32)
     stale_test = view is not None and model is not None
     if model is None and view is not None:
         model = predicted_model(uvw, field_id, ddid, view)  # not tested against itself
     partials = visibility_partials(
-        data, model, corrected, flag, weight, ant1, ant2, field_id, uvw, n_field, n_ant, uv_max
-    )
+        data, model, corrected, flag, weight, ant1, ant2, field_id, uvw, context.n_field,
+        context.n_ant, context.uv_max,
+    )  # fmt: skip
     if not stale_test:
         return partials, None
     return partials, model_coherence_by_field(model, uvw, field_id, ant1, ant2, ddid, view)
@@ -68,18 +88,13 @@ def add_visibility_qa_graph(ms, view=None, row_chunk=None):
         row_chunk=row_chunk or reads.balanced_row_chunk(ms), group_cols=("DATA_DESC_ID",),
     )  # fmt: skip
     ddid_spw = reads.spw_of_ddid(ms)
-    n_field = reads.read_subtable(ms, "FIELD", columns=["NAME"]).sizes["row"]
-    array = array_of(ms)
-    n_ant, uv_max = len(array.names), array.uv_max_m()
-    unit_weights = not reads.weights_meaningful(ms)
+    context = QAContext.of(ms, view)
     columns = ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG", "WEIGHT", "ANTENNA1",
                "ANTENNA2", "FIELD_ID", "UVW")  # fmt: skip
     graph = []
     for ds in xds_list:
         ddid = int(ds.attrs["DATA_DESC_ID"])
-        summed = add_summed_chunks(
-            ds, columns, _chunk_qa, ddid, n_field, n_ant, uv_max, view, unit_weights
-        )
+        summed = add_summed_chunks(ds, columns, chunk_qa, ddid, context)
         graph.append((int(ddid_spw[ddid]), summed))
     return graph, present
 
@@ -88,8 +103,14 @@ def compute_visibility_qa(ms, view=None, row_chunk=None, scheduler=None):
     """Computed :class:`SpwQA` per SPW (sorted) and the optional columns present."""
     graph, present = add_visibility_qa_graph(ms, view, row_chunk)
     (computed,) = reads.compute_reading([g[1] for g in graph], scheduler)
+    return spw_results([g[0] for g in graph], computed), present
+
+
+def spw_results(spws, computed) -> list:
+    """:class:`SpwQA` per SPW (sorted) from the summed (partials, coherence) of each
+    dataset of SPW ``spws[i]`` (several DATA_DESC_IDs of one SPW add up)."""
     results = {}
-    for (spw, _), (partials, coherence) in zip(graph, computed, strict=True):
+    for spw, (partials, coherence) in zip(spws, computed, strict=True):
         if spw in results:  # several DATA_DESC_IDs of one SPW
             old = results[spw]
             coherence = (
@@ -98,7 +119,7 @@ def compute_visibility_qa(ms, view=None, row_chunk=None, scheduler=None):
             )  # fmt: skip
             partials = old.partials + partials
         results[spw] = SpwQA(spw, partials, coherence)
-    return [results[s] for s in sorted(results)], present
+    return [results[s] for s in sorted(results)]
 
 
 def save_visibility_qa(ms, calibrator, path, primary_beam: bool = True) -> dict:
@@ -108,6 +129,11 @@ def save_visibility_qa(ms, calibrator, path, primary_beam: bool = True) -> dict:
 
     view = None if calibrator is None else calibrator_view(ms, calibrator, primary_beam)
     results, present = compute_visibility_qa(ms, view)
+    return keep_visibility_qa(results, present, path)
+
+
+def keep_visibility_qa(results, present, path) -> dict:
+    """Keep a QA pass's results at ``path`` (renamed into place) for the run's report."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
@@ -120,8 +146,8 @@ def load_visibility_qa(paths):
     """The results of :func:`save_visibility_qa` files joined: (SpwQA per SPW, present)."""
     results, present = {}, set()
     for path in paths:
-        spw_results, spw_present = pickle.loads(Path(path).read_bytes())
-        results.update({r.spw: r for r in spw_results})
+        kept, spw_present = pickle.loads(Path(path).read_bytes())
+        results.update({r.spw: r for r in kept})
         present.update(spw_present)
     return [results[s] for s in sorted(results)], [c for c in OPTIONAL_COLUMNS if c in present]
 
