@@ -49,6 +49,9 @@ def run_step(step, obs: ObservationPlan, spw, upstream, body, retries: int) -> S
         first = blocked[0]
         reason = f"{first.step} {first.status}" + (f": {first.error}" if first.error else "")
         return StepOutcome(obs.ms, spw, step, SKIPPED, error=reason)
+    from dsa110_contimg.casa_env import keep_large_allocations
+
+    keep_large_allocations()  # once per process: large arrays reuse freed memory
     started, cpu_started = time.perf_counter(), time.process_time()
     error = None
     for attempt in range(1, retries + 2):

@@ -130,7 +130,7 @@ _MAIN_TABLE_VIEWS = {"SORTED_TABLE"}
 
 def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
                        leave_out=("MODEL_DATA", "CORRECTED_DATA"), read_columns=(),
-                       add_columns=(), block_bytes: int = 64 << 20) -> int:  # fmt: skip
+                       add_columns=(), block_bytes: int = 16 << 20) -> int:  # fmt: skip
     """A new MS at ``outputvis``: the rows of ``vis`` matching TaQL ``where``, every
     subtable whole, ids unchanged (what ``mstransform`` with ``reindex=False`` and
     ``datacolumn='data'`` makes), the columns ``leave_out`` left out.
