@@ -318,6 +318,29 @@ def run_apply(args) -> int:
     return _run(args, plan, None)
 
 
+def _in_thread(function, *args):
+    """``function(*args)`` started in a thread of its own: a future of its result.
+
+    Any dask computation in it uses local threads, never the cluster closing meanwhile.
+    """
+    import threading
+    from concurrent.futures import Future
+
+    import dask
+
+    future = Future()
+
+    def work():
+        try:
+            with dask.config.set(scheduler="threads"):
+                future.set_result(function(*args))
+        except BaseException as error:  # noqa: BLE001 - handed to whoever waits for it
+            future.set_exception(error)
+
+    threading.Thread(target=work, name=f"{function.__name__}", daemon=True).start()
+    return future
+
+
 def _run(args, plan, calibrator) -> int:
     from dsa110_contimg.calibration.pipeline import run_plan
     from dsa110_contimg.calibration.plan import format_plan
@@ -336,7 +359,9 @@ def _run(args, plan, calibrator) -> int:
     progress = False if args.no_progress else None
     with open_run(cluster_choice(args), args.run_dir, args.performance_report, progress) as run:
         summary = run_plan(plan, run.client, run.run_dir, calibrator, progress=run.progress)
-    reports = qa_of_calibration_run(summary, calibrator, args.run_dir)
+        # the report is drawn while the cluster closes (its workers stopping take a second)
+        reporting = _in_thread(qa_of_calibration_run, summary, calibrator, args.run_dir)
+    reports = reporting.result()
     if args.json:
         print_json({**summary.to_json(), "summary_path": summary.summary_path})
     else:
