@@ -21,7 +21,7 @@ import uuid
 
 import dask
 
-from dsa110_contimg.calibration import steps
+from dsa110_contimg.calibration import solving, steps
 from dsa110_contimg.calibration.plan import (
     ALL_SPW,
     CalibrationPlan,
@@ -191,10 +191,10 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged, prep
     if chained:
         for p in obs.pieces:
             staged = {step: obs.staged(p.table(step)) for step, _ in solve_steps(config)}
-            chain = _task(steps.solve_chain, _key("solve", obs, p.spw), obs, config, log_dir,
+            chain = _task(solving.solve_chain, _key("solve", obs, p.spw), obs, config, log_dir,
                           solve_vis[p.spw], p.spw, staged, [ready[p.spw]])  # fmt: skip
             for step, table in staged.items():
-                task = _task(steps.chain_outcome, _key(step, obs, p.spw), chain, step)
+                task = _task(solving.chain_outcome, _key(step, obs, p.spw), chain, step)
                 outcomes.append(task)
                 tables[p.spw][step] = (table, task)
     for step, _ in [] if chained else solve_steps(config):
@@ -208,7 +208,7 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged, prep
                 priors[prior] = table
                 upstream.append(task)
             task = _task(
-                steps.solve,
+                solving.solve,
                 _key(step, obs),
                 step,
                 obs,
@@ -227,7 +227,7 @@ def _add_solves(obs: ObservationPlan, config, calibrator, log_dir, flagged, prep
         for p in obs.pieces:
             entry = tables[p.spw]
             task = _task(
-                steps.solve,
+                solving.solve,
                 _key(step, obs, p.spw),
                 step,
                 obs,

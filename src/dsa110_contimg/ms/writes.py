@@ -198,8 +198,8 @@ def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
 
 
 def _add_column_like_data(out, name: str, cell_shape) -> None:
-    """A column ``name`` with DATA's description, tiled as DATA (or in tiles of 1 MiB
-    where DATA is not tiled) in a storage manager of its own."""
+    """A column ``name`` (of a table without rows) described as DATA, its cells
+    ``cell_shape`` (chan, corr) tiled by about 1 MiB in a storage manager of its own."""
     from casacore.tables import makecoldesc
 
     description = out.getcoldesc("DATA")
@@ -207,8 +207,6 @@ def _add_column_like_data(out, name: str, cell_shape) -> None:
     description["comment"] = f"The {name} column"
     n_chan, n_corr = cell_shape
     tile_shape = [n_corr, n_chan, max(1, (1 << 20) // (8 * n_chan * n_corr))]
-    for cube in out.getdminfo("DATA").get("SPEC", {}).get("HYPERCUBES", {}).values():
-        tile_shape = cube.get("TileShape", tile_shape)
     manager = {"TYPE": "TiledShapeStMan", "NAME": f"{name}_hypercolumn",
                "SPEC": {"DEFAULTTILESHAPE": np.asarray(tile_shape, dtype=np.int32)}}  # fmt: skip
     out.addcols(makecoldesc(name, description), manager)
