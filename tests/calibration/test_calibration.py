@@ -185,6 +185,9 @@ def test_native_engine_equals_casa(calibrated, calibrated_native, corrupted_smal
     casa_logs = {p.name.rsplit("-", 1)[-1] for p in Path(native.output_dir).glob("run/casa/*.log")}
     assert not casa_logs & {"flag.log", "prebp.log", "bpcal.log", "apply.log"}, casa_logs
     casa_obs, native_obs = casa.observations[0], native.observations[0]
+    # the native copy flagged, modelled and summed the check; CASA's model step did
+    assert {p["checked_in"] for p in native_obs.phasing.values()} == {"prepare"}
+    assert {p["checked_in"] for p in casa_obs.phasing.values()} == {"model"}
     assert set(native_obs.merged_tables) == set(casa_obs.merged_tables)
     for step, casa_table in casa_obs.merged_tables.items():
         sa, sb, good = assert_solutions_agree(casa_table, native_obs.merged_tables[step], step)

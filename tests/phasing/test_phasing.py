@@ -517,3 +517,38 @@ def test_prepare_in_one_pass_equals_copy_flag_then_model(corrupted_small, tmp_pa
         for key in ("data_model_phase_scatter_deg", "median_amp_ratio", "flagged_fraction",
                     "model_coherence", "data_model_phase_floor_deg"):  # fmt: skip
             np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-9, err_msg=key)
+
+
+def test_check_partials_of_chunks_add_up_and_a_chunk_without_wanted_fields_adds_nothing(
+    corrupted_small,
+):
+    """The check's per-chunk sums: a chunk holding none of the wanted fields gives zeros
+    (the copy's blocks can fall between the calibrator's fields), and two halves of a
+    chunk add up to the whole."""
+    from dsa110_contimg.phasing.check import spw_chunk_partials
+    from dsa110_contimg.phasing.view import calibrator_view, predicted_model
+
+    view = calibrator_view(corrupted_small, CAL, True)
+    with table(str(corrupted_small), ack=False) as main, main.query("DATA_DESC_ID==1") as spw1:
+        cols = {c: spw1.getcol(c) for c in ("DATA", "FLAG", "WEIGHT", "ANTENNA1", "ANTENNA2",
+                                            "FIELD_ID", "UVW")}  # fmt: skip
+    model = predicted_model(cols["UVW"], cols["FIELD_ID"], 1, view)
+    wanted = np.zeros(view.n_field, bool)
+    wanted[list(CAL_FIELDS)] = True
+
+    def partials(rows, wanted_fields):
+        return spw_chunk_partials(
+            cols["DATA"][rows], model[rows], cols["FLAG"][rows], cols["WEIGHT"][rows],
+            cols["ANTENNA1"][rows], cols["ANTENNA2"][rows], cols["FIELD_ID"][rows],
+            cols["UVW"][rows], 1, view, wanted_fields, False,
+        )  # fmt: skip
+
+    elsewhere = np.flatnonzero(~wanted[cols["FIELD_ID"]])
+    none_wanted, coherence = partials(elsewhere, wanted)
+    assert len(elsewhere) and not none_wanted.any() and not coherence.any()
+    whole, _ = partials(slice(None), wanted)
+    half = len(cols["FIELD_ID"]) // 2
+    first, _ = partials(slice(0, half), wanted)
+    second, _ = partials(slice(half, None), wanted)
+    assert whole[list(CAL_FIELDS)].any()
+    np.testing.assert_allclose(first + second, whole, rtol=1e-9)

@@ -208,6 +208,7 @@ def model(obs: ObservationPlan, piece: SpwPiece, config, calibrator, flagged, pr
             ),
             "median_amp_ratio": float(np.median([f.median_amp_ratio for f in report.fields])),
             "stale_model_fields": [f.geometry.field_id for f in report.fields if f.stale_model],
+            "checked_in": "model" if sums is None else "prepare",  # which pass summed it
         }
 
     return run_step("model", obs, piece.spw, [flagged], body, config.retries)

@@ -146,8 +146,9 @@ def spw_chunk_partials(
     partials = np.zeros((view.n_field, kernels.PARTIALS_LENGTH))
     order = None if np.all(np.diff(field_id) >= 0) else np.argsort(field_id, kind="stable")
     sorted_ids = field_id if order is None else field_id[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(sorted_ids) != 0])[: len(sorted_ids)]
-    stops = np.r_[starts[1:], len(sorted_ids)][: len(starts)]
+    # each field's run of rows; none in a chunk holding no wanted field
+    starts = np.flatnonzero(np.diff(sorted_ids, prepend=-1) != 0)
+    stops = np.append(starts[1:], len(sorted_ids)) if len(starts) else starts
     for start, stop in zip(starts, stops, strict=True):
         rows = slice(start, stop) if order is None else order[start:stop]
         a1, a2 = np.asarray(ant1[rows]), np.asarray(ant2[rows])
